@@ -1,0 +1,191 @@
+"""Every error buildsdk raises, in one small tree.
+
+```
+BuildSDKError
+├── ContextError            the build context cannot be packed (unreadable file, bad pattern,
+│                           missing Dockerfile, a file that changed while it was read)
+├── UnsupportedOption       an option needs a newer API version or another builder
+├── CredentialsError        a credential helper is missing or failed when its credentials
+│                           were needed
+├── EngineUnreachable       no connection could be made; names the address tried
+├── EngineTimeout           connecting or reading took longer than allowed
+├── StreamError             the response stream broke off or is not the engine's JSON
+├── BuildError              the engine reported that the build failed
+└── APIError                the engine answered with an HTTP error status
+    ├── BadRequest          400
+    ├── Unauthorized        401
+    ├── Forbidden           403
+    ├── NotFound            404
+    ├── Conflict            409
+    ├── ServerError         500 and any other 5xx not listed
+    └── ServiceUnavailable  503
+```
+
+Invalid option values are reported by pydantic as `pydantic.ValidationError` while the
+options object is constructed, before anything is sent; that class is pydantic's own and
+is not part of this tree.
+
+No error message here ever contains a credential: messages are built from the engine's
+answer, paths and option names only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from buildsdk.events import BuildEvent
+
+__all__ = [
+    "APIError",
+    "BadRequest",
+    "BuildError",
+    "BuildSDKError",
+    "Conflict",
+    "ContextError",
+    "CredentialsError",
+    "EngineTimeout",
+    "EngineUnreachable",
+    "Forbidden",
+    "NotFound",
+    "ServerError",
+    "ServiceUnavailable",
+    "StreamError",
+    "Unauthorized",
+    "UnsupportedOption",
+    "api_error_for_status",
+]
+
+
+class BuildSDKError(Exception):
+    """Base class of every error buildsdk raises on purpose."""
+
+
+class ContextError(BuildSDKError):
+    """The build context could not be packed; `path` names the file or pattern at fault."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+class UnsupportedOption(BuildSDKError):
+    """An option cannot be sent: the API version is too old, or the builder ignores it."""
+
+    def __init__(
+        self,
+        option: str,
+        message: str,
+        *,
+        required: str | None = None,
+        given: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.option = option
+        self.required = required
+        self.given = given
+
+
+class CredentialsError(BuildSDKError):
+    """A credential helper is missing or failed while its credentials were needed."""
+
+
+class EngineUnreachable(BuildSDKError):
+    """No connection to the engine could be made at `address`."""
+
+    def __init__(self, address: str, reason: str, hint: str | None = None) -> None:
+        text = f"cannot reach the engine at {address}: {reason}"
+        if hint:
+            text += f" ({hint})"
+        super().__init__(text)
+        self.address = address
+        self.reason = reason
+        self.hint = hint
+
+
+class EngineTimeout(BuildSDKError):
+    """Connecting to the engine or waiting for its answer took longer than allowed."""
+
+
+class StreamError(BuildSDKError):
+    """The engine's response stream broke off or could not be decoded."""
+
+
+class BuildError(BuildSDKError):
+    """The engine reported a failed build; carries its message, the whole log and the events."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        log: str = "",
+        events: Sequence[BuildEvent] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.log = log
+        self.events = list(events)
+
+
+class APIError(BuildSDKError):
+    """The engine answered with an HTTP error; `message` is the engine's own text."""
+
+    def __init__(self, status_code: int, message: str, *, method: str = "", path: str = "") -> None:
+        where = f" ({method} {path})" if method and path else ""
+        super().__init__(f"{status_code}: {message}{where}")
+        self.status_code = status_code
+        self.message = message
+        self.method = method
+        self.path = path
+
+
+class BadRequest(APIError):
+    """The engine rejected the request as invalid (HTTP 400)."""
+
+
+class Unauthorized(APIError):
+    """The engine or a registry behind it refused the credentials (HTTP 401)."""
+
+
+class Forbidden(APIError):
+    """The engine refused the operation (HTTP 403)."""
+
+
+class NotFound(APIError):
+    """The engine does not know the object or endpoint (HTTP 404)."""
+
+
+class Conflict(APIError):
+    """The request conflicts with the engine's state (HTTP 409)."""
+
+
+class ServerError(APIError):
+    """The engine failed while handling the request (HTTP 500 and other 5xx)."""
+
+
+class ServiceUnavailable(APIError):
+    """The engine is not able to serve the request now (HTTP 503)."""
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    503: ServiceUnavailable,
+}
+
+
+def api_error_for_status(
+    status_code: int, message: str, *, method: str = "", path: str = ""
+) -> APIError:
+    """Return the `APIError` subclass instance that fits an HTTP status code."""
+    cls = _BY_STATUS.get(status_code)
+    if cls is None:
+        cls = ServerError if status_code >= 500 else APIError
+    return cls(status_code, message, method=method, path=path)
