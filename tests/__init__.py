@@ -1,0 +1,1 @@
+"""buildsdk's test suite."""

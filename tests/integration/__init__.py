@@ -1,0 +1,1 @@
+"""Tests against real engines started by scripts/engines."""

@@ -1,0 +1,271 @@
+"""Fixtures that connect integration tests to the engines started by ``scripts/engines``.
+
+Why: ``scripts/engines up`` writes every address and credential to one env file; that file
+is the contract between the script and the tests. It is found through
+``BUILDSDK_ENGINES_ENV``, else ``$BUILDSDK_ENGINES_DIR/env``, else ``.engines/env`` in the
+repository. Variables of the same names in the environment win over the file, so the tests
+can also run against engines started some other way.
+
+Each engine has its own fixture that first checks the engine answers, so a missing Podman
+only affects Podman tests. When engines are required (``CI`` set, or
+``BUILDSDK_REQUIRE_ENGINES=1``) an unreachable engine fails the test; otherwise it skips
+with a hint on how to start the engines.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import ssl
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+import httpx
+import pytest
+
+__all__ = [
+    "REPO_ROOT",
+    "Engines",
+    "TLSFiles",
+    "dockerd_http",
+    "dockerd_tls_http",
+    "engines",
+    "engines_unavailable",
+    "load_engines",
+    "podman_http",
+    "registry_http",
+    "unix_socket_path",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The repository root, where ``scripts/engines`` lives."""
+
+_START_HINT = (
+    "start them with `scripts/engines up` (as root), or set BUILDSDK_ENGINES_ENV to an env "
+    "file it wrote"
+)
+_TIMEOUT = httpx.Timeout(10.0, read=300.0)
+
+
+def _required() -> bool:
+    ci = os.environ.get("CI", "").strip().lower()
+    if ci not in ("", "0", "false", "no"):
+        return True
+    return os.environ.get("BUILDSDK_REQUIRE_ENGINES", "").strip() == "1"
+
+
+def engines_unavailable(message: str) -> NoReturn:
+    """Fail the test when engines are required, else skip it; the message says what is missing."""
+    if _required():
+        pytest.fail(f"{message} (engines are required here: CI or BUILDSDK_REQUIRE_ENGINES=1)")
+    pytest.skip(f"{message}; {_START_HINT}")
+
+
+def unix_socket_path(host: str) -> str:
+    """Return the filesystem path of a ``unix://`` engine address."""
+    if not host.startswith("unix://"):
+        raise ValueError(f"not a unix socket address: {host!r}")
+    return host[len("unix://") :]
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """The client side of a TLS engine: CA certificate, client certificate and its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Build a client SSL context that trusts only the CA and presents the client cert."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.cert), str(self.key))
+        return context
+
+
+@dataclass(frozen=True)
+class Engines:
+    """Where the test engines are and how to authenticate; ``None`` for one not started."""
+
+    env_file: Path | None
+    state_dir: Path | None
+    services: tuple[str, ...]
+    base_image: str
+    dockerd_host: str | None
+    dockerd_network: str
+    dockerd_tls_host: str | None
+    dockerd_tls: TLSFiles | None
+    podman_host: str | None
+    podman_network: str
+    registry: str | None
+    registry_user: str | None
+    registry_password: str | None = field(repr=False)
+    registry_image: str | None
+    ssh_host: str | None
+    ssh_config: Path | None
+    ssh_key: Path | None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str], env_file: Path | None) -> Engines:
+        """Read the ``BUILDSDK_*`` keys that ``scripts/engines up`` writes."""
+
+        def text(key: str) -> str | None:
+            value = values.get(key, "").strip()
+            return value or None
+
+        def path(key: str) -> Path | None:
+            value = text(key)
+            return Path(value) if value else None
+
+        ca, cert, key = (
+            path("BUILDSDK_DOCKERD_TLS_CA"),
+            path("BUILDSDK_DOCKERD_TLS_CERT"),
+            path("BUILDSDK_DOCKERD_TLS_KEY"),
+        )
+        return cls(
+            env_file=env_file,
+            state_dir=path("BUILDSDK_ENGINES_DIR"),
+            services=tuple((text("BUILDSDK_ENGINES_SERVICES") or "").split()),
+            base_image=text("BUILDSDK_BASE_IMAGE") or "busybox:latest",
+            dockerd_host=text("BUILDSDK_DOCKERD_HOST"),
+            dockerd_network=text("BUILDSDK_DOCKERD_NETWORK") or "host",
+            dockerd_tls_host=text("BUILDSDK_DOCKERD_TLS_HOST"),
+            dockerd_tls=TLSFiles(ca, cert, key) if ca and cert and key else None,
+            podman_host=text("BUILDSDK_PODMAN_HOST"),
+            podman_network=text("BUILDSDK_PODMAN_NETWORK") or "host",
+            registry=text("BUILDSDK_REGISTRY"),
+            registry_user=text("BUILDSDK_REGISTRY_USER"),
+            registry_password=text("BUILDSDK_REGISTRY_PASSWORD"),
+            registry_image=text("BUILDSDK_REGISTRY_IMAGE"),
+            ssh_host=text("BUILDSDK_SSH_HOST"),
+            ssh_config=path("BUILDSDK_SSH_CONFIG"),
+            ssh_key=path("BUILDSDK_SSH_KEY"),
+        )
+
+
+def _env_file_path(environ: Mapping[str, str]) -> Path:
+    if environ.get("BUILDSDK_ENGINES_ENV"):
+        return Path(environ["BUILDSDK_ENGINES_ENV"])
+    if environ.get("BUILDSDK_ENGINES_DIR"):
+        return Path(environ["BUILDSDK_ENGINES_DIR"]) / "env"
+    return REPO_ROOT / ".engines" / "env"
+
+
+def _parse_env_file(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        if words[0] == "export":
+            words = words[1:]
+        for word in words:
+            key, sep, value = word.partition("=")
+            if sep:
+                values[key] = value
+    return values
+
+
+def load_engines(environ: Mapping[str, str] | None = None) -> Engines | None:
+    """Load the engine description from the env file and environment, or ``None`` if absent."""
+    env = os.environ if environ is None else environ
+    env_file = _env_file_path(env)
+    values: dict[str, str] = {}
+    found: Path | None = None
+    if env_file.is_file():
+        values.update(_parse_env_file(env_file.read_text()))
+        found = env_file
+    values.update({k: v for k, v in env.items() if k.startswith("BUILDSDK_") and v})
+    engines = Engines.from_mapping(values, found)
+    if not any(
+        (engines.dockerd_host, engines.dockerd_tls_host, engines.podman_host, engines.registry)
+    ):
+        return None
+    return engines
+
+
+def _check_unix_socket(host: str, what: str) -> str:
+    # httpcore leaks the socket when a unix-socket connect fails, which filterwarnings=error
+    # turns into an unrelated-looking error later; so try the connect ourselves first.
+    path = unix_socket_path(host)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(5.0)
+            probe.connect(path)
+    except OSError as exc:
+        engines_unavailable(f"{what} does not answer: {exc}")
+    return path
+
+
+def _ping(client: httpx.Client, what: str) -> None:
+    try:
+        response = client.get("/_ping", timeout=10.0)
+    except httpx.TransportError as exc:
+        engines_unavailable(f"{what} does not answer: {exc!r}")
+    if response.status_code != 200 or response.text != "OK":
+        engines_unavailable(f"{what} answered /_ping with {response.status_code}")
+
+
+@pytest.fixture(scope="session")
+def engines() -> Engines:
+    """The engines described by the env file of ``scripts/engines up``."""
+    loaded = load_engines()
+    if loaded is None:
+        engines_unavailable(f"no engines configured (no env file at {_env_file_path(os.environ)})")
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def dockerd_http(engines: Engines) -> Iterator[httpx.Client]:
+    """A raw httpx client on the first dockerd's unix socket; checked to answer /_ping."""
+    if engines.dockerd_host is None:
+        engines_unavailable("dockerd was not started (no BUILDSDK_DOCKERD_HOST)")
+    what = f"dockerd at {engines.dockerd_host}"
+    transport = httpx.HTTPTransport(uds=_check_unix_socket(engines.dockerd_host, what))
+    with httpx.Client(transport=transport, base_url="http://docker", timeout=_TIMEOUT) as client:
+        _ping(client, what)
+        yield client
+
+
+@pytest.fixture(scope="session")
+def dockerd_tls_http(engines: Engines) -> Iterator[httpx.Client]:
+    """A raw httpx client speaking mutual TLS to the second dockerd; checked to answer."""
+    if engines.dockerd_tls_host is None or engines.dockerd_tls is None:
+        engines_unavailable("the TLS dockerd was not started (no BUILDSDK_DOCKERD_TLS_*)")
+    if not engines.dockerd_tls_host.startswith("tcp://"):
+        raise ValueError(f"TLS dockerd address is not tcp://: {engines.dockerd_tls_host!r}")
+    base_url = "https://" + engines.dockerd_tls_host[len("tcp://") :]
+    context = engines.dockerd_tls.ssl_context()
+    with httpx.Client(base_url=base_url, verify=context, timeout=_TIMEOUT) as client:
+        _ping(client, f"TLS dockerd at {engines.dockerd_tls_host}")
+        yield client
+
+
+@pytest.fixture(scope="session")
+def podman_http(engines: Engines) -> Iterator[httpx.Client]:
+    """A raw httpx client on Podman's Docker-compatible API socket; checked to answer."""
+    if engines.podman_host is None:
+        engines_unavailable("Podman was not started (no BUILDSDK_PODMAN_HOST)")
+    what = f"Podman at {engines.podman_host}"
+    transport = httpx.HTTPTransport(uds=_check_unix_socket(engines.podman_host, what))
+    with httpx.Client(transport=transport, base_url="http://podman", timeout=_TIMEOUT) as client:
+        _ping(client, what)
+        yield client
+
+
+@pytest.fixture(scope="session")
+def registry_http(engines: Engines) -> Iterator[httpx.Client]:
+    """A raw httpx client for the registry, without credentials; checked to answer /v2/."""
+    if engines.registry is None:
+        engines_unavailable("the registry was not started (no BUILDSDK_REGISTRY)")
+    with httpx.Client(base_url=f"http://{engines.registry}", timeout=_TIMEOUT) as client:
+        try:
+            response = client.get("/v2/")
+        except httpx.TransportError as exc:
+            engines_unavailable(f"registry at {engines.registry} does not answer: {exc!r}")
+        if response.status_code not in (200, 401):
+            engines_unavailable(f"registry answered /v2/ with {response.status_code}")
+        yield client
