@@ -1,0 +1,850 @@
+"""Registry credentials as the Docker CLI reads them, and the `X-Registry-Config` header.
+
+Why this module exists: `docker login` leaves credentials in several places — plain
+`auths` entries in `config.json`, a `credsStore` program, per-registry `credHelpers`
+programs, and (CLI 28.3+) the `DOCKER_AUTH_CONFIG` variable — and `docker build` (classic
+builder) sends all of them to the engine in one header so that `FROM private/image` can
+be pulled. Reproducing that byte for byte means reproducing the CLI's precedence rules
+(`GetAllCredentials` in docker/cli `cli/config/configfile/file.go`), the helper protocol
+(docker-credential-helpers: `get` reads a server URL on stdin and prints
+`{"ServerURL","Username","Secret"}`, `Username == "<token>"` means the secret is an
+identity token, `list` prints `{"<url>": "<username>"}`), and Go's JSON encoder.
+
+Where this deliberately differs from the CLI 28.2.2 it was checked against:
+
+- A failing or missing helper is logged on the `buildsdk` logger and skipped in
+  `DockerConfig.all_credentials`; the CLI drops *every* credential when the `credsStore`
+  fails (it then sends `{}`). Only `DockerConfig.credentials_for`, which is asked for one
+  registry, raises `CredentialsError` when that registry's helper cannot answer.
+- A malformed `auth` entry is an error for that registry only; the CLI ignores the whole
+  file (proxies and headers included) with a warning.
+- `registry_config_header` renames a Docker Hub entry stored under another name
+  (`docker.io`, `index.docker.io`, ...) to `https://index.docker.io/v1/`, the only key the
+  engine looks up for Hub; the CLI sends keys as they are written.
+- `~/.dockercfg` (removed from the CLI in v23/v25) is still read when no `config.json`
+  exists, as docker-py does.
+
+BuildKit (`version="2"`) ignores `X-Registry-Config`: the engine's BuildKit path asks the
+client for credentials through a session instead (moby/moby#41818, moby/buildkit#2058).
+A private base image with BuildKit therefore needs the session's auth provider;
+`buildkit_auth_warning` gives the text a client logs instead of failing silently.
+
+Secrets never reach a `repr`, `str`, log record or exception message: they are held as
+`pydantic.SecretStr`, helper output is never echoed when it could hold a secret, and
+error messages name only registries, helpers and files.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+
+from buildsdk._configfile import ConfigFileError, config_dir, load_config_file
+from buildsdk.errors import CredentialsError
+from buildsdk.proxy import ProxyConfig
+
+__all__ = [
+    "DEFAULT_HELPER_TIMEOUT",
+    "INDEX_SERVER",
+    "DockerConfig",
+    "RegistryAuth",
+    "auth_config_key",
+    "buildkit_auth_warning",
+    "convert_to_hostname",
+    "merge_credentials",
+    "registry_config_header",
+    "run_credential_helper",
+]
+
+INDEX_SERVER = "https://index.docker.io/v1/"
+"""The key under which Docker Hub credentials are stored and looked up by the engine."""
+
+DEFAULT_HELPER_TIMEOUT = 30.0
+"""Seconds a `docker-credential-*` program may run before it is killed."""
+
+_HUB_HOSTNAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+_HELPER_PREFIX = "docker-credential-"
+_TOKEN_USERNAME = "<token>"
+_NOT_FOUND_MESSAGE = "credentials not found in native keychain"
+_AUTH_CONFIG_ENV = "DOCKER_AUTH_CONFIG"
+_CUSTOM_HEADERS_ENV = "DOCKER_CUSTOM_HEADERS"
+_MAX_HELPER_MESSAGE = 200
+
+_logger = logging.getLogger("buildsdk")
+
+
+# --------------------------------------------------------------------------- model
+
+
+class RegistryAuth(BaseModel):
+    """Credentials for one registry, in the shape of the engine's `AuthConfig`.
+
+    Secrets are `SecretStr`, so `repr`/`str` show `'**********'`. Given `auth`
+    (base64 `user:password`) without `username`/`password`, both are decoded from it,
+    as the Docker CLI does when it reads `config.json`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    username: str | None = None
+    password: SecretStr | None = None
+    auth: SecretStr | None = None
+    email: str | None = None
+    server_address: str | None = None
+    identity_token: SecretStr | None = None
+    registry_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _decode_auth(self) -> RegistryAuth:
+        if self.auth is None or not self.auth.get_secret_value():
+            return self
+        try:
+            username, password = _decode_auth(self.auth.get_secret_value())
+        except ValueError as exc:
+            # The message names the rule broken, never the value.
+            raise ValueError(f"auth {exc}") from None
+        if self.username is None and self.password is None:
+            # Frozen models cannot be assigned to; this runs once, during construction.
+            object.__setattr__(self, "username", username)
+            object.__setattr__(self, "password", SecretStr(password))
+        return self
+
+    def to_engine_json(self) -> dict[str, str]:
+        """Return the `AuthConfig` JSON object the CLI sends: non-empty fields in Go's order."""
+        fields: tuple[tuple[str, str | SecretStr | None], ...] = (
+            ("username", self.username),
+            ("password", self.password),
+            ("auth", self.auth),
+            ("email", self.email),
+            ("serveraddress", self.server_address),
+            ("identitytoken", self.identity_token),
+            ("registrytoken", self.registry_token),
+        )
+        out: dict[str, str] = {}
+        for key, value in fields:
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if text:
+                out[key] = text
+        return out
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no username, password or token is set (a helper found nothing)."""
+        return not any(
+            (
+                self.username,
+                self.password and self.password.get_secret_value(),
+                self.auth and self.auth.get_secret_value(),
+                self.identity_token and self.identity_token.get_secret_value(),
+                self.registry_token and self.registry_token.get_secret_value(),
+            )
+        )
+
+
+def _decode_auth(text: str) -> tuple[str, str]:
+    """Split base64 `user:password` like the CLI's decodeAuth; errors never quote the value."""
+    # Go's StdEncoding decoder skips CR and LF, and nothing else.
+    compact = text.replace("\r", "").replace("\n", "")
+    try:
+        raw = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not valid base64") from None
+    decoded = raw.decode("utf-8", errors="replace")
+    username, sep, password = decoded.partition(":")
+    if not sep or not username:
+        raise ValueError("does not decode to 'username:password'")
+    return username, password.strip("\x00")
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def convert_to_hostname(maybe_url: str) -> str:
+    """Reduce a registry URL to `host[:port]` as the CLI's ConvertToHostname does.
+
+    `https://registry.example.com:5000/v2/` gives `registry.example.com:5000`; a string
+    without `://` is cut at its first `/`.
+    """
+    if "://" in maybe_url:
+        parsed = _url_host_port(maybe_url)
+        if parsed is not None and parsed[0]:
+            host, port = parsed
+            if not port:
+                return host
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return maybe_url.split("/", 1)[0]
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+def _url_host_port(url: str) -> tuple[str, str] | None:
+    """The hostname and port Go's url.Parse would find, or None where it would fail."""
+    scheme, colon, rest = url.partition(":")
+    if not colon or not _SCHEME.fullmatch(scheme) or not rest.startswith("//"):
+        return None
+    authority = re.split(r"[/?#]", rest[2:], maxsplit=1)[0]
+    hostport = authority.rpartition("@")[2]
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            return None
+        host, after = hostport[1:end], hostport[end + 1 :]
+        if after and not after.startswith(":"):
+            return None
+        port = after[1:]
+    else:
+        host, _, port = hostport.partition(":") if ":" in hostport else (hostport, "", "")
+        if ":" in port:
+            return None
+    if port and not port.isdigit():
+        return None
+    return host, port
+
+
+def auth_config_key(registry: str) -> str:
+    """The key credentials for `registry` are stored under: the Hub index URL, else host[:port]."""
+    hostname = convert_to_hostname(registry)
+    if hostname in _HUB_HOSTNAMES:
+        return INDEX_SERVER
+    return hostname
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def run_credential_helper(
+    helper: str,
+    action: str,
+    stdin: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_HELPER_TIMEOUT,
+) -> str:
+    """Run `docker-credential-<helper> <action>` with `stdin`; return its standard output.
+
+    The program is looked up on `env["PATH"]` (the process's PATH when `env` is None) and
+    runs with `env` as its environment. Raises `CredentialsError` when it is missing,
+    fails, or runs longer than `timeout` seconds (it is then killed with its children).
+    A failure whose output is the protocol's "credentials not found" message raises
+    `_NotFound`, which callers turn into "no credentials".
+    """
+    program = _HELPER_PREFIX + helper
+    if not helper or "/" in helper or os.sep in helper:
+        raise CredentialsError(f"credential helper name {helper!r} is not a plain program name")
+    environ = dict(os.environ if env is None else env)
+    path = shutil.which(program, path=environ.get("PATH", os.defpath))
+    if path is None:
+        raise CredentialsError(f"credential helper {program} was not found on PATH")
+    try:
+        proc = subprocess.Popen(
+            [path, action],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environ,
+            # Its own process group, so a timeout kills the helper's children too
+            # (a shell-script helper would otherwise keep the pipes open).
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise CredentialsError(
+            f"credential helper {program} could not be started: {exc.strerror or exc}"
+        ) from None
+    try:
+        out, err = proc.communicate(stdin.encode("utf-8"), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.communicate()
+        raise CredentialsError(
+            f"credential helper {program} did not answer {action!r} within {timeout:g} s"
+        ) from None
+    text = out.decode("utf-8", errors="replace")
+    if proc.returncode != 0:
+        if text.strip() == _NOT_FOUND_MESSAGE:
+            raise _NotFound(program)
+        detail = _helper_message(text) or _helper_message(err.decode("utf-8", "replace"))
+        suffix = f": {detail}" if detail else ""
+        raise CredentialsError(
+            f"credential helper {program} failed on {action!r} "
+            f"(exit status {proc.returncode}){suffix}"
+        )
+    return text
+
+
+class _NotFound(Exception):
+    """The helper answered that it holds no credentials for the server asked about."""
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def _helper_message(text: str) -> str:
+    """A helper's error text fit for an exception: one short line, never JSON.
+
+    Helpers print errors on stdout; a JSON answer on a failing exit could carry a secret,
+    so only plain text is quoted.
+    """
+    stripped = text.strip()
+    if not stripped or stripped[0] in "{[":
+        return ""
+    line = stripped.splitlines()[0]
+    return line if len(line) <= _MAX_HELPER_MESSAGE else line[:_MAX_HELPER_MESSAGE] + "..."
+
+
+def _helper_get(
+    helper: str, server: str, env: Mapping[str, str], timeout: float
+) -> RegistryAuth | None:
+    """`get` for `server`; None when the helper has nothing stored for it."""
+    program = _HELPER_PREFIX + helper
+    try:
+        out = run_credential_helper(helper, "get", server, env=env, timeout=timeout)
+    except _NotFound:
+        return None
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise CredentialsError(
+            f"credential helper {program} answered 'get' for {server} with something "
+            "that is not the protocol's JSON object"
+        )
+    username = answer.get("Username")
+    secret = answer.get("Secret")
+    if not isinstance(username, str) or not isinstance(secret, str):
+        raise CredentialsError(
+            f"credential helper {program} answered 'get' for {server} without "
+            "string Username and Secret fields"
+        )
+    if username == _TOKEN_USERNAME:
+        return RegistryAuth(identity_token=SecretStr(secret), server_address=server)
+    return RegistryAuth(
+        username=username or None,
+        password=SecretStr(secret) if secret else None,
+        server_address=server,
+    )
+
+
+def _helper_list(helper: str, env: Mapping[str, str], timeout: float) -> list[str]:
+    program = _HELPER_PREFIX + helper
+    try:
+        out = run_credential_helper(helper, "list", "unused", env=env, timeout=timeout)
+    except _NotFound:
+        return []
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        answer = None
+    if answer is None and not out.strip():
+        return []
+    if not isinstance(answer, dict):
+        raise CredentialsError(
+            f"credential helper {program} answered 'list' with something that is not "
+            "the protocol's JSON object"
+        )
+    return [key for key in answer if isinstance(key, str)]
+
+
+# --------------------------------------------------------------------------- config
+
+
+class DockerConfig:
+    """The Docker CLI's `config.json` as `docker build` reads it.
+
+    Use `DockerConfig.load(env)` to read it from `$DOCKER_CONFIG` or `~/.docker` (falling
+    back to the legacy `~/.dockercfg`), or build one from an already parsed JSON object.
+    Credentials from helpers are fetched when asked for, never at load time.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        path: Path | None = None,
+        credstore_env: Mapping[str, str] | None = None,
+        helper_timeout: float = DEFAULT_HELPER_TIMEOUT,
+        detect_default_store: bool = True,
+    ) -> None:
+        """Interpret a parsed `config.json` object.
+
+        `env` is the environment (DOCKER_AUTH_CONFIG, DOCKER_CUSTOM_HEADERS, and PATH
+        for helpers); None means `os.environ`. `credstore_env` is added to the
+        environment of every helper (docker-py's `credstore_env`).
+        """
+        self._env = env
+        self.path = path
+        """The file this configuration was read from, if any."""
+        self.helper_timeout = helper_timeout
+        """Seconds a credential helper may run."""
+        self._credstore_env = dict(credstore_env or {})
+        source = str(path) if path is not None else "the Docker configuration"
+        fields = _fold_keys(data or {}, source)
+
+        self._auths: dict[str, RegistryAuth] = {}
+        self._auth_errors: dict[str, str] = {}
+        for key, entry in _object(fields.get("auths"), f"{source}: auths").items():
+            where = f"{source}: auths[{key!r}]"
+            self._load_auth_entry(key, _object(entry, where), where)
+
+        store = _string(fields.get("credsstore"), f"{source}: credsStore")
+        self.cred_helpers: dict[str, str] = {
+            k: _string(v, f"{source}: credHelpers[{k!r}]") or ""
+            for k, v in _object(fields.get("credhelpers"), f"{source}: credHelpers").items()
+        }
+        """Per-registry helper suffixes (`credHelpers`), overriding `creds_store`."""
+        self.proxies: dict[str, ProxyConfig] = {
+            k: ProxyConfig.from_config(_object(v, f"{source}: proxies[{k!r}]"))
+            for k, v in _object(fields.get("proxies"), f"{source}: proxies").items()
+        }
+        """`proxies` entries: `default` and entries keyed by an engine host string."""
+        self.current_context: str | None = _string(
+            fields.get("currentcontext"), f"{source}: currentContext"
+        )
+        """The `currentContext` named in the file, if any."""
+        file_headers = {
+            k: _string(v, f"{source}: HttpHeaders[{k!r}]") or ""
+            for k, v in _object(fields.get("httpheaders"), f"{source}: HttpHeaders").items()
+        }
+        env_headers = _custom_headers_from_env(self._environ().get(_CUSTOM_HEADERS_ENV, ""))
+        # As in the CLI, the variable replaces the file's headers instead of adding to them.
+        self.http_headers: dict[str, str] = env_headers if env_headers else file_headers
+        """Extra request headers: `HttpHeaders`, or `DOCKER_CUSTOM_HEADERS` when set."""
+
+        self._env_auths, self._env_auth_error = _parse_env_auth_config(
+            self._environ().get(_AUTH_CONFIG_ENV, "")
+        )
+        self._explicit_auth = bool(store or self.cred_helpers or self._auths or self._auth_errors)
+        if not self._explicit_auth and detect_default_store:
+            # The CLI picks a platform store when the file configures no credentials at all.
+            store = _detect_default_store(self._environ())
+        self.creds_store: str | None = store or None
+        """The default credential helper suffix (`credsStore`), if any."""
+
+    @classmethod
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        credstore_env: Mapping[str, str] | None = None,
+        helper_timeout: float = DEFAULT_HELPER_TIMEOUT,
+    ) -> DockerConfig:
+        """Read `config.json` (or the legacy `~/.dockercfg` when it is absent) for `env`.
+
+        Raises `ConfigFileError` when the file exists but cannot be read or has the
+        wrong shape (the message names the file and key, never a value).
+        """
+        directory = config_dir(env)
+        path = directory / "config.json"
+        if path.exists():
+            data = load_config_file(env)
+            return cls(
+                data, env=env, path=path, credstore_env=credstore_env, helper_timeout=helper_timeout
+            )
+        environ = os.environ if env is None else env
+        home = environ.get("HOME") or os.path.expanduser("~")
+        legacy = Path(home) / ".dockercfg"
+        legacy_data = _load_legacy(legacy)
+        return cls(
+            legacy_data,
+            env=env,
+            path=legacy if legacy_data is not None else None,
+            credstore_env=credstore_env,
+            helper_timeout=helper_timeout,
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def _environ(self) -> Mapping[str, str]:
+        return os.environ if self._env is None else self._env
+
+    def _helper_env(self) -> dict[str, str]:
+        merged = dict(self._environ())
+        merged.update(self._credstore_env)
+        return merged
+
+    def _load_auth_entry(self, key: str, entry: Mapping[str, Any], where: str) -> None:
+        fields = _fold_keys(entry, where)
+        strings = {name: _string(fields.get(name), f"{where}.{name}") for name in _AUTH_FIELDS}
+        username, password = strings["username"], strings["password"]
+        if strings["auth"]:
+            try:
+                username, password = _decode_auth(strings["auth"])
+            except ValueError as exc:
+                self._auth_errors[key] = f"the 'auth' value for {key!r} in {where} {exc}"
+                return
+        self._auths[key] = RegistryAuth(
+            username=username or None,
+            password=SecretStr(password) if password else None,
+            email=strings["email"] or None,
+            server_address=key,
+            identity_token=SecretStr(v) if (v := strings["identitytoken"]) else None,
+            registry_token=SecretStr(v) if (v := strings["registrytoken"]) else None,
+        )
+
+    @property
+    def auths(self) -> dict[str, RegistryAuth]:
+        """`auths` entries of the file, decoded (entries with a malformed `auth` left out)."""
+        return dict(self._auths)
+
+    @property
+    def contains_auth(self) -> bool:
+        """True when the file or DOCKER_AUTH_CONFIG sets credentials (a detected store aside)."""
+        return self._explicit_auth or bool(self._env_auths) or self._env_auth_error is not None
+
+    def __repr__(self) -> str:
+        # Keys only: header values and credentials may be secrets.
+        return (
+            f"DockerConfig(path={str(self.path) if self.path else None!r}, "
+            f"auths={sorted(self._auths)!r}, creds_store={self.creds_store!r}, "
+            f"cred_helpers={self.cred_helpers!r}, proxies={sorted(self.proxies)!r}, "
+            f"http_headers={sorted(self.http_headers)!r}, "
+            f"current_context={self.current_context!r})"
+        )
+
+    # ------------------------------------------------------------------ credentials
+
+    def credentials_for(self, registry: str) -> RegistryAuth | None:
+        """Credentials for one registry (`docker.io`, `host:port`, or a URL), or None.
+
+        Follows the CLI: DOCKER_AUTH_CONFIG first, then the registry's `credHelpers`
+        entry or the `credsStore`, else the file's `auths` (matching keys by hostname).
+        Raises `CredentialsError` naming the helper and registry when the helper that
+        holds this registry's credentials is missing or fails, or when the stored entry
+        for it is malformed.
+        """
+        key = auth_config_key(registry)
+        if self._env_auth_error is not None:
+            raise CredentialsError(
+                f"cannot use {_AUTH_CONFIG_ENV} for {key}: {self._env_auth_error}"
+            )
+        if key in self._env_auths:
+            return self._env_auths[key]
+        helper = self._helper_for(key)
+        if helper:
+            try:
+                found = _helper_get(helper, key, self._helper_env(), self.helper_timeout)
+            except CredentialsError as exc:
+                raise CredentialsError(f"credentials for {key} are unavailable: {exc}") from None
+            if found is None or found.is_empty:
+                return None
+            return found
+        for name in self._file_keys_for(key):
+            if name in self._auth_errors:
+                raise CredentialsError(self._auth_errors[name])
+            return self._auths[name]
+        return None
+
+    def _helper_for(self, key: str) -> str:
+        if key in self.cred_helpers:
+            return self.cred_helpers[key]
+        for name, helper in self.cred_helpers.items():
+            if auth_config_key(name) == key:
+                return helper
+        return self.creds_store or ""
+
+    def _file_keys_for(self, key: str) -> Iterator[str]:
+        """File entries for `key`: the exact key, then keys with the same hostname."""
+        names = [*self._auths, *self._auth_errors]
+        if key in names:
+            yield key
+            return
+        for name in names:
+            if auth_config_key(name) == key:
+                yield name
+                return
+
+    def all_credentials(self) -> dict[str, RegistryAuth]:
+        """Every configured credential, keyed as the CLI keys them (GetAllCredentials).
+
+        The default store (the `credsStore` helper's `list` + `get`, else the file's
+        `auths`), overridden by DOCKER_AUTH_CONFIG, then by each `credHelpers` entry.
+        A helper that is missing or fails is logged as a warning and skipped; a helper
+        that has nothing for a registry gives an empty entry, as the CLI sends.
+        """
+        env = self._helper_env()
+        result: dict[str, RegistryAuth] = {}
+        if self.creds_store:
+            result.update(self._store_credentials(self.creds_store, env))
+        else:
+            for key, message in self._auth_errors.items():
+                _logger.warning("skipping credentials for %s: %s", key, message)
+            result.update(self._auths)
+        if self._env_auth_error is not None:
+            _logger.warning("ignoring %s: %s", _AUTH_CONFIG_ENV, self._env_auth_error)
+        result.update(self._env_auths)
+        for registry, helper in self.cred_helpers.items():
+            key = auth_config_key(registry)
+            if key in self._env_auths:
+                result[registry] = self._env_auths[key]
+                continue
+            try:
+                # The helper is asked for the canonical key (the Hub index URL for Hub
+                # names), as CLI 28.3+ does; `docker login` stores Hub under that URL.
+                found = _helper_get(helper, key, env, self.helper_timeout)
+            except CredentialsError as exc:
+                _logger.warning("skipping credentials for registry %s: %s", registry, exc)
+                continue
+            result[registry] = found if found is not None else RegistryAuth()
+        return result
+
+    def _store_credentials(self, store: str, env: Mapping[str, str]) -> dict[str, RegistryAuth]:
+        try:
+            servers = _helper_list(store, env, self.helper_timeout)
+        except CredentialsError as exc:
+            _logger.warning("skipping the credentials store %r: %s", store, exc)
+            return {}
+        found: dict[str, RegistryAuth] = {}
+        for server in servers:
+            try:
+                auth = _helper_get(store, server, env, self.helper_timeout)
+            except CredentialsError as exc:
+                _logger.warning("skipping credentials for registry %s: %s", server, exc)
+                continue
+            if auth is None:
+                found[server] = RegistryAuth()
+                continue
+            # The file may still hold an email for this server (the CLI keeps it there).
+            file_entry = self._auths.get(server)
+            email = file_entry.email if file_entry is not None else None
+            found[server] = auth.model_copy(update={"email": email}) if email else auth
+        return found
+
+
+_AUTH_FIELDS = ("username", "password", "auth", "email", "identitytoken", "registrytoken")
+
+
+def _fold_keys(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Lower-case an object's keys: Go's JSON decoder matches struct fields case-insensitively."""
+    if not isinstance(data, Mapping):
+        raise ConfigFileError(f"{where} must be a JSON object")
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigFileError(f"{where} must be a JSON object")
+    return dict(value)
+
+
+def _string(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        # The message names the key only: the value may be a secret.
+        raise ConfigFileError(f"{where} must be a string")
+    return value
+
+
+def _load_legacy(path: Path) -> dict[str, Any] | None:
+    """Turn a legacy `~/.dockercfg` into the `auths` shape; None when there is none.
+
+    Two formats existed: a JSON object `{"<registry>": {"auth": ..., "email": ...}}`, and
+    two `key = value` lines whose first holds the Docker Hub `auth`.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        return {"auths": data}
+    lines = text.split("\n")
+    if len(lines) < 2:
+        raise ConfigFileError(f"{path} is empty or not in a known format")
+    _, sep, value = lines[0].partition(" = ")
+    if not sep or " = " in value:
+        raise ConfigFileError(f"{path} is not in a known format")
+    return {"auths": {INDEX_SERVER: {"auth": value}}}
+
+
+def _parse_env_auth_config(text: str) -> tuple[dict[str, RegistryAuth], str | None]:
+    """Parse DOCKER_AUTH_CONFIG (`{"auths": {host: {"auth": ...}}}` and nothing else)."""
+    if not text:
+        return {}, None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}, "it is not one JSON object"
+    if not isinstance(data, dict) or {k.lower() for k in data} - {"auths"}:
+        return {}, 'it must be a JSON object with only an "auths" key'
+    auths = _fold_keys(data, _AUTH_CONFIG_ENV).get("auths") or {}
+    if not isinstance(auths, dict):
+        return {}, '"auths" must be a JSON object'
+    found: dict[str, RegistryAuth] = {}
+    for key, entry in auths.items():
+        if not isinstance(entry, dict) or {k.lower() for k in entry} - {"auth"}:
+            return {}, f'the entry for {key!r} may only hold an "auth" string'
+        value = _fold_keys(entry, _AUTH_CONFIG_ENV).get("auth")
+        if not isinstance(value, str) or not value:
+            return {}, f"the entry for {key!r} is missing its 'auth' value"
+        try:
+            username, password = _decode_auth(value)
+        except ValueError as exc:
+            return {}, f"the 'auth' value for {key!r} {exc}"
+        found[key] = RegistryAuth(
+            username=username,
+            password=SecretStr(password) if password else None,
+            server_address=key,
+        )
+    return found, None
+
+
+def _custom_headers_from_env(text: str) -> dict[str, str]:
+    """Parse DOCKER_CUSTOM_HEADERS: one CSV record of `key=value` pairs, later keys winning."""
+    if not text:
+        return {}
+    try:
+        fields = next(csv.reader([text.split("\n", 1)[0]], strict=True), [])
+    except csv.Error:
+        raise ConfigFileError(
+            f"{_CUSTOM_HEADERS_ENV} must be comma-separated key=value pairs"
+        ) from None
+    headers: dict[str, str] = {}
+    for index, pair in enumerate(fields, start=1):
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not key:
+            raise ConfigFileError(f"{_CUSTOM_HEADERS_ENV}: pair {index} has an empty key")
+        if not sep:
+            raise ConfigFileError(f'{_CUSTOM_HEADERS_ENV}: pair {index} ({key}) has no "="')
+        headers[_canonical_header(key)] = value
+    return headers
+
+
+def _canonical_header(key: str) -> str:
+    """Go's CanonicalHeaderKey: `x-meta-foo` -> `X-Meta-Foo` (left alone if not a token)."""
+    if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", key):
+        return key
+    return "-".join(part[:1].upper() + part[1:].lower() for part in key.split("-"))
+
+
+def _detect_default_store(env: Mapping[str, str]) -> str:
+    """The CLI's DetectDefaultStore on Linux: `pass` if installed, else `secretservice`,
+    kept only when its `docker-credential-*` program is on PATH."""
+    path = env.get("PATH", os.defpath)
+    candidate = "pass" if shutil.which("pass", path=path) else "secretservice"
+    return candidate if shutil.which(_HELPER_PREFIX + candidate, path=path) else ""
+
+
+# --------------------------------------------------------------------------- header
+
+
+def merge_credentials(
+    configured: Mapping[str, RegistryAuth], given: Mapping[str, RegistryAuth] | None
+) -> dict[str, RegistryAuth]:
+    """Combine configured credentials with ones given in code, which win.
+
+    A given entry replaces configured entries for the same registry however they are
+    spelled (`https://host/v1/` and `host` name the same registry), so the engine cannot
+    pick the configured one.
+    """
+    result = dict(configured)
+    for registry, auth in (given or {}).items():
+        key = auth_config_key(registry)
+        for name in [n for n in result if auth_config_key(n) == key]:
+            del result[name]
+        result[INDEX_SERVER if key == INDEX_SERVER else registry] = auth
+    return result
+
+
+def registry_config_header(auths: Mapping[str, RegistryAuth]) -> str:
+    """The `X-Registry-Config` value: URL-safe base64 (padded) of Go-encoded JSON.
+
+    Docker Hub entries under another name are moved to `https://index.docker.io/v1/`
+    unless that key is present. An empty mapping gives `e30=` (`{}`), as the CLI sends.
+    """
+    entries = dict(auths)
+    if INDEX_SERVER not in entries:
+        for name in sorted(entries):
+            if auth_config_key(name) == INDEX_SERVER:
+                entries[INDEX_SERVER] = entries.pop(name)
+                break
+    body = (
+        "{"
+        + ",".join(
+            f"{_go_string(key)}:{_go_object(entries[key].to_engine_json())}"
+            for key in sorted(entries)
+        )
+        + "}"
+    )
+    return base64.urlsafe_b64encode(body.encode("utf-8")).decode("ascii")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_GO_HTML_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def _go_string(text: str) -> str:
+    """A JSON string as Go's encoding/json writes it (HTML-safe, UTF-8, \\b and \\f short)."""
+    # Go sees invalid UTF-8 (here: lone surrogates) and writes U+FFFD for it.
+    encoded = json.dumps(_SURROGATE.sub("\ufffd", text), ensure_ascii=False)
+    for raw, escaped in _GO_HTML_ESCAPES.items():
+        encoded = encoded.replace(raw, escaped)
+    return encoded
+
+
+def _go_object(fields: Mapping[str, str]) -> str:
+    return "{" + ",".join(f"{_go_string(k)}:{_go_string(v)}" for k, v in fields.items()) + "}"
+
+
+# --------------------------------------------------------------------------- BuildKit
+
+
+def buildkit_auth_warning(
+    version: str | None,
+    *,
+    config: DockerConfig | None = None,
+    credentials: Mapping[str, RegistryAuth] | None = None,
+) -> str | None:
+    """The warning to log when BuildKit will ignore configured credentials, else None.
+
+    BuildKit (`version="2"`) does not read `X-Registry-Config`; private base images need
+    a session with an auth provider. Checking `config` runs no credential helper.
+    """
+    if version != "2":
+        return None
+    sources = []
+    if credentials:
+        sources.append("credentials passed in code")
+    if config is not None and config.contains_auth:
+        sources.append("the Docker configuration")
+    if not sources:
+        return None
+    return (
+        "BuildKit (version='2') ignores X-Registry-Config, so registry credentials from "
+        + " and ".join(sources)
+        + " are not used to pull base images; private base images need a BuildKit "
+        "session with registry auth, or the classic builder (version='1')"
+    )
