@@ -1,0 +1,760 @@
+"""The `buildsdk` command: `docker build`'s flags on top of the SDK, plus a few helpers.
+
+Why it is shaped this way: the command is the SDK's end-to-end proof, so it adds no
+protocol knowledge of its own. Flags are turned into a `BuildOptions` (whose validation
+messages are the command's usage errors), the request is the one `Client` sends, and a dry
+run prints that very request without connecting. What belongs to the command alone is the
+Docker CLI's reading of its flags:
+
+* booleans take pflag's `--flag=false` form (`1 t T TRUE true True 0 f F FALSE false False`);
+* `-f` is relative to the current directory (the SDK's `dockerfile` is relative to the
+  context), and `-f -` reads the Dockerfile from stdin;
+* `--build-arg KEY` takes KEY's value from the environment, or sends KEY without a value
+  (JSON `null`) when it is not set there, like `opts.ConvertKVStringsToMapWithNil`;
+* `--label k` means the empty value; repeated `--ulimit` names keep the last one;
+* a PATH of `-` reads a tar archive (or a lone Dockerfile) from stdin.
+
+Exit statuses: 0 success, 1 the build (or the engine) failed, 2 bad usage or an invalid
+option (reported before connecting), 3 no engine could be reached.
+
+Unlike the Docker CLI, a Git or HTTP(S) URL is handed to the engine as `remote` instead of
+being fetched by the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, Final, NoReturn, TextIO
+
+from pydantic import ValidationError
+
+from buildsdk._progress import (
+    PlainProgress,
+    Progress,
+    QuietProgress,
+    RawJsonProgress,
+    TtyProgress,
+    human_size,
+)
+from buildsdk.build import REMOTE_PREFIXES, BuildOptions, BuildOutput, query_string
+from buildsdk.errors import (
+    APIError,
+    BuildError,
+    BuildSDKError,
+    ContextError,
+    EngineTimeout,
+    EngineUnreachable,
+    UnsupportedOption,
+)
+from buildsdk.versions import MAX_API_VERSION, ApiVersion
+
+__all__ = [
+    "EXIT_BUILD_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "build_options_from_args",
+    "main",
+    "parse_args",
+]
+
+EXIT_OK: Final = 0
+"""The command did what it was asked."""
+EXIT_BUILD_FAILED: Final = 1
+"""The build failed, or the engine refused or broke off the request."""
+EXIT_USAGE: Final = 2
+"""Bad usage or an invalid option; nothing was sent."""
+EXIT_UNREACHABLE: Final = 3
+"""No engine could be reached at the address tried."""
+
+_BOOL_FLAGS: Final = (
+    "--no-cache",
+    "--pull",
+    "--quiet",
+    "--rm",
+    "--force-rm",
+    "--squash",
+    "--compress",
+    "--dry-run",
+    "--all",
+    "--json",
+)
+_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+_FALSE_SUFFIX: Final = "\x00false"
+_SECRET_HEADER_WORDS: Final = ("auth", "token", "cookie", "secret", "password", "key")
+
+
+class _UsageError(Exception):
+    """A command line the command cannot act on; printed with exit status 2."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so `main` can return the status."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _normalize_bools(argv: Sequence[str]) -> list[str]:
+    """Rewrite pflag's `--flag=VALUE` for boolean flags into forms argparse understands."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        name, sep, value = arg.partition("=")
+        if sep and name in _BOOL_FLAGS:
+            if value in _TRUE:
+                out.append(name)
+            elif value in _FALSE:
+                out.append(name + _FALSE_SUFFIX)
+            else:
+                raise _UsageError(
+                    f'buildsdk: invalid argument "{value}" for "{name}" flag: expected true or false'
+                )
+        else:
+            out.append(arg)
+    return out
+
+
+def _add_bool(
+    parser: argparse.ArgumentParser, *names: str, dest: str, default: bool, help: str
+) -> None:
+    parser.add_argument(*names, dest=dest, action="store_true", default=default, help=help)
+    long = next(n for n in names if n.startswith("--"))
+    parser.add_argument(
+        long + _FALSE_SUFFIX, dest=dest, action="store_false", help=argparse.SUPPRESS
+    )
+
+
+def _engine_flags() -> _ArgumentParser:
+    parent = _ArgumentParser(add_help=False)
+    group = parent.add_argument_group("engine")
+    group.add_argument("-H", "--host", help="engine address (default: DOCKER_HOST or context)")
+    group.add_argument("--context", dest="docker_context", help="docker context to use")
+    group.add_argument(
+        "--api-version", help="API version to speak instead of negotiating (e.g. 1.41)"
+    )
+    return parent
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="buildsdk",
+        description="Build images through the Docker Engine API (docker build's flags).",
+        allow_abbrev=False,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    engine = _engine_flags()
+
+    build = sub.add_parser(
+        "build",
+        parents=[engine],
+        help="build an image from a directory, URL or stdin (-)",
+        allow_abbrev=False,
+    )
+    build.add_argument("path", metavar="PATH | URL | -", help="the build context")
+    build.add_argument("-t", "--tag", action="append", default=[], help="name:tag (repeatable)")
+    build.add_argument(
+        "-f", "--file", help="Dockerfile, relative to the current directory; - for stdin"
+    )
+    build.add_argument("--build-arg", action="append", default=[], help="KEY=VALUE or KEY")
+    build.add_argument("--label", action="append", default=[], help="KEY=VALUE image label")
+    _add_bool(build, "--no-cache", dest="no_cache", default=False, help="do not use the cache")
+    _add_bool(build, "--pull", dest="pull", default=False, help="always pull base images")
+    _add_bool(build, "-q", "--quiet", dest="quiet", default=False, help="print only the ID")
+    _add_bool(build, "--rm", dest="rm", default=True, help="remove intermediate containers")
+    _add_bool(build, "--force-rm", dest="force_rm", default=False, help="always remove them")
+    build.add_argument("-m", "--memory", help="memory limit (e.g. 512m)")
+    build.add_argument("--memory-swap", help="memory plus swap limit, -1 for unlimited swap")
+    build.add_argument("-c", "--cpu-shares", type=_int64, help="relative CPU weight")
+    build.add_argument("--cpuset-cpus", help="CPUs to use (0-3, 0,1)")
+    build.add_argument("--cpuset-mems", help="memory nodes to use (0-3, 0,1)")
+    build.add_argument("--cpu-period", type=_int64, help="CFS period in microseconds")
+    build.add_argument("--cpu-quota", type=_int64, help="CFS quota in microseconds")
+    build.add_argument("--shm-size", help="size of /dev/shm (e.g. 128m)")
+    build.add_argument("--ulimit", action="append", default=[], help="name=soft[:hard]")
+    build.add_argument("--add-host", action="append", default=[], help="host:ip or host=ip")
+    build.add_argument("--network", help="network mode of RUN instructions")
+    build.add_argument(
+        "--platform",
+        default=os.environ.get("DOCKER_DEFAULT_PLATFORM") or None,
+        help="target platform os[/arch[/variant]] (default: DOCKER_DEFAULT_PLATFORM)",
+    )
+    build.add_argument("--target", help="build stage to stop at")
+    build.add_argument("--cache-from", action="append", default=[], help="cache source image")
+    build.add_argument("--cgroup-parent", help="parent cgroup of RUN containers")
+    build.add_argument("--isolation", help="container isolation (default, process, hyperv)")
+    build.add_argument("--security-opt", action="append", default=[], help="security option")
+    _add_bool(build, "--squash", dest="squash", default=False, help="squash new layers")
+    _add_bool(build, "--compress", dest="compress", default=False, help="gzip the context")
+    build.add_argument("--iidfile", help="write the image ID to this file")
+    build.add_argument(
+        "--builder",
+        choices=("classic", "buildkit"),
+        help="builder to use (default: classic, or BuildKit with --output or DOCKER_BUILDKIT=1)",
+    )
+    build.add_argument(
+        "-o", "--output", action="append", default=[], help="BuildKit output: type=TYPE[,k=v]"
+    )
+    build.add_argument(
+        "--progress",
+        choices=("auto", "plain", "tty", "rawjson", "quiet"),
+        default="auto",
+        help="how to show progress (auto: tty on a terminal, else plain)",
+    )
+    _add_bool(
+        build, "--dry-run", dest="dry_run", default=False, help="print the request, send nothing"
+    )
+    build.set_defaults(func=_cmd_build)
+
+    context = sub.add_parser(
+        "context", help="list the files a build context would send", allow_abbrev=False
+    )
+    context.add_argument("path", nargs="?", default=".", metavar="PATH")
+    context.add_argument("-f", "--file", help="Dockerfile, relative to the current directory")
+    _add_bool(context, "--json", dest="json", default=False, help="print JSON")
+    context.add_argument("--why", metavar="PATH", help="say which .dockerignore line decides PATH")
+    context.set_defaults(func=_cmd_context)
+
+    prune = sub.add_parser("prune", parents=[engine], help="remove build cache", allow_abbrev=False)
+    _add_bool(prune, "-a", "--all", dest="all", default=False, help="remove all cache")
+    prune.add_argument("--filter", action="append", default=[], help="KEY=VALUE filter")
+    prune.add_argument("--keep-storage", help="keep this much cache (API <= 1.47)")
+    prune.add_argument("--reserved-space", help="always keep this much cache (API >= 1.48)")
+    prune.add_argument("--max-used-space", help="cache size limit (API >= 1.48)")
+    prune.add_argument("--min-free-space", help="free disk space to keep (API >= 1.48)")
+    prune.set_defaults(func=_cmd_prune)
+
+    info = sub.add_parser(
+        "info", parents=[engine], help="show the engine and its builders", allow_abbrev=False
+    )
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def _int64(value: str) -> int:
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {value!r}") from None
+    if not -(2**63) <= number < 2**63:
+        raise argparse.ArgumentTypeError(f"{value} is out of range for a 64-bit integer")
+    return number
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a command line (without the program name); raises on bad usage."""
+    return _build_parser().parse_args(_normalize_bools(argv))
+
+
+def _build_args(values: Sequence[str], env: Mapping[str, str]) -> dict[str, str | None]:
+    args: dict[str, str | None] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if sep:
+            args[key] = value
+        else:
+            args[key] = env.get(key)
+    return args
+
+
+def _labels(values: Sequence[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in values:
+        key, _, value = item.partition("=")
+        labels[key] = value
+    return labels
+
+
+def _ulimits(values: Sequence[str]) -> list[str]:
+    by_name: dict[str, str] = {}
+    for item in values:
+        by_name[item.partition("=")[0]] = item
+    return list(by_name.values())
+
+
+def _outputs(values: Sequence[str]) -> list[BuildOutput]:
+    outputs = []
+    for spec in values:
+        attrs: dict[str, str] = {}
+        for field in spec.split(","):
+            key, sep, value = field.partition("=")
+            if not sep:
+                if len(values) == 1 and "," not in spec and spec:
+                    # `-o DIR` is the CLI's short form of `type=local,dest=DIR`.
+                    attrs = {"type": "local", "dest": spec}
+                    break
+                raise _UsageError(f"invalid --output {spec!r}: expected type=TYPE[,key=value]")
+            attrs[key.strip().lower() if key.strip() == "type" else key.strip()] = value
+        kind = attrs.pop("type", "")
+        if not kind:
+            raise _UsageError(f"invalid --output {spec!r}: type is required")
+        outputs.append(BuildOutput(type=kind, attrs=attrs))
+    return outputs
+
+
+def build_options_from_args(
+    args: argparse.Namespace,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    stdin: IO[bytes] | None = None,
+) -> BuildOptions:
+    """Turn parsed `build` arguments into `BuildOptions` as the Docker CLI reads its flags.
+
+    Raises `pydantic.ValidationError` for invalid values and `ValueError` for a context path
+    or Dockerfile that does not exist; nothing is read from the context yet.
+    """
+    env = os.environ if env is None else env
+    base = Path(os.getcwd() if cwd is None else cwd)
+    kwargs: dict[str, Any] = {}
+    path: str = args.path
+    stdin_dockerfile = args.file == "-"
+    if path == "-":
+        if stdin_dockerfile:
+            raise ValueError(
+                "invalid argument: can't use stdin for both build context and Dockerfile"
+            )
+        data = stdin if stdin is not None else sys.stdin.buffer
+        reader, is_archive = _sniff_archive(data)
+        kwargs["fileobj"] = reader
+        kwargs["custom_context"] = is_archive
+    elif path.startswith(REMOTE_PREFIXES):
+        kwargs["path"] = path
+    else:
+        directory = base / path
+        if not directory.is_dir():
+            raise ValueError(f'unable to prepare context: path "{path}" not found')
+        kwargs["path"] = str(directory)
+    if stdin_dockerfile:
+        data = stdin if stdin is not None else sys.stdin.buffer
+        kwargs["fileobj"] = io.BytesIO(data.read())
+    elif args.file is not None:
+        if "path" in kwargs and not path.startswith(REMOTE_PREFIXES):
+            dockerfile = base / args.file
+            if not dockerfile.is_file():
+                raise ValueError(
+                    f"unable to prepare context: the Dockerfile ({args.file}) does not exist"
+                )
+            kwargs["dockerfile"] = str(dockerfile.resolve())
+        else:
+            kwargs["dockerfile"] = args.file
+
+    limits = {
+        "memory": args.memory,
+        "memswap": args.memory_swap,
+        "cpushares": args.cpu_shares,
+        "cpusetcpus": args.cpuset_cpus,
+        "cpusetmems": args.cpuset_mems,
+        "cpuperiod": args.cpu_period,
+        "cpuquota": args.cpu_quota,
+    }
+    limits = {k: v for k, v in limits.items() if v not in (None, "", 0)}
+    if limits:
+        kwargs["container_limits"] = limits
+
+    outputs = _outputs(args.output)
+    builder = args.builder
+    if builder is None:
+        flag = env.get("DOCKER_BUILDKIT", "").strip()
+        if flag in _TRUE or (outputs and flag not in _FALSE):
+            builder = "buildkit"
+        else:
+            builder = "classic"
+    return BuildOptions(
+        tag=tuple(args.tag),
+        quiet=args.quiet,
+        nocache=args.no_cache,
+        rm=args.rm,
+        pull=args.pull,
+        forcerm=args.force_rm,
+        buildargs=_build_args(args.build_arg, env),
+        gzip=args.compress,
+        shmsize=args.shm_size or None,
+        labels=_labels(args.label),
+        cache_from=tuple(args.cache_from),
+        target=args.target,
+        network_mode=args.network,
+        squash=args.squash or None,
+        extra_hosts=tuple(args.add_host),
+        platform=args.platform,
+        isolation=args.isolation or None,
+        ulimits=_ulimits(args.ulimit),
+        cgroup_parent=args.cgroup_parent,
+        security_opt=tuple(args.security_opt),
+        outputs=tuple(outputs),
+        version="2" if builder == "buildkit" else "1",
+        **kwargs,
+    )
+
+
+class _Prefixed(io.RawIOBase):
+    """A reader that returns `head` first, then the rest of `tail` (stdin after a peek)."""
+
+    def __init__(self, head: bytes, tail: IO[bytes]) -> None:
+        self._head = head
+        self._tail = tail
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._tail.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._tail.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _sniff_archive(stream: IO[bytes]) -> tuple[IO[bytes], bool]:
+    """Peek at stdin: a tar (plain or compressed) is a context, anything else a Dockerfile."""
+    head = b""
+    while len(head) < 512:
+        chunk = stream.read(512 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    compressed = head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"))
+    is_tar = len(head) >= 262 and head[257:262] == b"ustar"
+    reader: IO[bytes] = io.BufferedReader(_Prefixed(head, stream))
+    return reader, compressed or is_tar
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `buildsdk` command with `argv` (default: `sys.argv[1:]`); return the status."""
+    try:
+        args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    except _UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help and --version print and "exit" with 0
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except _UsageError as exc:
+        print(f"buildsdk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineUnreachable as exc:
+        print(f"buildsdk: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        print("buildsdk: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _usage_from(exc: ValidationError | ValueError | UnsupportedOption) -> _UsageError:
+    if isinstance(exc, ValidationError):
+        lines = []
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in error["loc"]) or "options"
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"invalid {where}: {message}")
+        return _UsageError("\n".join(lines))
+    return _UsageError(str(exc))
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from buildsdk.client import Client
+
+    try:
+        return Client(args.host, context=args.docker_context, api_version=args.api_version)
+    except (ValueError, ValidationError) as exc:
+        raise _usage_from(exc) from None
+
+
+def _choose_progress(args: argparse.Namespace) -> tuple[Progress, TextIO]:
+    mode = "quiet" if args.quiet else args.progress
+    err = sys.stderr
+    if mode == "auto":
+        tty = err.isatty() and os.environ.get("TERM", "") != "dumb"
+        mode = "tty" if tty else "plain"
+    if mode == "tty":
+        size = shutil.get_terminal_size()
+        return TtyProgress(err, width=size.columns, height=size.lines), err
+    if mode == "plain":
+        return PlainProgress(err), err
+    if mode == "rawjson":
+        return RawJsonProgress(sys.stdout), err
+    return QuietProgress(), err
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    try:
+        options = build_options_from_args(args)
+        if args.api_version is not None:
+            ApiVersion.parse(args.api_version)
+    except (ValidationError, ValueError) as exc:
+        raise _usage_from(exc) from None
+    if args.dry_run:
+        return _dry_run(args, options)
+    if args.iidfile:
+        # Like the CLI: a stale ID file must not survive a failed build.
+        Path(args.iidfile).unlink(missing_ok=True)
+    progress, err = _choose_progress(args)
+    client = _client(args)
+    try:
+        with client, client.build(options) as build:
+            try:
+                for event in build:
+                    progress.feed(event)
+            finally:
+                progress.close()
+            result = build.result()
+    except BuildError as exc:
+        print(exc.message, file=err)
+        return EXIT_BUILD_FAILED
+    except (UnsupportedOption, ValidationError) as exc:
+        print(f"buildsdk: {_usage_from(exc)}", file=err)
+        return EXIT_USAGE
+    except ContextError as exc:
+        print(f"buildsdk: unable to prepare context: {exc}", file=err)
+        return EXIT_BUILD_FAILED
+    except EngineUnreachable:
+        raise
+    except (APIError, EngineTimeout, BuildSDKError) as exc:
+        print(f"buildsdk: {exc}", file=err)
+        return EXIT_BUILD_FAILED
+    if result.image_id and (args.quiet or args.progress == "quiet"):
+        print(result.image_id)
+    if args.iidfile and result.image_id:
+        Path(args.iidfile).write_text(result.image_id)
+    return EXIT_OK
+
+
+# -- dry run ------------------------------------------------------------------------------
+
+
+def _describe_registry_config(value: str) -> str:
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(value.encode("ascii")))
+    except (ValueError, UnicodeError):
+        return "<not decodable>"
+    hosts = sorted(decoded) if isinstance(decoded, dict) else []
+    noun = "registry" if len(hosts) == 1 else "registries"
+    return f"<{len(hosts)} {noun}" + (": " + ", ".join(hosts) if hosts else "") + ">"
+
+
+def _mask_header(name: str, value: str) -> str:
+    if name.lower() == "x-registry-config":
+        return _describe_registry_config(value)
+    if any(word in name.lower() for word in _SECRET_HEADER_WORDS):
+        return "<masked>"
+    return value
+
+
+def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
+    version = ApiVersion.parse(args.api_version) if args.api_version else MAX_API_VERSION
+    client = _client(args)
+    out = sys.stdout
+    try:
+        with client:
+            request, context = client._prepare_build(options, version)
+            out.write(f"{request.method} {request.path}?{query_string(request.params)}\n")
+            if not args.api_version:
+                out.write(
+                    f"# API {version} assumed: a dry run does not ask the engine "
+                    "(pin it with --api-version)\n"
+                )
+            out.write(f"# engine: {client.endpoint.host}\n")
+            out.write("query:\n")
+            for key, value in request.params:
+                out.write(f"  {key}={value}\n")
+            out.write("headers:\n")
+            for name, value in request.headers.items():
+                out.write(f"  {name}: {_mask_header(name, value)}\n")
+            out.write(_context_summary(options, context) + "\n")
+    except (UnsupportedOption, ValidationError) as exc:
+        raise _usage_from(exc) from None
+    except ContextError as exc:
+        print(f"buildsdk: unable to prepare context: {exc}", file=sys.stderr)
+        return EXIT_BUILD_FAILED
+    return EXIT_OK
+
+
+def _context_summary(options: BuildOptions, context: Any) -> str:
+    if context is None:
+        return f"context: none sent; the engine fetches {options.remote_url}"
+    sent = sum(len(chunk) for chunk in context)
+    body = f"{sent} bytes of {'gzip-compressed ' if options.gzip else ''}tar"
+    if options.custom_context:
+        return f"context: archive from stdin, {body}"
+    if options.path is None or options.is_remote:
+        return f"context: a Dockerfile only, {body}"
+    from buildsdk.context import list_context
+
+    entries = list_context(options.path, dockerfile=options.dockerfile)
+    files = [e for e in entries if e.type == "file"]
+    size = sum(e.size for e in files)
+    return f"context: {len(files)} files, {size} bytes ({len(entries)} entries; {body})"
+
+
+# -- context, prune, info -------------------------------------------------------------------
+
+
+def _cmd_context(args: argparse.Namespace) -> int:
+    from buildsdk.context import list_context
+    from buildsdk.dockerignore import PatternMatcher, read_dockerignore
+
+    root = Path(args.path)
+    if not root.is_dir():
+        raise _UsageError(f'unable to prepare context: path "{args.path}" not found')
+    dockerfile = str((Path.cwd() / args.file).resolve()) if args.file else None
+    try:
+        entries = list_context(root, dockerfile=dockerfile)
+        if args.why is not None:
+            return _explain(root, args.why, PatternMatcher, read_dockerignore, args.json)
+    except ContextError as exc:
+        print(f"buildsdk: {exc}", file=sys.stderr)
+        return EXIT_BUILD_FAILED
+    files = [e for e in entries if e.type == "file"]
+    total = sum(e.size for e in files)
+    if args.json:
+        payload = {
+            "entries": [
+                {
+                    "name": e.name,
+                    "type": e.type,
+                    "size": e.size,
+                    "mode": e.mode,
+                    "linkname": e.linkname,
+                }
+                for e in entries
+            ],
+            "files": len(files),
+            "bytes": total,
+        }
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for e in entries:
+        size = str(e.size) if e.type == "file" else "-"
+        suffix = "/" if e.type == "dir" else f" -> {e.linkname}" if e.linkname else ""
+        print(f"{size:>12}  {e.name}{suffix}")
+    print(f"{len(files)} files, {total} bytes ({human_size(total)}) in {len(entries)} entries")
+    return EXIT_OK
+
+
+def _explain(root: Path, target: str, matcher_cls: Any, reader: Any, as_json: bool) -> int:
+    ignore = root / ".dockerignore"
+    raw = ignore.read_bytes() if ignore.is_file() else b""
+    patterns = reader(raw)
+    matcher = matcher_cls(patterns)
+    rel = target.strip("/") or "."
+    excluded = bool(matcher.matches_or_parent_matches(rel))
+    line_text = matcher.which_pattern(rel)
+    line_no = None
+    if line_text is not None:
+        for number, line in enumerate(raw.decode("utf-8", "replace").splitlines(), start=1):
+            if line.strip() == line_text.strip() or line == line_text:
+                line_no = number
+    if as_json:
+        print(
+            json.dumps({"path": rel, "excluded": excluded, "line": line_no, "pattern": line_text})
+        )
+        return EXIT_OK
+    if line_text is None:
+        print(f"{rel}: included (no .dockerignore line matches it)")
+    elif excluded:
+        print(f"{rel}: excluded by .dockerignore line {line_no}: {line_text}")
+    else:
+        print(f"{rel}: included again by .dockerignore line {line_no}: {line_text}")
+    return EXIT_OK
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from buildsdk.prune import PruneOptions
+
+    filters: dict[str, Any] = {}
+    for item in args.filter:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise _UsageError(f"invalid filter {item!r}: expected KEY=VALUE")
+        filters.setdefault(key.replace("-", "_"), []).append(value)
+    fields: dict[str, Any] = {"all": args.all}
+    if filters:
+        fields["filters"] = {k: v[0] if len(v) == 1 else v for k, v in filters.items()}
+    for name in ("keep_storage", "reserved_space", "max_used_space", "min_free_space"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = value
+    try:
+        options = PruneOptions(**fields)
+    except (ValidationError, ValueError) as exc:
+        raise _usage_from(exc) from None
+    client = _client(args)
+    try:
+        with client:
+            result = client.prune_builds(options)
+    except UnsupportedOption as exc:
+        raise _usage_from(exc) from None
+    except EngineUnreachable:
+        raise
+    except BuildSDKError as exc:
+        print(f"buildsdk: {exc}", file=sys.stderr)
+        return EXIT_BUILD_FAILED
+    if result.caches_deleted:
+        print("Deleted build cache objects:")
+        for cache_id in result.caches_deleted:
+            print(cache_id)
+        print()
+    print(f"Total reclaimed space: {human_size(result.space_reclaimed)}")
+    return EXIT_OK
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        with client:
+            ping = client.ping()
+            negotiated = client.api_version
+            version = client.version()
+    except EngineUnreachable:
+        raise
+    except BuildSDKError as exc:
+        print(f"buildsdk: {exc}", file=sys.stderr)
+        return EXIT_BUILD_FAILED
+    builders = ["classic"]
+    os_type = ping.os_type or version.os
+    if negotiated >= ApiVersion(1, 38) and os_type == "linux":
+        builders.append("buildkit")
+    preferred = {"1": "classic", "2": "buildkit"}.get(ping.builder_version or "", "not said")
+    rows = [
+        ("Endpoint", client.endpoint.host),
+        ("Engine", f"{version.version} ({version.os}/{version.arch})"),
+        ("Engine API", f"{version.min_api_version or '?'} to {version.api_version}"),
+        ("API version", f"{negotiated} (buildsdk speaks up to {MAX_API_VERSION})"),
+        ("Builders", ", ".join(builders) + f" (engine prefers: {preferred})"),
+        ("Experimental", "yes" if ping.experimental else "no"),
+    ]
+    for component in version.components:
+        name = component.get("Name")
+        if isinstance(name, str) and name != "Engine":
+            rows.append((f"  {name}", str(component.get("Version", ""))))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label + ':':<{width + 1}} {value}")
+    return EXIT_OK
