@@ -1,0 +1,213 @@
+"""The outcome of a build, collected from its events.
+
+`ResultCollector` is sans-I/O: the client hands it every event as it yields it, then calls
+`finish()` once the stream has ended. It decides success the way the engine reports it, never
+by reading log text:
+
+- failure: an `ErrorEvent` (the engine's `errorDetail`); else a BuildKit vertex that reported
+  an error while no image id arrived (the stream broke off after the failing step);
+- the image id: the last `ImageIdEvent` (classic `aux.ID`, BuildKit's `moby.image.id`). With
+  `q=1` the engine sends nothing but `{"stream": "sha256:<64 hex>\\n"}`, so a stream message
+  of exactly that shape is accepted as the id when it is the last log message and no aux id
+  came; arbitrary log text is never searched (docker-py's "Successfully built" regex matches
+  pip's "Successfully built cffi").
+
+The log is text for people. Classic builds: the `stream` texts as sent, plus status lines
+that are not progress ticks (`"<id>: <status>"`). BuildKit builds: one section per vertex in
+the order vertices first appeared, numbered like `docker build --progress plain`:
+`#N <name>`, its output lines as `#N <line>`, then `#N CACHED` or `#N ERROR: <error>`.
+Warnings: classic `[Warning] ` lines (prefix removed) and BuildKit warnings' short texts.
+
+With `keep_events=False` the collector keeps no event objects: memory grows with the log
+text only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import NoReturn
+
+from pydantic import BaseModel, ConfigDict
+
+from buildsdk.errors import BuildError
+from buildsdk.events import (
+    BuildEvent,
+    ErrorEvent,
+    ImageIdEvent,
+    LogEvent,
+    StatusEvent,
+    VertexEvent,
+    VertexLogEvent,
+    VertexWarningEvent,
+)
+
+__all__ = ["BuildResult", "ResultCollector"]
+
+_QUIET_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}\n")
+_WARNING_PREFIX = "[Warning] "
+
+
+class BuildResult(BaseModel):
+    """A finished, successful build: the image id, its tags, the log, warnings and timing."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    image_id: str
+    """The image id as the engine reported it (`sha256:…`); empty when no image was expected."""
+    tags: tuple[str, ...] = ()
+    """The tags requested for the build, in the order given."""
+    log: str = ""
+    """The build output as text (see the module documentation for its format)."""
+    warnings: tuple[str, ...] = ()
+    """Warnings the engine reported, in order."""
+    duration: float = 0.0
+    """Seconds from sending the request to the end of the stream."""
+    events_count: int = 0
+    """How many events the build stream produced."""
+
+
+class _Vertex:
+    __slots__ = ("cached", "error", "log", "name", "number")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.name = ""
+        self.cached = False
+        self.error = ""
+        self.log = bytearray()
+
+
+class ResultCollector:
+    """Accumulates the events of one build and turns them into a `BuildResult` or `BuildError`.
+
+    `tags` are reported back in the result; with `keep_events=False` no events are kept (and
+    `BuildError.events` is empty); with `expect_image=False` (an `outputs` export that
+    produces no image) a missing image id is not an error.
+    """
+
+    def __init__(
+        self,
+        tags: Sequence[str] = (),
+        keep_events: bool = True,
+        *,
+        expect_image: bool = True,
+    ) -> None:
+        self._tags = (tags,) if isinstance(tags, str) else tuple(tags)
+        self._keep_events = keep_events
+        self._expect_image = expect_image
+        self._events: list[BuildEvent] = []
+        self._count = 0
+        self._text: list[str] = []
+        self._vertices: dict[str, _Vertex] = {}
+        self._warnings: list[str] = []
+        self._image_id: str | None = None
+        self._quiet_id: str | None = None
+        self._error: ErrorEvent | None = None
+        self._vertex_error: str | None = None
+
+    @property
+    def events(self) -> list[BuildEvent]:
+        """The events added so far (empty when `keep_events` is false)."""
+        return list(self._events)
+
+    @property
+    def image_id(self) -> str | None:
+        """The image id reported so far, if any."""
+        return self._image_id if self._image_id is not None else self._quiet_id
+
+    def add(self, event: BuildEvent) -> None:
+        """Take one event into account, in stream order."""
+        self._count += 1
+        if self._keep_events:
+            self._events.append(event)
+        if isinstance(event, LogEvent):
+            text = event.text
+            self._text.append(text)
+            self._quiet_id = text[:-1] if _QUIET_IMAGE_ID.fullmatch(text) else None
+            if _WARNING_PREFIX in text:
+                self._warnings.extend(
+                    line[len(_WARNING_PREFIX) :]
+                    for line in text.splitlines()
+                    if line.startswith(_WARNING_PREFIX)
+                )
+        elif isinstance(event, VertexLogEvent):
+            self._vertex(event.vertex).log += event.data
+        elif isinstance(event, VertexEvent):
+            vertex = self._vertex(event.digest)
+            vertex.name = event.name or vertex.name
+            vertex.cached = vertex.cached or event.cached
+            if event.error:
+                vertex.error = event.error
+                if self._vertex_error is None:
+                    self._vertex_error = event.error
+        elif isinstance(event, ImageIdEvent):
+            self._image_id = event.image_id
+        elif isinstance(event, ErrorEvent):
+            if self._error is None:
+                self._error = event
+        elif isinstance(event, VertexWarningEvent):
+            self._warnings.append(event.short.decode("utf-8", "replace"))
+        elif isinstance(event, StatusEvent):
+            detail = event.progress_detail
+            if detail is None or detail.current is None:
+                self._text.append(
+                    f"{event.id}: {event.status}\n" if event.id else f"{event.status}\n"
+                )
+
+    def _vertex(self, digest: str) -> _Vertex:
+        vertex = self._vertices.get(digest)
+        if vertex is None:
+            vertex = self._vertices[digest] = _Vertex(len(self._vertices) + 1)
+        return vertex
+
+    def log(self) -> str:
+        """The log so far as text: BuildKit vertex sections first, then classic stream text."""
+        parts: list[str] = []
+        for vertex in self._vertices.values():
+            prefix = f"#{vertex.number} "
+            parts.append(f"{prefix}{vertex.name}\n")
+            if vertex.log:
+                text = vertex.log.decode("utf-8", "replace")
+                parts.extend(f"{prefix}{line}\n" for line in text.splitlines())
+            if vertex.error:
+                parts.append(f"{prefix}ERROR: {vertex.error}\n")
+            elif vertex.cached:
+                parts.append(f"{prefix}CACHED\n")
+        parts.extend(self._text)
+        return "".join(parts)
+
+    def finish(self, duration: float) -> BuildResult:
+        """Return the result of the finished build, or raise `BuildError` if it failed.
+
+        Raises `BuildError` with the engine's message and code when the engine reported an
+        error, with the vertex's error when a BuildKit step failed and no image followed, and
+        with a message saying so when no image id was received.
+        """
+        image_id = self.image_id
+        if self._error is not None:
+            self._fail(self._error.message, self._error.code)
+        if image_id is None and self._vertex_error is not None:
+            self._fail(self._vertex_error, None)
+        if image_id is None and self._expect_image:
+            self._fail(
+                "the build stream ended without reporting an image id"
+                " (the engine sent no aux ID, moby.image.id or quiet-mode id)",
+                None,
+            )
+        warnings = list(self._warnings)
+        if image_id is not None and self._vertex_error is not None:
+            # The image was produced, so the step that reported an error did not fail the build
+            # (BuildKit reports e.g. a failed cache import on its vertex and carries on).
+            warnings.append(self._vertex_error)
+        return BuildResult(
+            image_id=image_id or "",
+            tags=self._tags,
+            log=self.log(),
+            warnings=tuple(warnings),
+            duration=duration,
+            events_count=self._count,
+        )
+
+    def _fail(self, message: str, code: int | None) -> NoReturn:
+        raise BuildError(message, code=code, log=self.log(), events=self._events)
