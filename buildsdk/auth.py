@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import json
 import logging
 import os
@@ -720,8 +719,8 @@ def _custom_headers_from_env(text: str) -> dict[str, str]:
     if not text:
         return {}
     try:
-        fields = next(csv.reader([text.split("\n", 1)[0]], strict=True), [])
-    except csv.Error:
+        fields = _csv_first_record(text)
+    except ValueError:
         raise ConfigFileError(
             f"{_CUSTOM_HEADERS_ENV} must be comma-separated key=value pairs"
         ) from None
@@ -735,6 +734,49 @@ def _custom_headers_from_env(text: str) -> dict[str, str]:
             raise ConfigFileError(f'{_CUSTOM_HEADERS_ENV}: pair {index} ({key}) has no "="')
         headers[_canonical_header(key)] = value
     return headers
+
+
+def _csv_first_record(text: str) -> list[str]:
+    """The first record of `text` as Go's encoding/csv reads it (strict quotes, no trimming).
+
+    Python's csv module accepts stray quotes that Go rejects, so the few rules are
+    spelled out: a quote may only open a field, `""` inside quotes is a quote, and a
+    closing quote must end the field.
+    """
+    text = text.replace("\r\n", "\n").lstrip("\n")  # Go skips empty lines
+    fields: list[str] = []
+    pos = 0
+    while True:
+        if text.startswith('"', pos):
+            value: list[str] = []
+            pos += 1
+            while True:
+                end = text.find('"', pos)
+                if end < 0:
+                    raise ValueError("unterminated quoted field")
+                value.append(text[pos:end])
+                if text.startswith('"', end + 1):
+                    value.append('"')
+                    pos = end + 2
+                    continue
+                pos = end + 1
+                break
+            fields.append("".join(value))
+            if pos < len(text) and text[pos] not in ",\n":
+                raise ValueError("text after a closing quote")
+        else:
+            end = len(text)
+            for stop in (",", "\n"):
+                found = text.find(stop, pos)
+                if 0 <= found < end:
+                    end = found
+            if '"' in text[pos:end]:
+                raise ValueError("bare quote in an unquoted field")
+            fields.append(text[pos:end])
+            pos = end
+        if pos >= len(text) or text[pos] == "\n":
+            return fields
+        pos += 1  # past the comma
 
 
 def _canonical_header(key: str) -> str:
