@@ -24,7 +24,16 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Final,
+    Literal,
+    Protocol,
+    TypeVar,
+    runtime_checkable,
+)
 from urllib.parse import quote_plus
 
 from pydantic import (
@@ -32,6 +41,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -224,6 +234,21 @@ class BuildOutput(BaseModel):
     def to_engine(self) -> dict[str, Any]:
         """The engine's JSON shape: `{"Type":..,"Attrs":{...}}` with sorted attribute keys."""
         return {"Type": self.type, "Attrs": _sorted_map(self.attrs)}
+
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+
+def _nested(model: type[_ModelT], data: Mapping[Any, Any], field: str) -> _ModelT:
+    """Validate a dict given for a nested model, reporting its errors under `field`."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ValueError(f"{field}: {details}") from None
 
 
 def _size_or_none(value: object, field: str) -> object:
@@ -681,7 +706,7 @@ class BuildOptions(BaseModel):
                 raise ValueError(
                     f"container_limits has unknown keys {', '.join(unknown)}; allowed: {allowed}"
                 )
-            return ContainerLimits(**value)
+            return _nested(ContainerLimits, value, "container_limits")
         return value
 
     @field_validator("shmsize", mode="before")
@@ -710,7 +735,7 @@ class BuildOptions(BaseModel):
             if isinstance(item, str):
                 items.append(Ulimit.parse(item))
             elif isinstance(item, Mapping):
-                items.append(Ulimit(**item))
+                items.append(_nested(Ulimit, item, "ulimits"))
             else:
                 items.append(item)
         return tuple(items)
@@ -731,7 +756,10 @@ class BuildOptions(BaseModel):
             return ()
         if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
             raise ValueError("outputs must be a sequence of at most one BuildOutput")
-        return tuple(BuildOutput(**item) if isinstance(item, Mapping) else item for item in value)
+        return tuple(
+            _nested(BuildOutput, item, "outputs") if isinstance(item, Mapping) else item
+            for item in value
+        )
 
     @field_validator("outputs")
     @classmethod

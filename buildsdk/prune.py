@@ -23,7 +23,14 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from buildsdk._units import parse_size
 from buildsdk.build import go_json
@@ -178,7 +185,16 @@ class PruneOptions(BaseModel):
     @field_validator("filters", mode="before")
     @classmethod
     def _filters_model(cls, value: object) -> object:
-        return PruneFilters(**value) if isinstance(value, Mapping) else value
+        if not isinstance(value, Mapping):
+            return value
+        try:
+            return PruneFilters.model_validate(dict(value))
+        except ValidationError as exc:
+            details = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise ValueError(f"filters: {details}") from None
 
     @field_validator(
         "keep_storage", "reserved_space", "max_used_space", "min_free_space", mode="before"
