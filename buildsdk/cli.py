@@ -45,7 +45,13 @@ from buildsdk._progress import (
     TtyProgress,
     human_size,
 )
-from buildsdk.build import REMOTE_PREFIXES, BuildOptions, BuildOutput, query_string
+from buildsdk.build import (
+    REMOTE_PREFIXES,
+    BuildOptions,
+    BuildOutput,
+    ContainerLimits,
+    query_string,
+)
 from buildsdk.errors import (
     APIError,
     BuildError,
@@ -108,12 +114,33 @@ class _ArgumentParser(argparse.ArgumentParser):
 # -- parsing ------------------------------------------------------------------------------
 
 
-def _normalize_bools(argv: Sequence[str]) -> list[str]:
-    """Rewrite pflag's `--flag=VALUE` for boolean flags into forms argparse understands."""
+def _value_flags(parser: argparse.ArgumentParser) -> dict[str, bool]:
+    """Every option string that takes a value, in any sub-command (True for short ones)."""
+    flags: dict[str, bool] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                flags.update(_value_flags(sub))
+        elif action.option_strings and action.nargs is None:
+            for option in action.option_strings:
+                flags[option] = not option.startswith("--")
+    return flags
+
+
+def _normalize(argv: Sequence[str], value_flags: Mapping[str, bool]) -> list[str]:
+    """Rewrite pflag's readings into forms argparse understands.
+
+    `--flag=VALUE` of a boolean flag becomes the flag or its hidden negation; an option's
+    value in the next word is glued to it, so values starting with `-` (`--build-arg -x=1`,
+    `-f -`) are values, as in pflag, and not taken for options.
+    """
     out: list[str] = []
-    for i, arg in enumerate(argv):
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
         if arg == "--":
-            out.extend(argv[i:])
+            out.extend(argv[i - 1 :])
             break
         name, sep, value = arg.partition("=")
         if sep and name in _BOOL_FLAGS:
@@ -123,8 +150,13 @@ def _normalize_bools(argv: Sequence[str]) -> list[str]:
                 out.append(name + _FALSE_SUFFIX)
             else:
                 raise _UsageError(
-                    f'buildsdk: invalid argument "{value}" for "{name}" flag: expected true or false'
+                    f'buildsdk: invalid argument "{value}" for "{name}" flag: '
+                    "expected true or false"
                 )
+        elif arg in value_flags and i < len(argv):
+            short = value_flags[arg]
+            out.append(f"{arg}{argv[i]}" if short else f"{arg}={argv[i]}")
+            i += 1
         else:
             out.append(arg)
     return out
@@ -258,7 +290,8 @@ def _int64(value: str) -> int:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse a command line (without the program name); raises on bad usage."""
-    return _build_parser().parse_args(_normalize_bools(argv))
+    parser = _build_parser()
+    return parser.parse_args(_normalize(argv, _value_flags(parser)))
 
 
 def _build_args(values: Sequence[str], env: Mapping[str, str]) -> dict[str, str | None]:
@@ -365,7 +398,8 @@ def build_options_from_args(
     }
     limits = {k: v for k, v in limits.items() if v not in (None, "", 0)}
     if limits:
-        kwargs["container_limits"] = limits
+        # Validated on its own so that errors name the field (and so the flag) at fault.
+        kwargs["container_limits"] = ContainerLimits(**limits)
 
     outputs = _outputs(args.output)
     builder = args.builder
@@ -467,14 +501,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGINT
 
 
+_FLAG_OF_FIELD: Final = {
+    "memory": "--memory",
+    "memswap": "--memory-swap",
+    "cpushares": "--cpu-shares",
+    "cpusetcpus": "--cpuset-cpus",
+    "cpusetmems": "--cpuset-mems",
+    "cpuperiod": "--cpu-period",
+    "cpuquota": "--cpu-quota",
+    "tag": "--tag",
+    "buildargs": "--build-arg",
+    "labels": "--label",
+    "shmsize": "--shm-size",
+    "cache_from": "--cache-from",
+    "target": "--target",
+    "network_mode": "--network",
+    "extra_hosts": "--add-host",
+    "platform": "--platform",
+    "isolation": "--isolation",
+    "ulimits": "--ulimit",
+    "cgroup_parent": "--cgroup-parent",
+    "security_opt": "--security-opt",
+    "outputs": "--output",
+    "dockerfile": "--file",
+    "filters": "--filter",
+    "keep_storage": "--keep-storage",
+    "reserved_space": "--reserved-space",
+    "max_used_space": "--max-used-space",
+    "min_free_space": "--min-free-space",
+}
+
+
 def _usage_from(exc: ValidationError | ValueError | UnsupportedOption) -> _UsageError:
+    """Say what is wrong in the user's words: flag names rather than model fields."""
     if isinstance(exc, ValidationError):
         lines = []
         for error in exc.errors(include_url=False, include_input=False):
-            where = ".".join(str(part) for part in error["loc"]) or "options"
+            names = [str(part) for part in error["loc"] if not isinstance(part, int)]
+            flag = next((_FLAG_OF_FIELD[n] for n in names if n in _FLAG_OF_FIELD), None)
+            where = flag or ".".join(names) or "options"
             message = error["msg"].removeprefix("Value error, ")
             lines.append(f"invalid {where}: {message}")
         return _UsageError("\n".join(lines))
+    if isinstance(exc, UnsupportedOption):
+        flag = _FLAG_OF_FIELD.get(exc.option)
+        return _UsageError(f"{flag}: {exc}" if flag else str(exc))
     return _UsageError(str(exc))
 
 
@@ -506,9 +577,11 @@ def _choose_progress(args: argparse.Namespace) -> tuple[Progress, TextIO]:
 def _cmd_build(args: argparse.Namespace) -> int:
     try:
         options = build_options_from_args(args)
-        if args.api_version is not None:
-            ApiVersion.parse(args.api_version)
-    except (ValidationError, ValueError) as exc:
+        pinned = ApiVersion.parse(args.api_version) if args.api_version else None
+        # Options the builder would ignore (or a pinned API version would not carry) are
+        # refused here, before connecting; the engine's own version is checked again later.
+        options.to_query(pinned or MAX_API_VERSION)
+    except (ValidationError, ValueError, UnsupportedOption) as exc:
         raise _usage_from(exc) from None
     if args.dry_run:
         return _dry_run(args, options)
@@ -691,12 +764,21 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     filters: dict[str, Any] = {}
     for item in args.filter:
         key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if key in ("inuse", "shared", "private"):
+            # Flag-like filters: `--filter inuse` or `--filter inuse=true`.
+            if sep and value not in _TRUE | _FALSE:
+                raise _UsageError(f"invalid filter {item!r}: {key} takes true or false")
+            filters[key] = not sep or value in _TRUE
+            continue
         if not sep:
             raise _UsageError(f"invalid filter {item!r}: expected KEY=VALUE")
-        filters.setdefault(key.replace("-", "_"), []).append(value)
+        if key in filters:
+            raise _UsageError(f"invalid filter {item!r}: {key} may be given only once")
+        filters[key] = value
     fields: dict[str, Any] = {"all": args.all}
     if filters:
-        fields["filters"] = {k: v[0] if len(v) == 1 else v for k, v in filters.items()}
+        fields["filters"] = filters
     for name in ("keep_storage", "reserved_space", "max_used_space", "min_free_space"):
         value = getattr(args, name)
         if value is not None:

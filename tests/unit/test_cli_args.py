@@ -1,0 +1,379 @@
+"""`buildsdk build`'s flags become the `BuildOptions` (and so the query) `docker build` means.
+
+Tables of command lines against the options they must produce, the Docker CLI's special
+readings (`--flag=false`, `--build-arg KEY`, `-f` relative to the current directory,
+stdin contexts), and the exit statuses of bad command lines, which must be reported before
+any connection is attempted.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from buildsdk.build import BuildOptions
+from buildsdk.cli import (
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    build_options_from_args,
+    main,
+    parse_args,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# An address where no engine listens: a command that tried to connect would exit with
+# EXIT_UNREACHABLE, so EXIT_USAGE proves the mistake was caught before connecting.
+NOWHERE = "unix:///nonexistent/buildsdk-test.sock"
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Path:
+    """A context directory with a Dockerfile and a second one in a sub-directory."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "sub" / "Dockerfile.dev").write_text("FROM scratch\n")
+    return tmp_path
+
+
+def options(argv: list[str], ctx: Path, env: dict[str, str] | None = None) -> BuildOptions:
+    args = parse_args(["build", *argv, str(ctx)])
+    return build_options_from_args(args, env=env or {}, cwd=ctx)
+
+
+# (flags, BuildOptions fields they must set; every other field keeps its default)
+TABLE: list[tuple[list[str], dict[str, Any]]] = [
+    ([], {}),
+    (["-t", "app:1", "--tag", "app:latest"], {"tag": ("app:1", "app:latest")}),
+    (["--no-cache"], {"nocache": True}),
+    (["--no-cache=false"], {}),
+    (["--pull=true", "-q"], {"pull": True, "quiet": True}),
+    (["--rm=false"], {"rm": False}),
+    (["--rm=0", "--rm"], {}),
+    (["--force-rm=T"], {"forcerm": True}),
+    (["--squash"], {"squash": True}),
+    (["--compress"], {"gzip": True}),
+    (["--build-arg", "A=1", "--build-arg", "B="], {"buildargs": {"A": "1", "B": ""}}),
+    (["--build-arg", "A=1", "--build-arg", "A=2"], {"buildargs": {"A": "2"}}),
+    (["--build-arg", "K=v=w"], {"buildargs": {"K": "v=w"}}),
+    (["--label", "k", "--label", "a=b=c"], {"labels": {"k": "", "a": "b=c"}}),
+    (
+        ["-m", "512m", "--memory-swap", "-1"],
+        {"container_limits": {"memory": "512m", "memswap": -1}},
+    ),
+    (
+        ["-c", "512", "--cpuset-cpus", "0-1", "--cpuset-mems", "0", "--cpu-period", "100000"],
+        {
+            "container_limits": {
+                "cpushares": 512,
+                "cpusetcpus": "0-1",
+                "cpusetmems": "0",
+                "cpuperiod": 100000,
+            }
+        },
+    ),
+    (["--cpu-quota=50000"], {"container_limits": {"cpuquota": 50000}}),
+    (["--shm-size", "128m"], {"shmsize": 128 * 1024 * 1024}),
+    (["--ulimit", "nofile=1:2", "--ulimit", "nofile=3:4"], {"ulimits": ["nofile=3:4"]}),
+    (["--add-host", "db=10.0.0.2"], {"extra_hosts": ("db:10.0.0.2",)}),
+    (["--network", "none"], {"network_mode": "none"}),
+    (["--platform", "linux/arm64"], {"platform": "linux/arm64"}),
+    (["--target", "builder"], {"target": "builder"}),
+    (["--cache-from", "a:1", "--cache-from", "b:2"], {"cache_from": ("a:1", "b:2")}),
+    (["--cgroup-parent", "/g"], {"cgroup_parent": "/g"}),
+    (["--isolation", "default"], {"isolation": "default"}),
+    (["--security-opt", "seccomp=unconfined"], {"security_opt": ("seccomp=unconfined",)}),
+    (["--builder", "buildkit"], {"version": "2"}),
+    (["--builder=classic"], {"version": "1"}),
+    (
+        ["--output", "type=local,dest=out"],
+        {"version": "2", "outputs": [{"type": "local", "attrs": {"dest": "out"}}]},
+    ),
+    (["-o", "out"], {"version": "2", "outputs": [{"type": "local", "attrs": {"dest": "out"}}]}),
+]
+
+
+@pytest.mark.parametrize(("flags", "fields"), TABLE, ids=[" ".join(f) or "none" for f, _ in TABLE])
+def test_flags_become_options(ctx: Path, flags: list[str], fields: dict[str, Any]) -> None:
+    expected = BuildOptions(path=str(ctx), **fields)
+    assert options(flags, ctx) == expected
+
+
+def test_query_of_a_typical_command_line(ctx: Path) -> None:
+    opts = options(
+        ["-t", "a:1", "--build-arg", "X=1", "--label", "k=v", "--rm=false", "--pull"], ctx
+    )
+    assert opts.to_query("1.41") == [
+        ("buildargs", '{"X":"1"}'),
+        ("dockerfile", "Dockerfile"),
+        ("labels", '{"k":"v"}'),
+        ("pull", "1"),
+        ("rm", "0"),
+        ("t", "a:1"),
+        ("version", "1"),
+    ]
+
+
+def test_build_arg_without_value_reads_the_environment(ctx: Path) -> None:
+    opts = options(["--build-arg", "SET", "--build-arg", "UNSET"], ctx, env={"SET": "from env"})
+    # As opts.ConvertKVStringsToMapWithNil: an unset variable is sent as JSON null.
+    assert opts.buildargs == {"SET": "from env", "UNSET": None}
+    assert ("buildargs", '{"SET":"from env","UNSET":null}') in opts.to_query("1.41")
+
+
+def test_docker_buildkit_env_chooses_the_builder(ctx: Path) -> None:
+    assert options([], ctx, env={"DOCKER_BUILDKIT": "1"}).version == "2"
+    assert options([], ctx, env={"DOCKER_BUILDKIT": "0"}).version == "1"
+    assert options(["--builder", "classic"], ctx, env={"DOCKER_BUILDKIT": "1"}).version == "1"
+
+
+def test_file_is_relative_to_the_current_directory(ctx: Path, tmp_path_factory: Any) -> None:
+    elsewhere = tmp_path_factory.mktemp("cwd")
+    args = parse_args(["build", "-f", "sub/Dockerfile.dev", str(ctx)])
+    opts = build_options_from_args(args, env={}, cwd=ctx)
+    assert opts.dockerfile == str(ctx / "sub" / "Dockerfile.dev")
+    with pytest.raises(ValueError, match=r"the Dockerfile \(sub/Dockerfile.dev\) does not exist"):
+        build_options_from_args(args, env={}, cwd=elsewhere)
+
+
+def test_file_from_stdin_keeps_the_directory_context(ctx: Path) -> None:
+    args = parse_args(["build", "-f", "-", str(ctx)])
+    opts = build_options_from_args(args, env={}, cwd=ctx, stdin=io.BytesIO(b"FROM busybox\n"))
+    assert opts.path == str(ctx)
+    assert opts.fileobj is not None
+    assert opts.fileobj.read() == b"FROM busybox\n"
+    assert not opts.custom_context
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_stdin_tar_is_a_custom_context(ctx: Path) -> None:
+    archive = _tar({"Dockerfile": b"FROM scratch\n", "a.txt": b"x" * 2000})
+    args = parse_args(["build", "-"])
+    opts = build_options_from_args(args, env={}, cwd=ctx, stdin=io.BytesIO(archive))
+    assert opts.custom_context
+    assert opts.fileobj is not None
+    assert opts.fileobj.read() == archive  # the peeked header is not lost
+
+
+def test_stdin_dockerfile_is_not_a_custom_context(ctx: Path) -> None:
+    args = parse_args(["build", "-"])
+    opts = build_options_from_args(args, env={}, cwd=ctx, stdin=io.BytesIO(b"FROM scratch\n"))
+    assert not opts.custom_context
+    assert opts.fileobj is not None
+    assert opts.fileobj.read() == b"FROM scratch\n"
+
+
+def test_remote_url_is_sent_as_remote(ctx: Path) -> None:
+    args = parse_args(["build", "-f", "docker/Dockerfile", "https://example.com/repo.git"])
+    opts = build_options_from_args(args, env={}, cwd=ctx)
+    query = dict(opts.to_query("1.41"))
+    assert query["remote"] == "https://example.com/repo.git"
+    assert query["dockerfile"] == "docker/Dockerfile"
+
+
+# -- exit statuses --------------------------------------------------------------------------
+
+USAGE_ERRORS: list[tuple[list[str], str]] = [
+    (["--rm=maybe"], 'invalid argument "maybe" for "--rm" flag'),
+    (["--memory", "12x"], "invalid --memory: memory: invalid unit 'x' in size '12x'"),
+    (["--memory", "1m"], "invalid --memory"),
+    (["-t", "UPPER:1"], "invalid --tag"),
+    (["--platform", "linux/amd64/v8/extra"], "platform must be os[/arch[/variant]]"),
+    (["--add-host", "nohost"], "extra_hosts entry 'nohost'"),
+    (["--ulimit", "nofile=a"], "invalid ulimit"),
+    (["--ulimit", "bogus=1"], "ulimit"),
+    (["--cpu-shares", "many"], "invalid integer 'many'"),
+    (["--shm-size", "0"], "shmsize"),
+    (["--isolation", "vm"], "isolation"),
+    (["--output", "dest=out"], "type is required"),
+    (["--builder", "other"], "invalid choice: 'other'"),
+    (["--progress", "fancy"], "invalid choice: 'fancy'"),
+    (["--builder", "buildkit", "--rm=false"], "rm"),
+    (["--builder", "classic", "-o", "type=tar,dest=x.tar"], "outputs"),
+    (["--api-version", "one"], "invalid API version"),
+]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"), USAGE_ERRORS, ids=[" ".join(f) for f, _ in USAGE_ERRORS]
+)
+def test_invalid_options_exit_2_before_connecting(
+    ctx: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["build", "-H", NOWHERE, *flags, str(ctx)])
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE, err
+    assert message in err
+    assert "cannot reach" not in err
+
+
+def test_missing_context_directory_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["build", "-H", NOWHERE, str(tmp_path / "nope")])
+    assert status == EXIT_USAGE
+    assert 'unable to prepare context: path "' in capsys.readouterr().err
+
+
+def test_missing_path_argument_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build"]) == EXIT_USAGE
+    assert "PATH | URL | -" in capsys.readouterr().err
+
+
+def test_unknown_command_and_flag_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == EXIT_USAGE
+    assert main(["build", "--frobnicate", "."]) == EXIT_USAGE
+    assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
+
+
+def test_stdin_cannot_be_context_and_dockerfile(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "-H", NOWHERE, "-f", "-", "-"]) == EXIT_USAGE
+    assert "stdin for both" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--build-arg", "--memory-swap", "--iidfile", "--progress", "--dry-run"):
+        assert flag in out
+
+
+def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    # A separate process, as a user runs it; it also keeps the socket a failed connect
+    # leaves behind (httpcore) out of this test process.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "buildsdk", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_unreachable_engine_exits_3_with_the_address(ctx: Path) -> None:
+    done = _run(["build", "-H", NOWHERE, "--progress", "plain", str(ctx)], ctx)
+    assert done.returncode == EXIT_UNREACHABLE, done.stderr
+    assert "cannot reach the engine at unix:///nonexistent/buildsdk-test.sock" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["info"], ["prune", "--all"]])
+def test_unreachable_engine_exits_3_for_info_and_prune(command: list[str], ctx: Path) -> None:
+    done = _run([*command, "-H", NOWHERE], ctx)
+    assert done.returncode == EXIT_UNREACHABLE, done.stderr
+    assert "/nonexistent/buildsdk-test.sock" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--filter", "until"], "expected KEY=VALUE"),
+        (["--filter", "type=a", "--filter", "type=b"], "only once"),
+        (["--filter", "until=yesterday"], "until must be a Go duration"),
+        (["--filter", "colour=red"], "colour"),
+        (["--keep-storage", "lots"], "keep_storage"),
+    ],
+)
+def test_prune_usage_errors_exit_2(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["prune", "-H", NOWHERE, *flags]) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+# -- dry run ----------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_request_without_connecting(
+    ctx: Path, tmp_path_factory: Any, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    config = tmp_path_factory.mktemp("config")
+    auth = "dXNlcjpwYXNz"  # user:pass
+    (config / "config.json").write_text(
+        json.dumps({"auths": {"b.example:5000": {"auth": auth}, "a.example": {"auth": auth}}})
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    (ctx / "data.bin").write_bytes(b"x" * 1000)
+    status = main(
+        [
+            "build",
+            "-H",
+            NOWHERE,
+            "--dry-run",
+            "--api-version",
+            "1.41",
+            "-t",
+            "a:1",
+            "--label",
+            "k=v w",
+            str(ctx),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("POST /v1.41/build?")
+    assert '  labels={"k":"v w"}' in lines
+    assert "  t=a:1" in lines
+    assert "  version=1" in lines
+    assert "  X-Registry-Config: <2 registries: a.example, b.example:5000>" in lines
+    assert "dXNlcjpwYXNz" not in out
+    assert "pass" not in out
+    summary = [line for line in lines if line.startswith("context:")]
+    # Dockerfile (13 bytes) + sub/Dockerfile.dev (13) + data.bin (1000).
+    assert summary
+    assert summary[0].startswith("context: 3 files, 1026 bytes")
+
+
+# -- properties -------------------------------------------------------------------------------
+
+_keys = st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E, blacklist_characters="="),
+    min_size=1,
+    max_size=8,
+)
+_values = st.text(
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=12
+)
+
+
+@given(st.dictionaries(_keys, _values, max_size=5))
+def test_build_args_round_trip(pairs: dict[str, str]) -> None:
+    flags: list[str] = []
+    for key, value in pairs.items():
+        flags += ["--build-arg", f"{key}={value}"]
+    args = parse_args(["build", *flags, "https://example.com/x.git"])
+    assert build_options_from_args(args, env={}).buildargs == pairs
+
+
+@given(
+    st.sampled_from(["--no-cache", "--pull", "--quiet", "--rm", "--force-rm", "--squash"]),
+    st.sampled_from(
+        ["1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"]
+    ),
+)
+def test_bool_flags_take_pflag_values(flag: str, value: str) -> None:
+    args = parse_args(["build", f"{flag}={value}", "https://example.com/x.git"])
+    dest = flag.lstrip("-").replace("-", "_")
+    assert getattr(args, dest) is (value in ("1", "t", "T", "TRUE", "true", "True"))
