@@ -263,14 +263,20 @@ def run_credential_helper(
         raise CredentialsError(
             f"credential helper {program} could not be started: {exc.strerror or exc}"
         ) from None
+    out = err = b""
+    timed_out = False
     try:
         out, err = proc.communicate(stdin.encode("utf-8"), timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         proc.communicate()
+        timed_out = True
+    if timed_out:
+        # Raised outside the handler so the error does not keep TimeoutExpired (and the
+        # partial output it carries) as its context.
         raise CredentialsError(
             f"credential helper {program} did not answer {action!r} within {timeout:g} s"
-        ) from None
+        )
     text = out.decode("utf-8", errors="replace")
     if proc.returncode != 0:
         if text.strip() == _NOT_FOUND_MESSAGE:
