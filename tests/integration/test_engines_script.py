@@ -142,9 +142,9 @@ def test_down_stops_what_up_started_and_leaves_no_state(tmp_path: Path) -> None:
         )
         started = _pids(state_dir)
         assert set(started) == {"dockerd", "registry", "sshd"}
-        # dockerd runs its own containerd; it must go too.
+        # dockerd runs its own containerd (unless a system one is at the default socket);
+        # whatever it started must go too.
         family = set(started.values()) | _children(started["dockerd"])
-        assert len(family) > len(started)
         assert all(_running(pid) for pid in family)
     finally:
         down = _run(["down"], state_dir)
