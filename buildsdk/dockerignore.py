@@ -518,7 +518,7 @@ _TO_FFFD = dict.fromkeys(range(0xDC80, 0xDD00), 0xFFFD)
 class _Pattern:
     """One compiled pattern line (without its `!`), compiled on first use like Go's."""
 
-    __slots__ = ("cleaned", "dirs", "error", "exclusion", "kind", "regexp", "source")
+    __slots__ = ("cleaned", "dirs", "error", "exclusion", "kind", "re2", "regexp", "source")
 
     def __init__(self, cleaned: str, exclusion: bool, source: str) -> None:
         self.cleaned = cleaned
@@ -527,6 +527,7 @@ class _Pattern:
         self.dirs = cleaned.split("/")
         self.kind = -1
         self.regexp: re.Pattern[str] | None = None
+        self.re2 = ""  # the expression Go would hand to RE2, kept for tests and --why
         self.error: str | None = None
 
     def compile(self) -> None:
@@ -588,8 +589,9 @@ class _Pattern:
         if kind != _REGEXP:
             return
         reg.append("$")
+        self.re2 = "".join(reg)
         try:
-            python = _re2_to_python("".join(reg))
+            python = _re2_to_python(self.re2)
             self.regexp = re.compile(python, re.ASCII)
         except _RE2Error as exc:
             self.error = str(exc)
