@@ -63,9 +63,10 @@ __all__ = [
     "auth_config_key",
     "buildkit_auth_warning",
     "convert_to_hostname",
+    "credential_helper_get",
+    "credential_helper_list",
     "merge_credentials",
     "registry_config_header",
-    "run_credential_helper",
 ]
 
 INDEX_SERVER = "https://index.docker.io/v1/"
@@ -225,26 +226,19 @@ def auth_config_key(registry: str) -> str:
 # --------------------------------------------------------------------------- helpers
 
 
-def run_credential_helper(
-    helper: str,
-    action: str,
-    stdin: str,
-    *,
-    env: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_HELPER_TIMEOUT,
+def _run_helper(
+    helper: str, action: str, stdin: str, environ: Mapping[str, str], timeout: float
 ) -> str:
     """Run `docker-credential-<helper> <action>` with `stdin`; return its standard output.
 
-    The program is looked up on `env["PATH"]` (the process's PATH when `env` is None) and
-    runs with `env` as its environment. Raises `CredentialsError` when it is missing,
-    fails, or runs longer than `timeout` seconds (it is then killed with its children).
-    A failure whose output is the protocol's "credentials not found" message raises
-    `_NotFound`, which callers turn into "no credentials".
+    The program is looked up on `environ["PATH"]` and runs with `environ` as its
+    environment. Raises `CredentialsError` when it is missing, fails, or runs longer than
+    `timeout` seconds (it is then killed with its children), and `_NotFound` when it
+    answers with the protocol's "credentials not found" message.
     """
     program = _HELPER_PREFIX + helper
     if not helper or "/" in helper or os.sep in helper:
         raise CredentialsError(f"credential helper name {helper!r} is not a plain program name")
-    environ = dict(os.environ if env is None else env)
     path = shutil.which(program, path=environ.get("PATH", os.defpath))
     if path is None:
         raise CredentialsError(f"credential helper {program} was not found on PATH")
@@ -314,13 +308,33 @@ def _helper_message(text: str) -> str:
     return line if len(line) <= _MAX_HELPER_MESSAGE else line[:_MAX_HELPER_MESSAGE] + "..."
 
 
-def _helper_get(
-    helper: str, server: str, env: Mapping[str, str], timeout: float
+def _helper_environ(
+    env: Mapping[str, str] | None, extra_env: Mapping[str, str] | None
+) -> dict[str, str]:
+    environ = dict(os.environ if env is None else env)
+    environ.update(extra_env or {})
+    return environ
+
+
+def credential_helper_get(
+    helper: str,
+    server: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_HELPER_TIMEOUT,
 ) -> RegistryAuth | None:
-    """`get` for `server`; None when the helper has nothing stored for it."""
+    """Ask `docker-credential-<helper> get` for `server`'s credentials; None if it has none.
+
+    The helper runs with `env` (default `os.environ`) plus `extra_env`, found on that
+    environment's PATH. A `Username` of `<token>` makes the secret an identity token.
+    Raises `CredentialsError` when the helper is missing, fails, answers something that
+    is not the protocol's JSON, or runs longer than `timeout` seconds.
+    """
     program = _HELPER_PREFIX + helper
+    environ = _helper_environ(env, extra_env)
     try:
-        out = run_credential_helper(helper, "get", server, env=env, timeout=timeout)
+        out = _run_helper(helper, "get", server, environ, timeout)
     except _NotFound:
         return None
     try:
@@ -348,10 +362,21 @@ def _helper_get(
     )
 
 
-def _helper_list(helper: str, env: Mapping[str, str], timeout: float) -> list[str]:
+def credential_helper_list(
+    helper: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_HELPER_TIMEOUT,
+) -> list[str]:
+    """The server URLs `docker-credential-<helper> list` holds credentials for.
+
+    Runs like `credential_helper_get` and raises `CredentialsError` in the same cases.
+    """
     program = _HELPER_PREFIX + helper
+    environ = _helper_environ(env, extra_env)
     try:
-        out = run_credential_helper(helper, "list", "unused", env=env, timeout=timeout)
+        out = _run_helper(helper, "list", "unused", environ, timeout)
     except _NotFound:
         return []
     try:
@@ -546,7 +571,9 @@ class DockerConfig:
         helper = self._helper_for(key)
         if helper:
             try:
-                found = _helper_get(helper, key, self._helper_env(), self.helper_timeout)
+                found = credential_helper_get(
+                    helper, key, env=self._helper_env(), timeout=self.helper_timeout
+                )
             except CredentialsError as exc:
                 raise CredentialsError(f"credentials for {key} are unavailable: {exc}") from None
             if found is None or found.is_empty:
@@ -604,7 +631,7 @@ class DockerConfig:
             try:
                 # The helper is asked for the canonical key (the Hub index URL for Hub
                 # names), as CLI 28.3+ does; `docker login` stores Hub under that URL.
-                found = _helper_get(helper, key, env, self.helper_timeout)
+                found = credential_helper_get(helper, key, env=env, timeout=self.helper_timeout)
             except CredentialsError as exc:
                 _logger.warning("skipping credentials for registry %s: %s", registry, exc)
                 continue
@@ -613,14 +640,14 @@ class DockerConfig:
 
     def _store_credentials(self, store: str, env: Mapping[str, str]) -> dict[str, RegistryAuth]:
         try:
-            servers = _helper_list(store, env, self.helper_timeout)
+            servers = credential_helper_list(store, env=env, timeout=self.helper_timeout)
         except CredentialsError as exc:
             _logger.warning("skipping the credentials store %r: %s", store, exc)
             return {}
         found: dict[str, RegistryAuth] = {}
         for server in servers:
             try:
-                auth = _helper_get(store, server, env, self.helper_timeout)
+                auth = credential_helper_get(store, server, env=env, timeout=self.helper_timeout)
             except CredentialsError as exc:
                 _logger.warning("skipping credentials for registry %s: %s", server, exc)
                 continue

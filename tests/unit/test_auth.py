@@ -31,9 +31,10 @@ from buildsdk.auth import (
     auth_config_key,
     buildkit_auth_warning,
     convert_to_hostname,
+    credential_helper_get,
+    credential_helper_list,
     merge_credentials,
     registry_config_header,
-    run_credential_helper,
 )
 from buildsdk.errors import CredentialsError
 
@@ -351,17 +352,35 @@ def test_credstore_env_reaches_helper(tmp_path: Path) -> None:
         without.credentials_for("helped.example.com")
 
 
-def test_run_credential_helper_protocol(tmp_path: Path) -> None:
+def test_credential_helper_get_and_list(tmp_path: Path) -> None:
     env = make_env(tmp_path)
-    answer = json.loads(run_credential_helper("fake", "get", "listed.example.com", env=env))
-    assert answer == {"ServerURL": "listed.example.com", "Username": "lu", "Secret": "ls"}
-    assert json.loads(run_credential_helper("fake", "list", "unused", env=env)) == {
-        url: entry["Username"] for url, entry in HELPER_STORE.items()
-    }
+    found = credential_helper_get("fake", "listed.example.com", env=env)
+    assert found == RegistryAuth(
+        username="lu", password=SecretStr("ls"), server_address="listed.example.com"
+    )
+    token = credential_helper_get("fake", INDEX_SERVER, env=env)
+    assert token == RegistryAuth(identity_token=SecretStr("hubtoken"), server_address=INDEX_SERVER)
+    assert credential_helper_get("fake", "unknown.example.com", env=env) is None
+    assert credential_helper_list("fake", env=env) == list(HELPER_STORE)
+    # The protocol: the server URL alone on stdin for get, "unused" for list.
+    assert helper_calls(tmp_path) == [
+        {"action": "get", "stdin": "listed.example.com"},
+        {"action": "get", "stdin": INDEX_SERVER},
+        {"action": "get", "stdin": "unknown.example.com"},
+        {"action": "list", "stdin": "unused"},
+    ]
+    store = env.pop("FAKE_CREDHELPER_STORE")
+    assert credential_helper_list(
+        "fake", env=env, extra_env={"FAKE_CREDHELPER_STORE": store}
+    ) == list(HELPER_STORE)
     with pytest.raises(CredentialsError, match="not a plain program name"):
-        run_credential_helper("../fake", "get", "x", env=env)
+        credential_helper_get("../fake", "x", env=env)
     with pytest.raises(CredentialsError, match="docker-credential-nosuch was not found"):
-        run_credential_helper("nosuch", "get", "x", env=env)
+        credential_helper_list("nosuch", env=env)
+    with pytest.raises(
+        CredentialsError, match=r"docker-credential-broken failed on 'list' \(exit status 1\)"
+    ):
+        credential_helper_list("broken", env=env)
 
 
 def test_malformed_auth_is_clear_error_only_for_its_registry(

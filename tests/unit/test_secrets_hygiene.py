@@ -26,8 +26,8 @@ from buildsdk.auth import (
     DockerConfig,
     RegistryAuth,
     buildkit_auth_warning,
+    credential_helper_get,
     merge_credentials,
-    run_credential_helper,
 )
 from buildsdk.errors import BuildSDKError
 from buildsdk.proxy import ProxyConfig, proxy_build_args
@@ -203,7 +203,7 @@ def test_no_secret_in_any_rendering(env: dict[str, str], caplog: pytest.LogCaptu
 
     for helper in ("broken", "garbage", "nosuch"):
         try:
-            run_credential_helper(helper, "get", "x", env=env, timeout=5)
+            credential_helper_get(helper, "x", env=env, timeout=5)
         except BuildSDKError as exc:
             seen.append(exc)
 
