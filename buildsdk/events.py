@@ -71,6 +71,9 @@ class _Model(BaseModel):
 class BuildEvent(_Model):
     """Base class of everything a build stream yields; `kind` names the concrete type."""
 
+    kind: str
+    """The event type's name in JSON (`"log"`, `"vertex"`, …); each subclass fixes it."""
+
 
 class ProgressDetail(_Model):
     """Structured progress of a status line (`progressDetail`): bytes done, total, start time."""
