@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -236,13 +237,14 @@ def test_prune_query_reads_back(
         max_used_space=max_used,
         min_free_space=min_free,
     )
-    needs_1_48 = bool(max_used or min_free)
-    needs_1_39 = bool(all_ or (filters and filters.to_engine()) or keep or needs_1_48)
-    for needed, required in ((needs_1_39, 39), (needs_1_48, 48)):
-        if needed and minor < required:
-            with pytest.raises(UnsupportedOption, match=f"needs API version 1.{required} "):
-                opts.to_query(f"1.{minor}")
-            return
+    # Parameters in the order the query is built; the first one too new is reported.
+    wanted = [(all_, 39), (filters and filters.to_engine(), 39), (keep, 39)]
+    wanted += [(max_used, 48), (min_free, 48)]
+    too_new = [required for value, required in wanted if value and minor < required]
+    if too_new:
+        with pytest.raises(UnsupportedOption, match=f"needs API version 1.{too_new[0]} "):
+            opts.to_query(f"1.{minor}")
+        return
     pairs = opts.to_query(f"1.{minor}")
     read = dict(parse_qsl(query_string(pairs), keep_blank_values=True))
     assert (read.get("all") == "1") is all_
@@ -255,3 +257,29 @@ def test_prune_query_reads_back(
         {key: next(iter(values)) if values else True for key, values in engine_filters.items()}
     )
     assert rebuilt == (filters or PruneFilters())
+
+
+_JUNK = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@given(
+    junk=st.dictionaries(st.sampled_from(sorted(PruneOptions.model_fields)), _JUNK, max_size=3),
+    minor=st.integers(24, 56),
+)
+def test_no_input_raises_anything_but_validation_or_unsupported(
+    junk: dict[str, Any], minor: int
+) -> None:
+    with contextlib.suppress(ValidationError, UnsupportedOption):
+        PruneOptions(**junk).to_query(f"1.{minor}")
+
+
+@given(st.dictionaries(st.text(max_size=16), _JUNK, max_size=3))
+def test_result_parsing_raises_only_validation_error(data: dict[str, Any]) -> None:
+    with contextlib.suppress(ValidationError):
+        PruneResult.from_json(data)
