@@ -94,6 +94,7 @@ _BOOL_FLAGS: Final = (
     "--all",
     "--json",
 )
+_SHORT_BOOLS: Final = {"-q": "--quiet", "-a": "--all"}
 _TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _FALSE_SUFFIX: Final = "\x00false"
@@ -143,6 +144,7 @@ def _normalize(argv: Sequence[str], value_flags: Mapping[str, bool]) -> list[str
             out.extend(argv[i - 1 :])
             break
         name, sep, value = arg.partition("=")
+        name = _SHORT_BOOLS.get(name, name) if sep else name
         if sep and name in _BOOL_FLAGS:
             if value in _TRUE:
                 out.append(name)
