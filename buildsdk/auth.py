@@ -45,6 +45,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ class RegistryAuth(BaseModel):
     registry_token: SecretStr | None = None
 
     @model_validator(mode="after")
-    def _decode_auth(self) -> RegistryAuth:
+    def _fill_from_auth(self) -> RegistryAuth:
         if self.auth is None or not self.auth.get_secret_value():
             return self
         try:
@@ -207,10 +208,9 @@ def _url_host_port(url: str) -> tuple[str, str] | None:
             return None
         port = after[1:]
     else:
-        host, _, port = hostport.partition(":") if ":" in hostport else (hostport, "", "")
-        if ":" in port:
-            return None
-    if port and not port.isdigit():
+        # Go splits at the last colon, so `a:b:5000` is host `a:b`, port 5000.
+        host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    if not re.fullmatch(r"[0-9]*", port):
         return None
     return host, port
 
@@ -519,7 +519,7 @@ class DockerConfig:
             try:
                 username, password = _decode_auth(strings["auth"])
             except ValueError as exc:
-                self._auth_errors[key] = f"the 'auth' value for {key!r} in {where} {exc}"
+                self._auth_errors[key] = f"{where}.auth {exc}"
                 return
         self._auths[key] = RegistryAuth(
             username=username or None,
@@ -627,6 +627,12 @@ class DockerConfig:
             key = auth_config_key(registry)
             if key in self._env_auths:
                 result[registry] = self._env_auths[key]
+                continue
+            if not helper:
+                # `"host": null` or `""` names no helper: the CLI reads the file for it.
+                names = list(self._file_keys_for(key))
+                file_entry = self._auths.get(names[0]) if names else None
+                result[registry] = file_entry if file_entry is not None else RegistryAuth()
                 continue
             try:
                 # The helper is asked for the canonical key (the Hub index URL for Hub
@@ -764,7 +770,8 @@ def _custom_headers_from_env(text: str) -> dict[str, str]:
         if not key:
             raise ConfigFileError(f"{_CUSTOM_HEADERS_ENV}: pair {index} has an empty key")
         if not sep:
-            raise ConfigFileError(f'{_CUSTOM_HEADERS_ENV}: pair {index} ({key}) has no "="')
+            # Only the position: a pair without "=" may be a pasted token.
+            raise ConfigFileError(f'{_CUSTOM_HEADERS_ENV}: pair {index} has no "="')
         headers[_canonical_header(key)] = value
     return headers
 
@@ -820,10 +827,18 @@ def _canonical_header(key: str) -> str:
 
 
 def _detect_default_store(env: Mapping[str, str]) -> str:
-    """The CLI's DetectDefaultStore on Linux: `pass` if installed, else `secretservice`,
-    kept only when its `docker-credential-*` program is on PATH."""
+    """The CLI's DetectDefaultStore: the platform's store if its helper is on PATH.
+
+    macOS `osxkeychain`, Windows `wincred`, elsewhere `pass` when the `pass` program is
+    installed and `secretservice` otherwise.
+    """
     path = env.get("PATH", os.defpath)
-    candidate = "pass" if shutil.which("pass", path=path) else "secretservice"
+    if sys.platform == "darwin":
+        candidate = "osxkeychain"
+    elif sys.platform == "win32":
+        candidate = "wincred"
+    else:
+        candidate = "pass" if shutil.which("pass", path=path) else "secretservice"
     return candidate if shutil.which(_HELPER_PREFIX + candidate, path=path) else ""
 
 

@@ -444,6 +444,8 @@ def test_wrong_types_raise_config_error_naming_key(
         ("https://host:port/", "https:"),  # url.Parse fails on a non-numeric port
         ("1http://host/", "1http:"),  # not a scheme, so no host: cut at the first "/"
         ("https://host?x=1", "host"),
+        ("https://a:b:5000/", "[a:b]:5000"),
+        ("https://host:\uff15\uff10/", "https:"),  # only ASCII digits make a port
     ],
 )
 def test_convert_to_hostname(url: str, hostname: str) -> None:
