@@ -1,0 +1,256 @@
+"""The sans-I/O layer both clients share: options in, request descriptions out; answers in,
+typed results or errors out.
+
+Nothing here touches a socket. `Client` and `AsyncClient` ask this module what to send
+(`build_request`, `prune_request`, ...), move the bytes with httpx, and hand the answer
+back (`parse_ping`, `error_from_response`, ...). Keeping every rule here means the two
+clients cannot drift apart, and every rule can be tested without an engine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from buildsdk.auth import RegistryAuth, registry_config_header
+from buildsdk.build import BuildOptions
+from buildsdk.errors import APIError, UnsupportedOption, api_error_for_status
+from buildsdk.events import BuildEvent, EventDecoder
+from buildsdk.proxy import merge_proxy_build_args
+from buildsdk.prune import PruneOptions
+from buildsdk.results import BuildResult, ResultCollector
+from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion
+
+__all__ = [
+    "ERROR_BODY_LIMIT",
+    "USER_AGENT",
+    "BuildStream",
+    "PingResult",
+    "Request",
+    "VersionInfo",
+    "build_request",
+    "cancel_request",
+    "error_from_response",
+    "parse_ping",
+    "ping_request",
+    "prune_request",
+    "version_request",
+]
+
+ERROR_BODY_LIMIT = 1024 * 1024
+"""How much of an error body is read: the engine's messages are short, a proxy's page may not be."""
+
+USER_AGENT = "buildsdk/0.1.0"
+"""The `User-Agent` every request carries."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to send: method, path (with the version prefix), ordered query pairs, headers."""
+
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class PingResult(BaseModel):
+    """What `/_ping` says about the engine: its newest API version, OS and preferred builder."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api_version: str | None = Field(description="The engine's newest API version.")
+    os_type: str | None = Field(default=None, description="`linux` or `windows`.")
+    experimental: bool = Field(default=False, description="Whether experimental mode is on.")
+    builder_version: str | None = Field(
+        default=None, description='The builder the engine recommends: "1" classic, "2" BuildKit.'
+    )
+
+
+class VersionInfo(BaseModel):
+    """The engine's `/version` answer; fields newer engines add are kept, not rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+    version: str = Field(default="", alias="Version")
+    api_version: str = Field(default="", alias="ApiVersion")
+    min_api_version: str | None = Field(default=None, alias="MinAPIVersion")
+    os: str = Field(default="", alias="Os")
+    arch: str = Field(default="", alias="Arch")
+    kernel_version: str | None = Field(default=None, alias="KernelVersion")
+    components: list[dict[str, Any]] = Field(default_factory=list, alias="Components")
+
+
+def ping_request(base_path: str = "") -> Request:
+    """`HEAD /_ping`, unversioned, as the Go client sends it (clients fall back to GET)."""
+    return Request("HEAD", f"{base_path}/_ping")
+
+
+def parse_ping(headers: Mapping[str, str]) -> PingResult:
+    """Read the engine's facts from the headers of a `/_ping` answer (HEAD or GET)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return PingResult(
+        api_version=lowered.get("api-version") or None,
+        os_type=lowered.get("ostype") or None,
+        experimental=lowered.get("docker-experimental", "").lower() == "true",
+        builder_version=lowered.get("builder-version") or None,
+    )
+
+
+def _versioned(base_path: str, api_version: ApiVersion, endpoint: str) -> str:
+    return f"{base_path}/v{api_version}{endpoint}"
+
+
+def version_request(api_version: ApiVersion, base_path: str = "") -> Request:
+    """`GET /version`: the engine's release, API range, OS and components."""
+    return Request("GET", _versioned(base_path, api_version, "/version"))
+
+
+def build_request(
+    options: BuildOptions,
+    api_version: ApiVersion,
+    *,
+    dockerfile: str | None = None,
+    credentials: Mapping[str, RegistryAuth] | None = None,
+    proxy_args: Mapping[str, str] | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+    base_path: str = "",
+) -> Request:
+    """Describe `POST /build` for `options` as the Docker CLI sends it.
+
+    `dockerfile` is the name the packed context chose (for a Dockerfile outside the
+    context or from memory); `credentials` become `X-Registry-Config`; `proxy_args` are
+    merged into the build args unless the user set the same names or turned proxies off.
+    Raises `UnsupportedOption` when `api_version` or the builder cannot honour an option.
+    """
+    if options.use_config_proxy and proxy_args:
+        merged = merge_proxy_build_args(options.buildargs, proxy_args)
+        options = options.model_copy(update={"buildargs": merged})
+    params = options.to_query(api_version, dockerfile=dockerfile)
+    # config.json's HttpHeaders go first: like the CLI, our own User-Agent is not theirs
+    # to replace.
+    headers: dict[str, str] = dict(extra_headers or {})
+    headers["User-Agent"] = USER_AGENT
+    if not options.is_remote or options.fileobj is not None:
+        headers["Content-Type"] = "application/x-tar"
+    if options.custom_context and options.encoding:
+        # The engine sniffs compression from magic bytes; the header is only informative,
+        # but a custom tar's encoding is the one fact we cannot see ourselves.
+        headers["Content-Encoding"] = options.encoding
+    headers["X-Registry-Config"] = registry_config_header(dict(credentials or {}))
+    return Request("POST", _versioned(base_path, api_version, "/build"), tuple(params), headers)
+
+
+def prune_request(
+    options: PruneOptions, api_version: ApiVersion, *, base_path: str = ""
+) -> Request:
+    """Describe `POST /build/prune` for `options` in `api_version`."""
+    params = options.to_query(api_version)
+    return Request("POST", _versioned(base_path, api_version, "/build/prune"), tuple(params))
+
+
+def cancel_request(build_id: str, api_version: ApiVersion, *, base_path: str = "") -> Request:
+    """Describe `POST /build/cancel?id=…`, which stops a BuildKit build started with `build_id`."""
+    if not build_id:
+        raise ValueError("build_id must be a non-empty string")
+    if api_version < CANCEL_MIN_VERSION:
+        raise UnsupportedOption(
+            "build_id",
+            f"cancelling a build needs API {CANCEL_MIN_VERSION}, the engine speaks {api_version}",
+            required=str(CANCEL_MIN_VERSION),
+            given=str(api_version),
+        )
+    return Request("POST", _versioned(base_path, api_version, "/build/cancel"), (("id", build_id),))
+
+
+def error_from_response(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str = "",
+    path: str = "",
+) -> APIError:
+    """Turn an HTTP error answer into the fitting `APIError`, with the engine's own message.
+
+    Like the Go client, the JSON `message` is used when the body is JSON; otherwise the
+    body text itself (cut to `ERROR_BODY_LIMIT`), or the status when there is no body.
+    """
+    body = body[:ERROR_BODY_LIMIT]
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    message = ""
+    if "json" in content_type.lower() or body.lstrip().startswith(b"{"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            message = data["message"]
+    if not message:
+        message = body.decode("utf-8", "replace").strip()
+    if not message:
+        message = f"HTTP {status_code} with an empty body"
+    return api_error_for_status(status_code, message, method=method, path=path)
+
+
+def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
+    """Decode a JSON object answer; anything else is a `StreamError` naming `what`."""
+    from buildsdk.errors import StreamError
+
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise StreamError(f"the engine's {what} answer is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise StreamError(f"the engine's {what} answer is not a JSON object")
+    return data
+
+
+def select_tags(options: BuildOptions) -> Sequence[str]:
+    """The tags a successful build of `options` carries, in the order they were given."""
+    return tuple(options.tag)
+
+
+class BuildStream:
+    """The life of one build's response: bytes in, events out, a result or `BuildError` at
+    the end. Both clients feed it whatever the transport delivers."""
+
+    def __init__(self, tags: Sequence[str], *, keep_events: bool = True) -> None:
+        self._decoder = EventDecoder()
+        self._collector = ResultCollector(tags, keep_events=keep_events)
+        self._started = time.monotonic()
+        self._finished: BuildResult | None = None
+        self._ended = False
+
+    def feed(self, data: bytes) -> list[BuildEvent]:
+        """Decode a piece of the response body into the events it completes."""
+        events = self._decoder.feed(data)
+        for event in events:
+            self._collector.add(event)
+        return events
+
+    def end(self) -> list[BuildEvent]:
+        """The body ended: return the last events (a partial message is a `StreamError`)."""
+        if self._ended:
+            return []
+        self._ended = True
+        events = self._decoder.flush()
+        for event in events:
+            self._collector.add(event)
+        return events
+
+    @property
+    def ended(self) -> bool:
+        """Whether the whole body was read."""
+        return self._ended
+
+    def result(self) -> BuildResult:
+        """The build's result, or `BuildError` with the whole log when it failed."""
+        if self._finished is None:
+            self._finished = self._collector.finish(time.monotonic() - self._started)
+        return self._finished

@@ -1,0 +1,278 @@
+"""`AsyncClient`: the asynchronous mirror of `Client`.
+
+Same methods in the same order as `client.py`; a diff of the two shows only `async`,
+`await` and the async iterator protocol. Credential helpers and file reads, which block,
+run in worker threads so the event loop keeps serving other builds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import anyio
+import httpx
+
+from buildsdk import _protocol
+from buildsdk.auth import DockerConfig, RegistryAuth
+from buildsdk.build import BuildOptions
+from buildsdk.client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _BaseClient
+from buildsdk.config import TLSConfig
+from buildsdk.errors import BuildSDKError, StreamError
+from buildsdk.prune import PruneOptions, PruneResult
+from buildsdk.transports import create_async_transport, translate_transport_errors
+from buildsdk.versions import ApiVersion
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from buildsdk.events import BuildEvent
+    from buildsdk.results import BuildResult
+
+__all__ = ["AsyncBuild", "AsyncClient"]
+
+
+class AsyncClient(_BaseClient):
+    """An asyncio client for an engine's build endpoints; one connection pool.
+
+    The engine is found like the Docker CLI finds it (`host=`, `DOCKER_HOST`, docker
+    contexts, TLS environment). The API version is negotiated on first use.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        tls: TLSConfig | bool | None = None,
+        context: str | None = None,
+        api_version: str | ApiVersion | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        credentials: Mapping[str, RegistryAuth] | None = None,
+        config: DockerConfig | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            host,
+            tls=tls,
+            context=context,
+            api_version=api_version,
+            timeout=timeout,
+            credentials=credentials,
+            config=config,
+            env=env,
+        )
+        transport, base_url = create_async_transport(self.endpoint, connect_timeout=CONNECT_TIMEOUT)
+        self._http = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=None)
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every pooled connection; the client cannot be used afterwards."""
+        await self._http.aclose()
+
+    async def _send(
+        self,
+        request: _protocol.Request,
+        timeout: httpx.Timeout,
+        *,
+        content: AsyncIterator[bytes] | None = None,
+    ) -> httpx.Response:
+        http_request = self._http.build_request(
+            request.method,
+            request.path,
+            params=list(request.params),
+            headers={**self._headers(), **request.headers},
+            content=content,
+            timeout=timeout,
+        )
+        with translate_transport_errors(self.endpoint):
+            return await self._http.send(http_request, stream=True)
+
+    async def _check(self, request: _protocol.Request, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            with translate_transport_errors(self.endpoint):
+                body = await _read_capped(response)
+        finally:
+            await response.aclose()
+        raise _protocol.error_from_response(
+            response.status_code,
+            response.headers,
+            body,
+            method=request.method,
+            path=request.path,
+        )
+
+    async def _call(self, request: _protocol.Request) -> bytes:
+        response = await self._send(request, self._short_timeout())
+        await self._check(request, response)
+        try:
+            with translate_transport_errors(self.endpoint):
+                return await response.aread()
+        finally:
+            await response.aclose()
+
+    async def ping(self) -> _protocol.PingResult:
+        """Ask the engine who it is (`HEAD /_ping`, then `GET` if HEAD is not answered)."""
+        request = _protocol.ping_request(self.endpoint.base_path)
+        response = await self._send(request, self._short_timeout())
+        await response.aclose()
+        if response.status_code == 200:
+            return _protocol.parse_ping(response.headers)
+        request = _protocol.Request("GET", request.path)
+        response = await self._send(request, self._short_timeout())
+        await response.aclose()
+        # A GET that fails with 500 still carries the headers that matter, as the Go
+        # client relies on; only an answer without them is an error.
+        if response.status_code != 200 and "api-version" not in response.headers:
+            await self._check(request, response)
+        return _protocol.parse_ping(response.headers)
+
+    async def api_version(self) -> ApiVersion:
+        """The API version this client speaks, negotiated with the engine on first use."""
+        if self._negotiated is None:
+            async with self._lock:
+                if self._negotiated is None:
+                    self._negotiated = self._accept_ping(await self.ping())
+        return self._negotiated
+
+    async def version(self) -> _protocol.VersionInfo:
+        """The engine's release, API range, OS and components (`GET /version`)."""
+        request = _protocol.version_request(await self.api_version(), self.endpoint.base_path)
+        body = await self._call(request)
+        return _protocol.VersionInfo.model_validate(_protocol.parse_json_object(body, "version"))
+
+    def build(self, options: BuildOptions, *, keep_events: bool = True) -> AsyncBuild:
+        """Start describing a build; it is sent when the returned `AsyncBuild` is entered or read.
+
+        With `keep_events=False` the result keeps the log text but not every event, for
+        very chatty builds.
+        """
+        return AsyncBuild(self, options, keep_events=keep_events)
+
+    async def prune_builds(self, options: PruneOptions | None = None) -> PruneResult:
+        """Remove build cache (`POST /build/prune`) and report what was reclaimed."""
+        request = _protocol.prune_request(
+            options or PruneOptions(), await self.api_version(), base_path=self.endpoint.base_path
+        )
+        # Pruning a large cache takes long; it has no read timeout, like a build.
+        response = await self._send(request, httpx.Timeout(None, connect=CONNECT_TIMEOUT))
+        await self._check(request, response)
+        try:
+            with translate_transport_errors(self.endpoint):
+                body = await response.aread()
+        finally:
+            await response.aclose()
+        return PruneResult.from_json(_protocol.parse_json_object(body, "prune"))
+
+    async def cancel_build(self, build_id: str) -> None:
+        """Ask the engine to stop the BuildKit build started with `build_id`."""
+        request = _protocol.cancel_request(
+            build_id, await self.api_version(), base_path=self.endpoint.base_path
+        )
+        await self._call(request)
+
+
+class AsyncBuild:
+    """One build: an async iterator of `BuildEvent` and an async context manager.
+
+    The request is sent when the `async with` block is entered (or on first iteration);
+    leaving the block, breaking out of the loop or cancelling the task closes the
+    connection, which stops the upload and, for the engine, cancels the build.
+    """
+
+    def __init__(self, client: AsyncClient, options: BuildOptions, *, keep_events: bool) -> None:
+        self._client = client
+        self.options = options
+        self._stream = _protocol.BuildStream(options.tag, keep_events=keep_events)
+        self._response: httpx.Response | None = None
+        self._events: AsyncGenerator[BuildEvent, None] | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _start(self) -> None:
+        if self._response is not None:
+            return
+        if self._closed:
+            raise BuildSDKError("this build was closed; start a new one with client.build()")
+        client = self._client
+        api_version = await client.api_version()
+        # Reading .dockerignore, walking the tree and running credential helpers block.
+        request, context = await anyio.to_thread.run_sync(
+            client._prepare_build, self.options, api_version
+        )
+        body = context.__aiter__() if context is not None else None
+        response = await client._send(request, client._build_timeout(self.options), content=body)
+        await client._check(request, response)
+        self._response = response
+        self._events = self._read(response)
+
+    async def _read(self, response: httpx.Response) -> AsyncGenerator[BuildEvent, None]:
+        try:
+            with translate_transport_errors(self._client.endpoint):
+                async for chunk in response.aiter_raw():
+                    for event in self._stream.feed(chunk):
+                        yield event
+            for event in self._stream.end():
+                yield event
+        finally:
+            await response.aclose()
+
+    def __aiter__(self) -> AsyncIterator[BuildEvent]:
+        return self
+
+    async def __anext__(self) -> BuildEvent:
+        await self._start()
+        assert self._events is not None
+        return await self._events.__anext__()
+
+    async def result(self) -> BuildResult:
+        """Read what is left and return the `BuildResult`, or raise `BuildError`."""
+        await self._start()
+        assert self._events is not None
+        async for _ in self._events:
+            pass
+        if not self._stream.ended:
+            raise StreamError("the build's stream was closed before it ended")
+        return self._stream.result()
+
+    async def close(self) -> None:
+        """Stop reading and close the connection (the engine cancels a running build)."""
+        self._closed = True
+        if self._response is not None:
+            await self._response.aclose()
+        if self._events is not None:
+            await self._events.aclose()
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) >= _protocol.ERROR_BODY_LIMIT:
+            break
+    return bytes(body)

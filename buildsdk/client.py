@@ -1,0 +1,377 @@
+"""`Client`: the synchronous door to an engine's build endpoints.
+
+Everything protocol-shaped is decided in `_protocol` (shared with `AsyncClient`); this
+module only moves bytes with httpx and keeps the connection pool. `_BaseClient` holds the
+state both clients share and that needs no socket: where the engine is, which API version
+to speak, which credentials and proxies the Docker CLI's configuration gives.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator, Iterator, Mapping
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, cast
+
+import httpx
+
+from buildsdk import _protocol
+from buildsdk.auth import DockerConfig, RegistryAuth, buildkit_auth_warning, merge_credentials
+from buildsdk.build import BuildOptions
+from buildsdk.config import Endpoint, TLSConfig, api_version_from_env, resolve_endpoint
+from buildsdk.context import BuildContext, prepare_context
+from buildsdk.errors import BuildSDKError, StreamError
+from buildsdk.proxy import proxy_build_args
+from buildsdk.prune import PruneOptions, PruneResult
+from buildsdk.transports import create_transport, translate_transport_errors
+from buildsdk.versions import ApiVersion, negotiate
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from buildsdk.events import BuildEvent
+    from buildsdk.results import BuildResult
+
+__all__ = ["Build", "Client"]
+
+logger = logging.getLogger("buildsdk")
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds the short calls (ping, version, cancel) may take; builds have no read timeout."""
+
+CONNECT_TIMEOUT = 30.0
+"""Seconds a connection may take to open, for every call (as the CLI's ssh ConnectTimeout)."""
+
+
+class _BaseClient:
+    """State and decisions shared by `Client` and `AsyncClient`; no network I/O here."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        tls: TLSConfig | bool | None = None,
+        context: str | None = None,
+        api_version: str | ApiVersion | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        credentials: Mapping[str, RegistryAuth] | None = None,
+        config: DockerConfig | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._env = env
+        self.endpoint: Endpoint = resolve_endpoint(host, tls=tls, context=context, env=env)
+        pinned = api_version if api_version is not None else api_version_from_env(env)
+        self._pinned = ApiVersion.parse(pinned) if pinned is not None else None
+        self._negotiated: ApiVersion | None = self._pinned
+        self._timeout = timeout
+        self._credentials = dict(credentials or {})
+        self._config = config
+
+    @property
+    def docker_config(self) -> DockerConfig:
+        """The Docker CLI configuration this client uses (read on first use)."""
+        if self._config is None:
+            self._config = DockerConfig.load(self._env)
+        return self._config
+
+    def _short_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT)
+
+    def _build_timeout(self, options: BuildOptions) -> httpx.Timeout:
+        # A build may print nothing for a long time (a slow RUN); only the user knows how
+        # long is too long, so the read timeout is theirs and off by default.
+        return httpx.Timeout(None, connect=CONNECT_TIMEOUT, read=options.timeout)
+
+    def _accept_ping(self, ping: _protocol.PingResult) -> ApiVersion:
+        if self._pinned is not None:
+            return self._pinned
+        try:
+            return negotiate(ping.api_version)
+        except ValueError as exc:
+            raise BuildSDKError(str(exc)) from None
+
+    def _prepare_build(
+        self, options: BuildOptions, api_version: ApiVersion
+    ) -> tuple[_protocol.Request, BuildContext | None]:
+        context: BuildContext | None = None
+        if not options.is_remote or options.fileobj is not None:
+            context = prepare_context(
+                path=None if options.is_remote else options.path,
+                dockerfile=options.dockerfile,
+                fileobj=cast("IO[bytes] | IO[str] | None", options.fileobj),
+                custom_context=options.custom_context,
+                gzip=options.gzip,
+            )
+        config = self.docker_config
+        if options.version == "2":
+            # BuildKit ignores X-Registry-Config: running credential helpers for it would
+            # cost time and could fail for nothing. Say so when credentials exist.
+            warning = buildkit_auth_warning(
+                options.version, config=config, credentials=self._credentials
+            )
+            if warning:
+                logger.warning(warning)
+            credentials: dict[str, RegistryAuth] = {}
+        else:
+            credentials = merge_credentials(config.all_credentials(), self._credentials)
+        request = _protocol.build_request(
+            options,
+            api_version,
+            dockerfile=context.dockerfile if context is not None else None,
+            credentials=credentials,
+            proxy_args=proxy_build_args(config, self._proxy_host()),
+            extra_headers=config.http_headers,
+            base_path=self.endpoint.base_path,
+        )
+        return request, context
+
+    def _proxy_host(self) -> str:
+        # config.json keys per-engine proxies by the host string the CLI's client reports,
+        # which for ssh is the dummy URL it speaks HTTP to.
+        if self.endpoint.scheme == "ssh":
+            return "http://docker.example.com"
+        return self.endpoint.host
+
+    def _headers(self) -> dict[str, str]:
+        # The CLI sends config.json's HttpHeaders with every request, not only builds.
+        return {**self.docker_config.http_headers, "User-Agent": _protocol.USER_AGENT}
+
+
+class Client(_BaseClient):
+    """A synchronous client for an engine's build endpoints; one connection pool, thread-safe.
+
+    The engine is found like the Docker CLI finds it (`host=`, `DOCKER_HOST`, docker
+    contexts, TLS environment). The API version is negotiated on first use.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        tls: TLSConfig | bool | None = None,
+        context: str | None = None,
+        api_version: str | ApiVersion | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        credentials: Mapping[str, RegistryAuth] | None = None,
+        config: DockerConfig | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            host,
+            tls=tls,
+            context=context,
+            api_version=api_version,
+            timeout=timeout,
+            credentials=credentials,
+            config=config,
+            env=env,
+        )
+        transport, base_url = create_transport(self.endpoint, connect_timeout=CONNECT_TIMEOUT)
+        self._http = httpx.Client(transport=transport, base_url=base_url, timeout=None)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection; the client cannot be used afterwards."""
+        self._http.close()
+
+    def _send(
+        self,
+        request: _protocol.Request,
+        timeout: httpx.Timeout,
+        *,
+        content: Iterator[bytes] | None = None,
+    ) -> httpx.Response:
+        http_request = self._http.build_request(
+            request.method,
+            request.path,
+            params=list(request.params),
+            headers={**self._headers(), **request.headers},
+            content=content,
+            timeout=timeout,
+        )
+        with translate_transport_errors(self.endpoint):
+            return self._http.send(http_request, stream=True)
+
+    def _check(self, request: _protocol.Request, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            with translate_transport_errors(self.endpoint):
+                body = _read_capped(response)
+        finally:
+            response.close()
+        raise _protocol.error_from_response(
+            response.status_code,
+            response.headers,
+            body,
+            method=request.method,
+            path=request.path,
+        )
+
+    def _call(self, request: _protocol.Request) -> bytes:
+        response = self._send(request, self._short_timeout())
+        self._check(request, response)
+        try:
+            with translate_transport_errors(self.endpoint):
+                return response.read()
+        finally:
+            response.close()
+
+    def ping(self) -> _protocol.PingResult:
+        """Ask the engine who it is (`HEAD /_ping`, then `GET` if HEAD is not answered)."""
+        request = _protocol.ping_request(self.endpoint.base_path)
+        response = self._send(request, self._short_timeout())
+        response.close()
+        if response.status_code == 200:
+            return _protocol.parse_ping(response.headers)
+        request = _protocol.Request("GET", request.path)
+        response = self._send(request, self._short_timeout())
+        response.close()
+        # A GET that fails with 500 still carries the headers that matter, as the Go
+        # client relies on; only an answer without them is an error.
+        if response.status_code != 200 and "api-version" not in response.headers:
+            self._check(request, response)
+        return _protocol.parse_ping(response.headers)
+
+    def api_version(self) -> ApiVersion:
+        """The API version this client speaks, negotiated with the engine on first use."""
+        if self._negotiated is None:
+            with self._lock:
+                if self._negotiated is None:
+                    self._negotiated = self._accept_ping(self.ping())
+        return self._negotiated
+
+    def version(self) -> _protocol.VersionInfo:
+        """The engine's release, API range, OS and components (`GET /version`)."""
+        body = self._call(_protocol.version_request(self.api_version(), self.endpoint.base_path))
+        return _protocol.VersionInfo.model_validate(_protocol.parse_json_object(body, "version"))
+
+    def build(self, options: BuildOptions, *, keep_events: bool = True) -> Build:
+        """Start describing a build; it is sent when the returned `Build` is entered or read.
+
+        With `keep_events=False` the result keeps the log text but not every event, for
+        very chatty builds.
+        """
+        return Build(self, options, keep_events=keep_events)
+
+    def prune_builds(self, options: PruneOptions | None = None) -> PruneResult:
+        """Remove build cache (`POST /build/prune`) and report what was reclaimed."""
+        request = _protocol.prune_request(
+            options or PruneOptions(), self.api_version(), base_path=self.endpoint.base_path
+        )
+        # Pruning a large cache takes long; it has no read timeout, like a build.
+        response = self._send(request, httpx.Timeout(None, connect=CONNECT_TIMEOUT))
+        self._check(request, response)
+        try:
+            with translate_transport_errors(self.endpoint):
+                body = response.read()
+        finally:
+            response.close()
+        return PruneResult.from_json(_protocol.parse_json_object(body, "prune"))
+
+    def cancel_build(self, build_id: str) -> None:
+        """Ask the engine to stop the BuildKit build started with `build_id`."""
+        self._call(
+            _protocol.cancel_request(
+                build_id, self.api_version(), base_path=self.endpoint.base_path
+            )
+        )
+
+
+class Build:
+    """One build: an iterator of `BuildEvent` and a context manager.
+
+    The request is sent when the `with` block is entered (or on first iteration); leaving
+    the block or breaking out of the loop closes the connection, which stops the upload
+    and, for the engine, cancels the build.
+    """
+
+    def __init__(self, client: Client, options: BuildOptions, *, keep_events: bool) -> None:
+        self._client = client
+        self.options = options
+        self._stream = _protocol.BuildStream(options.tag, keep_events=keep_events)
+        self._response: httpx.Response | None = None
+        self._events: Generator[BuildEvent, None, None] | None = None
+        self._closed = False
+
+    def __enter__(self) -> Self:
+        self._start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        if self._response is not None:
+            return
+        if self._closed:
+            raise BuildSDKError("this build was closed; start a new one with client.build()")
+        client = self._client
+        api_version = client.api_version()
+        request, context = client._prepare_build(self.options, api_version)
+        body = iter(context) if context is not None else None
+        response = client._send(request, client._build_timeout(self.options), content=body)
+        client._check(request, response)
+        self._response = response
+        self._events = self._read(response)
+
+    def _read(self, response: httpx.Response) -> Generator[BuildEvent, None, None]:
+        try:
+            with translate_transport_errors(self._client.endpoint):
+                for chunk in response.iter_raw():
+                    yield from self._stream.feed(chunk)
+            yield from self._stream.end()
+        finally:
+            response.close()
+
+    def __iter__(self) -> Iterator[BuildEvent]:
+        return self
+
+    def __next__(self) -> BuildEvent:
+        self._start()
+        assert self._events is not None
+        return next(self._events)
+
+    def result(self) -> BuildResult:
+        """Read what is left and return the `BuildResult`, or raise `BuildError`."""
+        self._start()
+        assert self._events is not None
+        for _ in self._events:
+            pass
+        if not self._stream.ended:
+            raise StreamError("the build's stream was closed before it ended")
+        return self._stream.result()
+
+    def close(self) -> None:
+        """Stop reading and close the connection (the engine cancels a running build)."""
+        self._closed = True
+        if self._response is not None:
+            self._response.close()
+        if self._events is not None:
+            self._events.close()
+
+
+def _read_capped(response: httpx.Response) -> bytes:
+    body = bytearray()
+    for chunk in response.iter_raw():
+        body += chunk
+        if len(body) >= _protocol.ERROR_BODY_LIMIT:
+            break
+    return bytes(body)

@@ -1,0 +1,129 @@
+"""The shared sans-I/O layer: ping parsing, error answers, request descriptions."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from buildsdk import _protocol
+from buildsdk.build import BuildOptions
+from buildsdk.errors import (
+    APIError,
+    BadRequest,
+    NotFound,
+    ServerError,
+    ServiceUnavailable,
+    UnsupportedOption,
+)
+from buildsdk.prune import PruneOptions
+from buildsdk.versions import ApiVersion
+
+V141 = ApiVersion(1, 41)
+
+
+def test_ping_headers_are_read_case_insensitively() -> None:
+    ping = _protocol.parse_ping(
+        {
+            "Api-Version": "1.41",
+            "OSType": "linux",
+            "Docker-Experimental": "true",
+            "Builder-Version": "2",
+        }
+    )
+    assert ping.api_version == "1.41"
+    assert ping.os_type == "linux"
+    assert ping.experimental is True
+    assert ping.builder_version == "2"
+
+
+def test_ping_without_headers_knows_nothing() -> None:
+    ping = _protocol.parse_ping({})
+    assert ping.api_version is None
+    assert ping.experimental is False
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [(400, BadRequest), (404, NotFound), (500, ServerError), (503, ServiceUnavailable)],
+)
+def test_error_answer_carries_the_engines_message(status: int, cls: type[APIError]) -> None:
+    error = _protocol.error_from_response(
+        status,
+        {"Content-Type": "application/json"},
+        b'{"message":"squash is only supported with experimental mode"}\n',
+        method="POST",
+        path="/v1.41/build",
+    )
+    assert type(error) is cls
+    assert error.status_code == status
+    assert error.message == "squash is only supported with experimental mode"
+    assert str(error) == (
+        f"{status}: squash is only supported with experimental mode (POST /v1.41/build)"
+    )
+
+
+def test_error_answer_that_is_not_json_keeps_its_text() -> None:
+    error = _protocol.error_from_response(502, {"Content-Type": "text/html"}, b"Bad gateway\n")
+    assert type(error) is ServerError
+    assert error.message == "Bad gateway"
+
+
+def test_error_answer_without_body_names_the_status() -> None:
+    error = _protocol.error_from_response(418, {}, b"")
+    assert type(error) is APIError
+    assert error.message == "HTTP 418 with an empty body"
+
+
+def test_error_body_is_cut_at_the_limit() -> None:
+    body = b"x" * (_protocol.ERROR_BODY_LIMIT + 100)
+    error = _protocol.error_from_response(500, {}, body)
+    assert len(error.message) == _protocol.ERROR_BODY_LIMIT
+
+
+def test_build_request_is_the_clis(tmp_path: object) -> None:
+    options = BuildOptions(path=".", tag=["a:1", "b:2"], buildargs={"X": "1"})
+    request = _protocol.build_request(
+        options, V141, proxy_args={"HTTP_PROXY": "http://p:3128", "X": "proxy-loses"}
+    )
+    assert request.method == "POST"
+    assert request.path == "/v1.41/build"
+    params = dict(request.params)
+    assert json.loads(params["buildargs"]) == {"HTTP_PROXY": "http://p:3128", "X": "1"}
+    assert [v for k, v in request.params if k == "t"] == ["a:1", "b:2"]
+    assert request.headers["Content-Type"] == "application/x-tar"
+    # The Go client sends the header even with no credentials at all.
+    assert base64.urlsafe_b64decode(request.headers["X-Registry-Config"]) in (b"{}", b"null")
+
+
+def test_build_request_without_config_proxy_keeps_build_args() -> None:
+    options = BuildOptions(path=".", use_config_proxy=False)
+    request = _protocol.build_request(options, V141, proxy_args={"HTTP_PROXY": "http://p"})
+    assert "buildargs" not in dict(request.params)
+
+
+def test_remote_build_sends_no_body_type() -> None:
+    options = BuildOptions(remote="https://example.com/ctx.tar")
+    request = _protocol.build_request(options, V141)
+    assert "Content-Type" not in request.headers
+    assert ("remote", "https://example.com/ctx.tar") in request.params
+
+
+def test_prune_request_path() -> None:
+    request = _protocol.prune_request(PruneOptions(all=True), V141)
+    assert request.path == "/v1.41/build/prune"
+    assert ("all", "1") in request.params
+
+
+def test_cancel_request_needs_1_38() -> None:
+    assert _protocol.cancel_request("abc", V141).params == (("id", "abc"),)
+    with pytest.raises(UnsupportedOption) as info:
+        _protocol.cancel_request("abc", ApiVersion(1, 37))
+    assert info.value.required == "1.38"
+    assert info.value.given == "1.37"
+
+
+def test_versioned_paths_keep_a_tcp_prefix() -> None:
+    request = _protocol.version_request(V141, "/docker")
+    assert request.path == "/docker/v1.41/version"
