@@ -109,7 +109,8 @@ class _Vertex:
     status_updates: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
     logs_partial: bool = False
-    pending_logs: int = 0
+    logs_printed: int = 0
+    partial_offset: int = 0
     warnings: list[str] = field(default_factory=list)
     warnings_printed: int = 0
     closing: str = ""
@@ -143,8 +144,9 @@ class _Vertex:
 class _Trace:
     """The BuildKit steps of one build, in the order they were first seen."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_logs: int | None = None) -> None:
         self.vertices: dict[str, _Vertex] = {}
+        self.keep_logs = keep_logs
 
     def get(self, digest: str) -> _Vertex:
         vertex = self.vertices.get(digest)
@@ -183,11 +185,13 @@ class _Trace:
         for i, piece in enumerate(pieces):
             if i == 0 and vertex.logs_partial and vertex.logs:
                 vertex.logs[-1] += piece
-                vertex.pending_logs = max(vertex.pending_logs, 1)
             else:
                 vertex.logs.append(f"{offset:.{precision}f} {piece}")
-                vertex.pending_logs += 1
         vertex.logs_partial = not complete
+        if self.keep_logs is not None and len(vertex.logs) > 2 * self.keep_logs:
+            drop = len(vertex.logs) - self.keep_logs
+            del vertex.logs[:drop]
+            vertex.logs_printed = max(0, vertex.logs_printed - drop)
         return vertex
 
     def on_warning(self, event: VertexWarningEvent) -> _Vertex:
@@ -232,7 +236,7 @@ class PlainProgress:
     def close(self) -> None:
         """End an unfinished log line so the shell prompt starts on its own line."""
         current = self._trace.vertices.get(self._current)
-        if current is not None and current.logs_partial:
+        if current is not None and current.logs_partial and current.partial_offset:
             self._write("\n")
         if self._text_open:
             self._write("\n")
@@ -265,7 +269,7 @@ class PlainProgress:
             vertex.closing
             and vertex.is_completed
             and not vertex.status_updates
-            and not vertex.pending_logs
+            and not vertex.logs
             and vertex.warnings_printed == len(vertex.warnings)
             and self._closing(vertex) == vertex.closing
         ):
@@ -276,11 +280,14 @@ class PlainProgress:
             self._next_index += 1
             vertex.index = self._next_index
         w = self._write
-        if vertex.digest != self._current:
+        header = vertex.digest != self._current
+        if header:
             old = self._trace.vertices.get(self._current)
             if old is not None:
-                if old.logs_partial:
+                if old.logs_partial and old.partial_offset:
                     w("\n")
+                # Coming back to it later repeats its unfinished line in full.
+                old.partial_offset = 0
                 w(f"#{old.index} ...\n")
             if self._printed_any:
                 w("\n")
@@ -290,24 +297,36 @@ class PlainProgress:
         for short in vertex.warnings[vertex.warnings_printed :]:
             w(f"#{vertex.index} WARN: {short}\n")
         vertex.warnings_printed = len(vertex.warnings)
-        if vertex.pending_logs:
-            lines = vertex.logs[-vertex.pending_logs :]
-            for i, line in enumerate(lines):
-                w(f"#{vertex.index} {line}")
-                if i != len(lines) - 1 or not vertex.logs_partial:
-                    w("\n")
-            vertex.pending_logs = 0
-            # A partial line is kept so its continuation is appended, but not reprinted.
-            vertex.logs = vertex.logs[-1:] if vertex.logs_partial else []
+        self._print_logs(vertex, continuing=not header)
         self._current = vertex.digest
         if vertex.is_completed and not open_status:
             self._current = ""
-            if vertex.logs_partial:
+            if vertex.logs_partial and vertex.partial_offset:
                 w("\n")
-                vertex.logs_partial = False
-                vertex.logs = []
+            vertex.logs_partial = False
+            vertex.logs.clear()
+            vertex.logs_printed = vertex.partial_offset = 0
             vertex.closing = self._closing(vertex)
             w(f"#{vertex.index} {vertex.closing}\n")
+
+    def _print_logs(self, vertex: _Vertex, *, continuing: bool) -> None:
+        last = len(vertex.logs) - 1
+        for i in range(vertex.logs_printed, len(vertex.logs)):
+            line = vertex.logs[i]
+            if i == vertex.logs_printed and vertex.partial_offset and continuing:
+                # The start of this line is already on screen: print only what was added.
+                self._write(line[vertex.partial_offset :])
+            else:
+                self._write(f"#{vertex.index} {line}")
+            if i != last or not vertex.logs_partial:
+                self._write("\n")
+        if vertex.logs_partial and vertex.logs:
+            vertex.partial_offset = len(vertex.logs[-1])
+            del vertex.logs[:-1]
+        else:
+            vertex.partial_offset = 0
+            vertex.logs.clear()
+        vertex.logs_printed = 0
 
     @staticmethod
     def _closing(vertex: _Vertex) -> str:
@@ -434,7 +453,7 @@ class TtyProgress:
         self._interval = interval
         self._clock = clock
         self._start = clock()
-        self._trace = _Trace()
+        self._trace = _Trace(keep_logs=_LOG_TAIL)
         self._pending_text = ""
         self._layers: dict[str, StatusEvent] = {}
         self._drawn_lines = 0

@@ -1,0 +1,481 @@
+"""What the progress renderers print, fed with real engine streams and made-up edge cases.
+
+The BuildKit plain output is checked on streams recorded from a real BuildKit
+(tests/fixtures/streams, dockerd 20.10): `#N name` headers, log lines with their offsets,
+status lines, `#N CACHED`, `#N DONE 0.2s`, `#N ERROR: …`. The live view is checked by
+replaying its escape sequences on a small terminal model (`render_screen`), so the tests
+see the screen a user sees, and its redraws are counted with a fake clock.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
+
+from buildsdk._progress import (
+    PlainProgress,
+    QuietProgress,
+    RawJsonProgress,
+    TtyProgress,
+    format_bytes,
+    human_size,
+)
+from buildsdk.events import (
+    AnyBuildEvent,
+    BuildEvent,
+    EventDecoder,
+    LogEvent,
+    ProgressDetail,
+    StatusEvent,
+    VertexEvent,
+    VertexLogEvent,
+    VertexStatusEvent,
+    VertexWarningEvent,
+)
+
+__all__ = ["render_screen"]
+
+STREAMS = Path(__file__).resolve().parents[1] / "fixtures" / "streams"
+T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def recorded(name: str) -> list[BuildEvent]:
+    decoder = EventDecoder()
+    return decoder.feed((STREAMS / f"{name}.jsonl").read_bytes()) + decoder.flush()
+
+
+def plain(events: list[BuildEvent]) -> str:
+    out = io.StringIO()
+    progress = PlainProgress(out)
+    for event in events:
+        progress.feed(event)
+    progress.close()
+    return out.getvalue()
+
+
+_CSI = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])")
+
+
+def render_screen(output: str, width: int = 200) -> list[str]:
+    """Replay terminal output on a minimal terminal: text, CR, LF, cursor up, erase below.
+
+    Colours and cursor visibility are accepted and ignored; any other control sequence
+    fails the test, so the renderer cannot rely on something this model does not check.
+    """
+    lines: list[str] = [""]
+    row, col = 0, 0
+    i = 0
+    while i < len(output):
+        ch = output[i]
+        if ch == "\x1b":
+            match = _CSI.match(output, i)
+            assert match is not None, f"unexpected escape at {output[i : i + 10]!r}"
+            arg, op = match.groups()
+            if op == "A":
+                row = max(0, row - int(arg or "1"))
+            elif op == "J":
+                assert arg in ("", "0"), f"unsupported erase {arg!r}"
+                lines[row] = lines[row][:col]
+                del lines[row + 1 :]
+            elif op == "K":
+                lines[row] = lines[row][:col]
+            elif op == "m" or (op in "lh" and arg == "?25"):
+                pass
+            else:
+                raise AssertionError(f"unsupported control sequence {match.group(0)!r}")
+            i = match.end()
+            continue
+        if ch == "\r":
+            col = 0
+        elif ch == "\n":
+            row += 1
+            col = 0
+            if row == len(lines):
+                lines.append("")
+        else:
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + ch + line[col + 1 :]
+            col += 1
+            assert col <= width, f"line longer than the terminal: {lines[row]!r}"
+        i += 1
+    while lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+# -- plain, BuildKit ------------------------------------------------------------------------
+
+BUILDKIT_OK = """\
+#1 [internal] load remote build context
+#1 DONE 0.0s
+
+#2 copy /context /
+#2 DONE 0.0s
+
+#3 [internal] load metadata for docker.io/library/busybox:latest
+#3 DONE 0.0s
+
+#4 [1/3] FROM docker.io/library/busybox:latest
+#4 DONE 0.0s
+
+#5 [2/3] RUN echo "buildkit stdout" && echo "buildkit stderr" >&2
+#5 0.189 buildkit stderr
+#5 0.189 buildkit stdout
+#5 DONE 0.2s
+
+#6 [3/3] RUN for i in 1 2 3; do echo "line $i"; done; echo "naïve café ✓ 日本"
+#6 0.158 line 1
+#6 0.158 line 2
+#6 0.158 line 3
+#6 0.158 naïve café ✓ 日本
+#6 DONE 0.2s
+
+#7 exporting to image
+#7 exporting layers
+#7 exporting layers 0.4s done
+#7 writing image sha256:5be5c5b54b9f29cd47ffbab00a1aa9b7ab3dc5f41aa75e44f7cadf104c82e3b8
+#7 writing image sha256:5be5c5b54b9f29cd47ffbab00a1aa9b7ab3dc5f41aa75e44f7cadf104c82e3b8 done
+#7 naming to docker.io/library/fixture:bk
+#7 DONE 0.4s
+
+#7 exporting to image
+#7 naming to docker.io/library/fixture:bk done
+#7 DONE 0.4s
+Successfully tagged fixture:bk
+"""
+
+
+def test_buildkit_plain_on_a_real_build() -> None:
+    assert plain(recorded("buildkit_ok")) == BUILDKIT_OK
+
+
+def test_buildkit_plain_on_a_real_failure() -> None:
+    text = plain(recorded("buildkit_fail"))
+    assert text.endswith(
+        '#5 [2/3] RUN echo "about to fail" && echo "failing now" >&2 && exit 3\n'
+        "#5 0.185 about to fail\n"
+        "#5 0.185 failing now\n"
+        '#5 ERROR: executor failed running [/bin/sh -c echo "about to fail" && '
+        'echo "failing now" >&2 && exit 3]: exit code: 3\n'
+    )
+    assert "#4 [1/3] FROM docker.io/library/busybox:latest\n#4 CACHED\n" in text
+    # The step after the failure never started, so it is never shown.
+    assert "[3/3]" not in text
+
+
+def test_buildkit_plain_on_a_real_cached_build() -> None:
+    text = plain(recorded("buildkit_cached"))
+    for step in ("#5 [2/3] RUN", "#6 [3/3] RUN"):
+        block = text[text.index(step) :].split("\n\n")[0]
+        assert block.splitlines()[-1].endswith("CACHED"), block
+    assert text.count("DONE") + text.count("CACHED") == text.count("\n\n") + 1
+
+
+def _vertex(digest: str, name: str, **fields: object) -> VertexEvent:
+    return VertexEvent(digest=digest, name=name, **fields)  # type: ignore[arg-type]
+
+
+def test_switching_between_running_steps_marks_the_interruption() -> None:
+    a = _vertex("sha256:a", "[a 1/2] RUN a", started=T0)
+    b = _vertex("sha256:b", "[b 1/2] RUN b", started=T0)
+    events: list[BuildEvent] = [
+        a,
+        VertexLogEvent(vertex="sha256:a", data=b"from a\n", timestamp=T0 + timedelta(seconds=1)),
+        b,
+        VertexLogEvent(vertex="sha256:b", data=b"from b\n", timestamp=T0 + timedelta(seconds=12)),
+        _vertex("sha256:a", "[a 1/2] RUN a", started=T0, completed=T0 + timedelta(seconds=2)),
+        _vertex(
+            "sha256:b",
+            "[b 1/2] RUN b",
+            started=T0,
+            completed=T0 + timedelta(seconds=3),
+            error="failed: context canceled",
+        ),
+    ]
+    assert plain(events) == (
+        "#1 [a 1/2] RUN a\n"
+        "#1 1.000 from a\n"
+        "#1 ...\n"
+        "\n"
+        "#2 [b 1/2] RUN b\n"
+        "#2 12.00 from b\n"
+        "#2 ...\n"
+        "\n"
+        "#1 [a 1/2] RUN a\n"
+        "#1 DONE 2.0s\n"
+        "\n"
+        "#2 [b 1/2] RUN b\n"
+        "#2 CANCELED\n"
+    )
+
+
+def test_partial_log_lines_are_joined() -> None:
+    start = _vertex("sha256:a", "RUN a", started=T0)
+    events: list[BuildEvent] = [
+        start,
+        VertexLogEvent(vertex="sha256:a", data=b"hel", timestamp=T0),
+        VertexLogEvent(vertex="sha256:a", data=b"lo\nwor", timestamp=T0),
+        VertexLogEvent(vertex="sha256:a", data=b"ld\n", timestamp=T0 + timedelta(seconds=150)),
+    ]
+    assert plain(events) == "#1 RUN a\n#1 0.000 hello\n#1 0.000 world\n"
+
+
+def test_unfinished_line_is_ended_at_close() -> None:
+    events: list[BuildEvent] = [
+        _vertex("sha256:a", "RUN a", started=T0),
+        VertexLogEvent(vertex="sha256:a", data=b"no newline", timestamp=T0),
+    ]
+    assert plain(events).endswith("#1 0.000 no newline\n")
+
+
+def test_queued_steps_are_silent_until_they_start() -> None:
+    assert plain([_vertex("sha256:q", "[2/2] RUN later")]) == ""
+
+
+def test_status_lines_show_bytes_time_and_done() -> None:
+    v = "sha256:v"
+    events: list[BuildEvent] = [
+        _vertex(v, "[internal] load build context", started=T0),
+        VertexStatusEvent(id="transferring context:", vertex=v, current=82, timestamp=T0),
+        VertexStatusEvent(
+            id="sha256:layer",
+            vertex=v,
+            current=1_500_000,
+            total=27_510_000,
+            started=T0,
+            timestamp=T0 + timedelta(seconds=1),
+        ),
+        # Less than 10% more and under five seconds later: not worth a line.
+        VertexStatusEvent(
+            id="sha256:layer",
+            vertex=v,
+            current=2_000_000,
+            total=27_510_000,
+            started=T0,
+            timestamp=T0 + timedelta(seconds=2),
+        ),
+        VertexStatusEvent(
+            id="sha256:layer",
+            vertex=v,
+            current=27_510_000,
+            total=27_510_000,
+            started=T0,
+            timestamp=T0 + timedelta(seconds=3),
+            completed=T0 + timedelta(seconds=3),
+        ),
+        VertexWarningEvent(vertex=v, short=b"FromAsCasing: 'as' and 'FROM' keywords' casing"),
+        _vertex(
+            v, "[internal] load build context", started=T0, completed=T0 + timedelta(seconds=3)
+        ),
+    ]
+    assert plain(events) == (
+        "#1 [internal] load build context\n"
+        "#1 transferring context: 82B\n"
+        "#1 sha256:layer 1.50MB / 27.51MB 1.0s\n"
+        "#1 sha256:layer 27.51MB / 27.51MB 3.0s done\n"
+        "#1 WARN: FromAsCasing: 'as' and 'FROM' keywords' casing\n"
+        "#1 DONE 3.0s\n"
+    )
+
+
+# -- plain, classic ---------------------------------------------------------------------------
+
+
+def test_classic_plain_is_the_engines_text() -> None:
+    events = recorded("classic_ok")
+    expected = "".join(e.text for e in events if isinstance(e, LogEvent))
+    assert plain(events) == expected
+    assert "Successfully tagged fixture:second\n" in expected
+
+
+def test_classic_status_lines_once_per_change() -> None:
+    def status(layer: str, text: str, current: int = 0) -> StatusEvent:
+        detail = ProgressDetail(current=current, total=100) if current else None
+        return StatusEvent(status=text, id=layer, progress_detail=detail)
+
+    events: list[BuildEvent] = [
+        LogEvent(text="Step 1/2 : FROM alpine"),
+        StatusEvent(status="Pulling from library/alpine", id="latest"),
+        status("abc", "Pulling fs layer"),
+        status("abc", "Downloading", 10),
+        status("abc", "Downloading", 60),
+        status("abc", "Pull complete"),
+        StatusEvent(status="Digest: sha256:1234"),
+        LogEvent(text=" ---> 1234\n"),
+    ]
+    assert plain(events) == (
+        "Step 1/2 : FROM alpine\n"
+        "latest: Pulling from library/alpine\n"
+        "abc: Pulling fs layer\n"
+        "abc: Downloading\n"
+        "abc: Pull complete\n"
+        "Digest: sha256:1234\n"
+        " ---> 1234\n"
+    )
+
+
+# -- rawjson and quiet ------------------------------------------------------------------------
+
+
+def test_rawjson_prints_each_event_as_its_json() -> None:
+    events = recorded("buildkit_ok")
+    out = io.StringIO()
+    progress = RawJsonProgress(out)
+    for event in events:
+        progress.feed(event)
+    progress.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == len(events)
+    adapter: TypeAdapter[BuildEvent] = TypeAdapter(AnyBuildEvent)
+    assert [adapter.validate_json(line) for line in lines] == events
+    assert json.loads(lines[0])["kind"] == "vertex"
+
+
+def test_quiet_prints_nothing() -> None:
+    progress = QuietProgress()
+    for event in recorded("classic_ok"):
+        progress.feed(event)
+    progress.close()  # nothing to assert but that it accepts every event without output
+
+
+# -- sizes -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0B"),
+        (82, "82B"),
+        (999, "999B"),
+        (1000, "1.00kB"),
+        (9410, "9.41kB"),
+        (27_510_000, "27.51MB"),
+        (3 * 10**9, "3.00GB"),
+    ],
+)
+def test_format_bytes_like_buildkit(n: int, text: str) -> None:
+    assert format_bytes(n) == text
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(0, "0B"), (512, "512B"), (12_345_678, "12.35MB"), (1_000_000_000, "1GB")],
+)
+def test_human_size_like_the_docker_cli(n: int, text: str) -> None:
+    assert human_size(n) == text
+
+
+@given(st.integers(min_value=0, max_value=10**18))
+def test_format_bytes_reads_back_close_to_the_count(n: int) -> None:
+    text = format_bytes(n)
+    match = re.fullmatch(r"([0-9.]+)(B|kB|MB|GB|TB|PB)", text)
+    assert match is not None, text
+    scale = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "PB": 10**15}
+    value = float(match.group(1)) * scale[match.group(2)]
+    if n < 1000:
+        assert text == f"{n}B"
+    else:
+        assert abs(value - n) <= 0.005 * scale[match.group(2)]
+
+
+# -- the live view -----------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_tty_final_screen_of_a_real_buildkit_build() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    view = TtyProgress(out, width=80, height=30, clock=clock)
+    for event in recorded("buildkit_ok"):
+        clock.now += 0.05
+        view.feed(event)
+    view.close()
+    screen = render_screen(out.getvalue(), width=80)
+    assert screen[0] == "Successfully tagged fixture:bk"
+    assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \(7/7\)", screen[1])
+    step_lines = [line for line in screen if line.startswith(" => [2/3] RUN")]
+    assert len(step_lines) == 1
+    assert step_lines[0].endswith(" 0.2s")
+    assert len(step_lines[0]) == 80
+    assert " => => naming to docker.io/library/fixture:bk done" in screen
+    # Each step is on screen once: the redraws replaced, not appended.
+    assert sum(line.startswith(" => exporting to image") for line in screen) == 1
+
+
+def test_tty_redraws_are_rate_limited() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    view = TtyProgress(out, width=80, height=30, interval=0.1, clock=clock)
+    v = "sha256:v"
+    view.feed(_vertex(v, "RUN a", started=T0))
+    first = out.getvalue()
+    for i in range(50):  # a burst within the interval draws nothing
+        view.feed(VertexLogEvent(vertex=v, data=f"line {i}\n".encode(), timestamp=T0))
+    assert out.getvalue() == first
+    clock.now += 0.25
+    view.feed(VertexLogEvent(vertex=v, data=b"line 50\n", timestamp=T0))
+    redraw = out.getvalue()[len(first) :]
+    # One redraw: back up over the two lines drawn before, erase, draw the new region.
+    assert redraw.startswith("\r\x1b[2A\r\x1b[J")
+    screen = render_screen(out.getvalue())
+    assert screen[1] == " => RUN a".ljust(75) + " 0.0s"
+    assert screen[-1].endswith("line 50")
+    assert len(screen) == 2 + 6  # header, step, its six latest log lines
+
+
+def test_tty_classic_pull_bars_redraw_in_place() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    view = TtyProgress(out, width=100, height=30, interval=0.0, clock=clock)
+    view.feed(LogEvent(text="Step 1/2 : FROM alpine\n"))
+    for layer in ("aaa", "bbb"):
+        view.feed(StatusEvent(status="Pulling fs layer", id=layer))
+    for current in (10, 50, 100):
+        view.feed(
+            StatusEvent(
+                status="Downloading",
+                id="aaa",
+                progress_detail=ProgressDetail(current=current * 10**6, total=100 * 10**6),
+            )
+        )
+        screen = render_screen(out.getvalue())
+        assert screen[-2].startswith("aaa: Downloading [")
+        assert screen[-2].endswith(f"{human_size(current * 10**6)}/100MB")
+        assert screen[-1] == "bbb: Pulling fs layer"
+    view.feed(LogEvent(text=" ---> 1234\n"))
+    view.close()
+    assert render_screen(out.getvalue()) == [
+        "Step 1/2 : FROM alpine",
+        "aaa: Downloading [==============================] 100MB/100MB",
+        "bbb: Pulling fs layer",
+        " ---> 1234",
+    ]
+    assert "\x1b[2A" in out.getvalue()
+    assert out.getvalue().endswith("\x1b[?25h")
+
+
+def test_tty_cuts_lines_to_the_terminal_width() -> None:
+    out = io.StringIO()
+    view = TtyProgress(out, width=40, height=10, clock=FakeClock())
+    view.feed(_vertex("sha256:v", "RUN " + "x" * 100, started=T0))
+    view.close()
+    screen = render_screen(out.getvalue(), width=40)
+    assert all(len(line) <= 40 for line in screen)
+    assert "…" in screen[1]
