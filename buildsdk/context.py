@@ -37,7 +37,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Literal
+from typing import IO, Literal, NamedTuple
 
 from buildsdk.dockerignore import MatchInfo, PatternMatcher, clean_path, read_dockerignore
 from buildsdk.errors import ContextError
@@ -88,8 +88,7 @@ class ContextEntry:
     linkname: str = ""
 
 
-@dataclass(frozen=True)
-class _Item:
+class _Item(NamedTuple):
     """An entry chosen by the walk, with what is needed to write its header and data."""
 
     name: str
@@ -210,31 +209,51 @@ def _padding(size: int) -> bytes:
     return bytes(_BLOCK - rest) if rest else b""
 
 
+_USTAR_FIXED_SUM = sum(b"0000000\x000000000\x00" + b" " * 8 + b"ustar\x0000" + b"0000000\x00" * 2)
+_FAST_TEMPLATE = (
+    b"%b%07o\x000000000\x000000000\x00%011o\x00%011o\x00%06o\x00 %b%bustar\x0000"
+    + bytes(64)
+    + b"0000000\x000000000\x00"
+    + bytes(167)
+)
+
+
 def _header(item: _Item) -> bytes:
     """The header block(s) for `item`: USTAR when it can hold everything, else PAX."""
     name = item.name
     typeflag = _TYPEFLAGS[item.type]
     size = item.size
     linkname = item.linkname
+    mtime = item.mtime
     if (
         len(name) <= 100
         and name.isascii()
         and len(linkname) <= 100
         and linkname.isascii()
         and size < _MAX_OCTAL_11
-        and 0 <= item.mtime < _MAX_OCTAL_11
+        and 0 <= mtime < _MAX_OCTAL_11
         and item.caps is None
+        and not (item.devmajor or item.devminor)
     ):
-        return _raw_header(
-            name.encode("ascii"),
+        # The common case, built in one formatting step; the checksum is the sum of the
+        # fixed parts plus the variable fields.
+        raw_name = name.encode("ascii")
+        raw_link = linkname.encode("ascii")
+        checksum = (
+            _USTAR_FIXED_SUM
+            + sum(raw_name)
+            + sum(raw_link)
+            + typeflag[0]
+            + sum(b"%07o\0%011o\0%011o\0" % (item.mode, size, mtime))
+        )
+        return _FAST_TEMPLATE % (
+            raw_name.ljust(100, b"\0"),
             item.mode,
             size,
-            item.mtime,
+            mtime,
+            checksum,
             typeflag,
-            linkname.encode("ascii"),
-            b"",
-            item.devmajor,
-            item.devminor,
+            raw_link.ljust(100, b"\0"),
         )
     records: dict[str, bytes] = {}
     raw_name = name.encode("utf-8", "surrogateescape")
@@ -375,7 +394,12 @@ class _Walker:
         )
 
     def _caps(self, path: str) -> bytes | None:
+        # Listing is cheaper than a failing getxattr (no exception) on the usual file
+        # that has no capability.
         try:
+            names = os.listxattr(path, follow_symlinks=False)
+            if _XATTR_CAPS not in names:
+                return None
             value = os.getxattr(path, _XATTR_CAPS, follow_symlinks=False)
         except OSError as exc:
             if exc.errno in (95, 38):  # ENOTSUP, ENOSYS: no xattrs here at all
@@ -476,9 +500,13 @@ def _validate(root: str, matcher: PatternMatcher) -> None:
     directories, and checks (without opening) that regular files and devices can be
     read. Also surfaces patterns that only fail when matched, as the CLI does.
     """
-    stack = [(root, "")]
+    # Top-level entries have no ancestors; below, each directory passes its results on.
+    top_hits = (False,) * len(matcher.patterns)
+    stack: list[tuple[str, str, tuple[bool, ...]]] = [(root, "", top_hits)]
+    matches = matcher.matches_or_parent_matches
+    has_patterns = bool(top_hits)
     while stack:
-        path, prefix = stack.pop()
+        path, prefix, hits = stack.pop()
         try:
             entries = os.scandir(path)
         except PermissionError:
@@ -491,10 +519,13 @@ def _validate(root: str, matcher: PatternMatcher) -> None:
         with entries:
             for entry in entries:
                 name = prefix + entry.name
-                if matcher.matches_or_parent_matches(name):
+                if has_patterns and matches(name, hits):
                     continue
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, name + "/"))
+                    if has_patterns:
+                        stack.append((entry.path, name + "/", matcher.ancestor_results(name, hits)))
+                    else:
+                        stack.append((entry.path, name + "/", hits))
                     continue
                 if entry.is_file(follow_symlinks=False):
                     if not os.access(entry.path, os.R_OK):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from buildsdk.errors import ContextError
 
@@ -625,8 +625,7 @@ class _Pattern:
         return regexp.match(path) is not None
 
 
-@dataclass(frozen=True)
-class MatchInfo:
+class MatchInfo(NamedTuple):
     """Per-pattern results for a directory, passed down to its children by the tar walker.
 
     The default (empty) value means "no information about the parent", in which case
@@ -690,27 +689,49 @@ class PatternMatcher:
         """Each exception's cleaned pattern plus `/`: the tar walker's descent test."""
         return [p.cleaned + "/" for p in self._patterns if p.exclusion]
 
-    def matches_or_parent_matches(self, path: str) -> bool:
+    def matches_or_parent_matches(
+        self, path: str, ancestors: tuple[bool, ...] | None = None
+    ) -> bool:
         """Whether `path` is excluded, testing every ancestor directory for each pattern.
 
-        This is `MatchesOrParentMatches`, which the CLI's context validation uses.
+        This is `MatchesOrParentMatches`, which the CLI's context validation uses. A walk
+        can pass `ancestors`, the value of `ancestor_results` for the path's directory,
+        to avoid testing the same ancestors again for every file.
         """
         matched = False
         parents: list[str] | None = None
-        for pattern in self._patterns:
+        for i, pattern in enumerate(self._patterns):
             if pattern.exclusion != matched:
                 continue
             hit = pattern.match(path)
             if not hit:
-                if parents is None:
-                    parents = _parents(path)
-                for parent in parents:
-                    if _match_ignoring_errors(pattern, parent):
-                        hit = True
-                        break
+                if ancestors is not None:
+                    hit = ancestors[i]
+                else:
+                    if parents is None:
+                        parents = _parents(path)
+                    for parent in parents:
+                        if _match_ignoring_errors(pattern, parent):
+                            hit = True
+                            break
             if hit:
                 matched = not pattern.exclusion
         return matched
+
+    def ancestor_results(
+        self, directory: str, parent: tuple[bool, ...] | None = None
+    ) -> tuple[bool, ...]:
+        """For each pattern, whether it matches `directory` or one of its ancestors.
+
+        `parent` is the value for the directory's own parent (None at the top). Errors are
+        ignored here, as Go ignores them when it tests ancestors.
+        """
+        if parent is None:
+            parent = (False,) * len(self._patterns)
+        return tuple(
+            hit or _match_ignoring_errors(pattern, directory)
+            for pattern, hit in zip(self._patterns, parent, strict=True)
+        )
 
     def matches_deprecated(self, path: str) -> bool:
         """Whether `path` is excluded by the deprecated single-ancestor `Matches`.
