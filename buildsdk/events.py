@@ -384,7 +384,7 @@ def _scan_objects(text: str) -> tuple[list[Any], str]:
             return values, ""
         try:
             value, pos = _raw_decode(text, pos)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             return values, text[pos:]
         values.append(value)
 
@@ -404,7 +404,7 @@ class _Framer:
             try:
                 text = data.decode("utf-8")
                 value, end = _scan_once(text, 0)
-            except (StopIteration, ValueError):
+            except (StopIteration, ValueError, RecursionError):
                 pass
             else:
                 if type(value) is dict and text[end:].isspace():
@@ -435,7 +435,7 @@ class _Framer:
             # The engine's lines are one object and a "\r": decode in place, no copy of the line.
             try:
                 value, end = scan(line, 0)
-            except (StopIteration, ValueError):
+            except (StopIteration, ValueError, RecursionError):
                 if line and not line.isspace():
                     self._line_fallback(line, messages)
                 continue

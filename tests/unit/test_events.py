@@ -349,6 +349,15 @@ def test_non_json_without_newline_is_reported_at_flush(raw: bytes, message: str)
     assert str(info.value) == message
 
 
+def test_absurdly_deep_nesting_is_a_stream_error() -> None:
+    with pytest.raises(StreamError, match="not JSON"):
+        MessageDecoder().feed(b'{"a":' + b"[" * 200_000 + b"\r\n")
+    decoder = MessageDecoder()
+    decoder.feed(b"[" * 200_000)
+    with pytest.raises(StreamError, match="not JSON"):
+        decoder.flush()
+
+
 def test_flush_of_an_empty_or_blank_stream() -> None:
     assert EventDecoder().flush() == []
     decoder = EventDecoder()
