@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO_ROOT, Engines, engines_unavailable
+from tests.integration.conftest import REPO_ROOT, Engines, engines_unavailable, load_engines
 
 __all__: list[str] = []
 
@@ -154,3 +154,33 @@ def test_down_stops_what_up_started_and_leaves_no_state(tmp_path: Path) -> None:
     assert _processes_mentioning(str(run_dir)) == []
     assert not state_dir.exists()
     assert not run_dir.exists()
+
+
+def test_environment_overrides_the_env_file_and_hides_the_password(tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        "# comment\n"
+        "BUILDSDK_DOCKERD_HOST='unix:///from/file.sock'\n"
+        "BUILDSDK_REGISTRY='127.0.0.1:5000'\n"
+        "BUILDSDK_REGISTRY_USER=buildsdk\n"
+        "BUILDSDK_REGISTRY_PASSWORD='s3cret-from-file'\n"
+        "BUILDSDK_ENGINES_SERVICES='dockerd registry'\n"
+    )
+    loaded = load_engines(
+        {
+            "BUILDSDK_ENGINES_ENV": str(env_file),
+            "BUILDSDK_DOCKERD_HOST": "unix:///from/environment.sock",
+        }
+    )
+    assert loaded is not None
+    assert loaded.env_file == env_file
+    assert loaded.dockerd_host == "unix:///from/environment.sock"
+    assert loaded.registry == "127.0.0.1:5000"
+    assert loaded.registry_password == "s3cret-from-file"
+    assert loaded.services == ("dockerd", "registry")
+    assert loaded.podman_host is None
+    assert "s3cret" not in repr(loaded)
+
+
+def test_no_env_file_and_no_variables_means_no_engines(tmp_path: Path) -> None:
+    assert load_engines({"BUILDSDK_ENGINES_DIR": str(tmp_path)}) is None
