@@ -501,6 +501,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("buildsdk: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except BrokenPipeError:
+        # The reader went away (`buildsdk context | head`); say nothing more to it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BUILD_FAILED
 
 
 _FLAG_OF_FIELD: Final = {
@@ -727,7 +732,9 @@ def _cmd_context(args: argparse.Namespace) -> int:
         return EXIT_OK
     for e in entries:
         size = str(e.size) if e.type == "file" else "-"
-        suffix = "/" if e.type == "dir" else f" -> {e.linkname}" if e.linkname else ""
+        suffix = f" -> {e.linkname}" if e.linkname else ""
+        if e.type == "dir" and not e.name.endswith("/"):
+            suffix = "/"
         print(f"{size:>12}  {e.name}{suffix}")
     print(f"{len(files)} files, {total} bytes ({human_size(total)}) in {len(entries)} entries")
     return EXIT_OK
@@ -814,30 +821,38 @@ def _cmd_info(args: argparse.Namespace) -> int:
     try:
         with client:
             ping = client.ping()
-            negotiated = client.api_version
+            negotiated = client.api_version()
             version = client.version()
     except EngineUnreachable:
         raise
     except BuildSDKError as exc:
         print(f"buildsdk: {exc}", file=sys.stderr)
         return EXIT_BUILD_FAILED
-    builders = ["classic"]
+    names = [str(c.get("Name", "")) for c in version.components]
+    podman = any(name.startswith("Podman") for name in names)
     os_type = ping.os_type or version.os
-    if negotiated >= ApiVersion(1, 38) and os_type == "linux":
-        builders.append("buildkit")
-    preferred = {"1": "classic", "2": "buildkit"}.get(ping.builder_version or "", "not said")
+    if podman:
+        # Podman builds with Buildah behind the Docker-compatible API and ignores `version`.
+        builders = "classic API (Podman builds with Buildah; BuildKit is not offered)"
+    else:
+        offered = ["classic"]
+        if negotiated >= ApiVersion(1, 38) and os_type == "linux":
+            offered.append("buildkit")
+        preferred = {"1": "classic", "2": "buildkit"}.get(ping.builder_version or "")
+        builders = ", ".join(offered) + (f" (the engine prefers {preferred})" if preferred else "")
     rows = [
         ("Endpoint", client.endpoint.host),
         ("Engine", f"{version.version} ({version.os}/{version.arch})"),
         ("Engine API", f"{version.min_api_version or '?'} to {version.api_version}"),
         ("API version", f"{negotiated} (buildsdk speaks up to {MAX_API_VERSION})"),
-        ("Builders", ", ".join(builders) + f" (engine prefers: {preferred})"),
+        ("Builders", builders),
         ("Experimental", "yes" if ping.experimental else "no"),
     ]
     for component in version.components:
         name = component.get("Name")
-        if isinstance(name, str) and name != "Engine":
-            rows.append((f"  {name}", str(component.get("Version", ""))))
+        if isinstance(name, str) and name not in ("Engine", "Podman Engine"):
+            first_line = str(component.get("Version", "")).splitlines()[:1]
+            rows.append((f"  {name}", first_line[0] if first_line else ""))
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label + ':':<{width + 1}} {value}")

@@ -377,3 +377,67 @@ def test_bool_flags_take_pflag_values(flag: str, value: str) -> None:
     args = parse_args(["build", f"{flag}={value}", "https://example.com/x.git"])
     dest = flag.lstrip("-").replace("-", "_")
     assert getattr(args, dest) is (value in ("1", "t", "T", "TRUE", "true", "True"))
+
+
+# -- buildsdk context -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ignored(tmp_path: Path) -> Path:
+    """A context whose .dockerignore excludes logs but re-includes one."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "src").mkdir()
+    (tmp_path / ".dockerignore").write_text("# comment\n*.log\nlogs\n!logs/keep.log\n")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "a.log").write_text("a\n")
+    (tmp_path / "logs" / "keep.log").write_text("keep\n")
+    (tmp_path / "logs" / "x.txt").write_text("x\n")
+    (tmp_path / "src" / "main.py").write_text("print(1)\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("path", "answer"),
+    [
+        ("a.log", "a.log: excluded by .dockerignore line 2: *.log"),
+        ("logs/x.txt", "logs/x.txt: excluded by .dockerignore line 3: logs"),
+        ("logs/keep.log", "logs/keep.log: included again by .dockerignore line 4: !logs/keep.log"),
+        ("src/main.py", "src/main.py: included (no .dockerignore line matches it)"),
+    ],
+)
+def test_context_why_names_the_deciding_line(
+    ignored: Path, path: str, answer: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["context", str(ignored), "--why", path]) == 0
+    assert capsys.readouterr().out.strip() == answer
+
+
+def test_context_lists_what_would_be_sent(
+    ignored: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["context", str(ignored)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    names = [line.split()[-1] for line in out[:-1]]
+    assert "a.log" not in names
+    assert "logs/x.txt" not in names
+    assert "logs/keep.log" in names
+    assert "src/main.py" in names
+    assert "Dockerfile" in names
+    sizes = {".dockerignore": 36, "Dockerfile": 13, "logs/keep.log": 5, "src/main.py": 9}
+    assert out[-1].startswith(f"4 files, {sum(sizes.values())} bytes")
+
+
+def test_context_json(ignored: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["context", str(ignored), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    files = {e["name"]: e["size"] for e in data["entries"] if e["type"] == "file"}
+    assert files == {".dockerignore": 36, "Dockerfile": 13, "logs/keep.log": 5, "src/main.py": 9}
+    assert data["files"] == 4
+    assert data["bytes"] == 63
+
+
+def test_context_of_a_missing_directory_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["context", str(tmp_path / "nope")]) == EXIT_USAGE
+    assert "not found" in capsys.readouterr().err
