@@ -15,6 +15,8 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buildsdk.context import ContextEntry, _header, _Item, list_context, prepare_context
 from buildsdk.errors import ContextError
@@ -489,3 +491,54 @@ def test_bytes_equal_docker_cli_for_tricky_tree(tmp_path: Path) -> None:
         f.write(b"b\n")
     (root / ".dockerignore").write_bytes(b"*.tmp\n")
     assert _body(root) == capture_cli_context(docker, root, tmp_path / "d.sock")
+
+
+# --- properties ----------------------------------------------------------------------------
+
+_name_parts = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters="/\0"),
+    min_size=1,
+    max_size=60,
+)
+
+
+@given(
+    parts=st.lists(_name_parts, min_size=1, max_size=5),
+    kind=st.sampled_from(["file", "dir", "symlink", "hardlink", "fifo"]),
+    size=st.one_of(st.integers(0, 10**6), st.integers(8 * 1024**3 - 2, 8 * 1024**3 + 2)),
+    mode=st.integers(0, 0o7777),
+    mtime=st.integers(0, 2**33 - 1),
+    link=st.text(
+        alphabet=st.characters(codec="utf-8", exclude_characters="\0"),
+        max_size=200,
+    ),
+)
+def test_headers_read_back_with_tarfile(
+    parts: list[str], kind: str, size: int, mode: int, mtime: int, link: str
+) -> None:
+    name = "/".join(p for p in parts if p not in (".", ".."))
+    if not name:
+        return
+    if kind == "dir":
+        name += "/"
+    if kind != "file":
+        size = 0
+    linkname = link if kind in ("symlink", "hardlink") else ""
+    item = _Item(name, kind, size, mode, mtime, linkname, None)  # type: ignore[arg-type]
+    header = _header(item)
+    assert len(header) % 512 == 0
+    data = header + bytes(1024)
+    info = tarfile.TarInfo.frombuf(header[-512:], "utf-8", "surrogateescape")
+    assert _checksum_ok(header[-512:])
+    assert info.uid == info.gid == 0
+    assert info.mode == mode
+    if len(header) == 512:
+        assert info.mtime == mtime
+        assert info.size == size
+    if size == 0 and kind != "file":
+        # Read the whole entry as an engine would (PAX records applied).
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            (member,) = tar.getmembers()
+        assert member.name == name.rstrip("/")
+        assert member.linkname == linkname
+        assert member.mtime == mtime
