@@ -63,8 +63,12 @@ class ImageReference(NamedTuple):
 
     @property
     def name(self) -> str:
-        """The normalised repository name, `domain/path`."""
-        return f"{self.domain}/{self.path}"
+        """The normalised repository name, `domain/path` (just `path` when there is no domain).
+
+        The domain is empty only for names like `a_b.c/d` whose first part has a dot but is
+        no valid host: the engine then reads the whole name as a path.
+        """
+        return f"{self.domain}/{self.path}" if self.domain else self.path
 
 
 def parse_reference(value: str) -> ImageReference:

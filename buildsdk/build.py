@@ -709,6 +709,12 @@ class BuildOptions(BaseModel):
             return _nested(ContainerLimits, value, "container_limits")
         return value
 
+    @field_validator("container_limits")
+    @classmethod
+    def _no_empty_limits(cls, value: ContainerLimits | None) -> ContainerLimits | None:
+        # No limit set is the same as no limits; BuildKit need not refuse it.
+        return None if value is not None and value.is_empty() else value
+
     @field_validator("shmsize", mode="before")
     @classmethod
     def _shmsize_bytes(cls, value: object) -> object:

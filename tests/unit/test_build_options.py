@@ -548,3 +548,8 @@ def test_options_are_frozen() -> None:
     opts = BuildOptions(path=HERE)
     with pytest.raises(ValidationError, match="Instance is frozen"):
         opts.quiet = True  # type: ignore[misc]
+
+
+def test_empty_container_limits_are_no_limits() -> None:
+    assert BuildOptions(path=HERE, container_limits={}).container_limits is None
+    assert BuildOptions(path=HERE, container_limits=ContainerLimits()).container_limits is None

@@ -92,6 +92,11 @@ def test_name_length_counts_the_normalised_name() -> None:
     assert validate_build_tag("r.io/" + "x" * 250)
 
 
+def test_a_dotted_first_part_that_is_no_host_is_a_path() -> None:
+    ref = parse_reference("a_b.c/d:1")
+    assert (ref.domain, ref.path, ref.name, ref.tag) == ("", "a_b.c/d", "a_b.c/d", "1")
+
+
 def test_cache_sources_may_carry_a_digest() -> None:
     assert validate_image_reference("app@" + DIGEST) == "app@" + DIGEST
     with pytest.raises(ValueError, match="invalid image reference 'App'"):
@@ -118,8 +123,10 @@ def test_generated_valid_references_round_trip(
     if host:
         assert (ref.domain, ref.path) == (host, name)
     elif len(components) > 1 and "." in components[0]:
-        # A first part with a dot names a registry host, as for the engine.
-        assert (ref.domain, ref.path) == (components[0], "/".join(components[1:]))
+        # A first part with a dot names a registry host if it is a valid one; otherwise
+        # the engine reads the whole name as a path. Either way the name is unchanged.
+        assert ref.name == name
+        assert ref.domain in ("", components[0])
     else:
         assert ref.domain == "docker.io"
         assert ref.path in (name, "library/" + name)
