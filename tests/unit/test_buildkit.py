@@ -330,6 +330,8 @@ def test_decodes_every_status_response_official_protobuf_encodes(resp: Any) -> N
 @given(_status_response())
 def test_decoded_events_survive_a_json_round_trip(resp: Any) -> None:
     for event in decode_status_response(resp.SerializeToString()):
+        # strict: the decoder stored exactly the declared types (not 0 for False, str for bytes)
+        assert type(event).model_validate(event.model_dump(), strict=True) == event
         again = type(event).model_validate_json(event.model_dump_json())
         assert again == event
 
