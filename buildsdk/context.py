@@ -19,11 +19,21 @@ Paths: unlike the CLI's `-f`, which is relative to the current directory, `docke
 here follows docker-py: relative to the context directory (an absolute path is allowed).
 A command line built on this resolves `-f` against its working directory first.
 
-The one deliberate difference from the CLI: when the CLI's rule (which re-includes the
-Dockerfile with the deprecated single-ancestor matcher) would leave an in-context
-Dockerfile out of the tar, so that the engine fails with "Cannot locate specified
-Dockerfile", the Dockerfile is kept, at the place the walk would have visited it. Nothing
-else changes; the engine still removes it from the build context as `.dockerignore` says.
+Deliberate differences from the CLI, both where the CLI's output is broken:
+
+- When the CLI's rule (which re-includes the Dockerfile with the deprecated
+  single-ancestor matcher) would leave an in-context Dockerfile out of the tar, so that
+  the engine fails with "Cannot locate specified Dockerfile", the Dockerfile is kept, at
+  the place the walk would have visited it. Nothing else changes; the engine still
+  removes it from the build context as `.dockerignore` says.
+- When a Dockerfile from outside the context or from memory is added, the CLI's tar
+  rewriter never closes its archive: the last entry is not padded and the two zero
+  end-of-archive blocks are missing (verified against docker 28.2.2). The tar here is
+  complete; every entry and header is otherwise the same.
+
+The entries the CLI appends in that case (`.dockerfile.<20 hex>`, and `.dockerignore`
+when there was none) come out in Go map order, which is random; here the Dockerfile is
+always first.
 
 POSIX only: devices, FIFOs, hard links and modes are read as Linux reports them.
 """
@@ -807,7 +817,7 @@ def prepare_context(
     if custom_context:
         if fileobj is None:
             raise ContextError("custom_context needs fileobj: the archive to send")
-        return _passthrough(fileobj, dockerfile, gzip, chunk_size)
+        return _passthrough(fileobj, dockerfile, chunk_size)
     if path is None:
         if fileobj is None:
             raise ContextError("nothing to send: give a context path or a fileobj")
@@ -827,7 +837,7 @@ def prepare_context(
 
 
 def _passthrough(
-    fileobj: IO[bytes] | IO[str], dockerfile: str | None, gzip: bool, chunk_size: int
+    fileobj: IO[bytes] | IO[str], dockerfile: str | None, chunk_size: int
 ) -> BuildContext:
     def produce() -> Iterator[bytes]:
         while True:
@@ -838,8 +848,7 @@ def _passthrough(
                 raise ContextError("a custom_context fileobj must be opened in binary mode")
             yield bytes(chunk)
 
-    # docker-py sends a custom archive as given; compressing it is the caller's business.
-    del gzip
+    # docker-py sends a custom archive as given, whatever `gzip` says; so do we.
     return BuildContext(produce, dockerfile=dockerfile, gzip=False, chunk_size=chunk_size)
 
 
