@@ -31,6 +31,7 @@ import os
 import re
 import select
 import signal
+import socket
 import ssl
 import subprocess
 import threading
@@ -88,7 +89,14 @@ def create_transport(
     Raises `ConfigError` for an endpoint this platform cannot reach (npipe) or bad TLS files.
     """
     if endpoint.scheme == "unix":
-        return httpx.HTTPTransport(uds=endpoint.socket_path, limits=_LIMITS), UNIX_BASE_URL
+        pool = httpcore.ConnectionPool(
+            uds=endpoint.socket_path,
+            network_backend=_UnixBackend(),
+            max_connections=_LIMITS.max_connections,
+            max_keepalive_connections=_LIMITS.max_keepalive_connections,
+            keepalive_expiry=_LIMITS.keepalive_expiry,
+        )
+        return _PoolTransport(pool), UNIX_BASE_URL
     if endpoint.scheme == "tcp":
         verify, base_url, proxy = _tcp_settings(endpoint, trust_env=trust_env, env=env)
         transport = httpx.HTTPTransport(verify=verify, proxy=proxy, limits=_LIMITS)
@@ -331,6 +339,95 @@ class _AsyncPoolTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         with _httpcore_to_httpx():
             await self._pool.aclose()
+
+
+# --------------------------------------------------------------------------------------------
+# unix (sync): httpcore's own backend leaves the socket open when connect() fails, which
+# surfaces as a ResourceWarning in every program that meets a stopped engine.
+
+
+class _UnixSocketStream(httpcore.NetworkStream):
+    """A connected unix socket as an httpcore stream, with per-call timeouts."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            self._sock.settimeout(timeout)
+            return self._sock.recv(max_bytes)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc)) from exc
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.sendall(buffer)
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc)) from exc
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.UnsupportedProtocol("TLS is not spoken over the engine's unix socket")
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "socket":
+            return self._sock
+        if info == "is_readable":
+            if self._sock.fileno() < 0:
+                return True
+            poller = select.poll()
+            poller.register(self._sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return None
+
+
+class _UnixBackend(httpcore.NetworkBackend):
+    """Opens unix-socket connections for an httpcore pool, closing the socket on failure."""
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.UnsupportedProtocol("this backend opens unix sockets only")
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except TimeoutError as exc:
+            sock.close()
+            raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            sock.close()
+            raise httpcore.ConnectError(str(exc)) from exc
+        return _UnixSocketStream(sock)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 # --------------------------------------------------------------------------------------------
