@@ -42,6 +42,7 @@ from pydantic import (
     Field,
     PlainValidator,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -365,8 +366,8 @@ class ContainerLimits(BaseModel):
 
     @field_validator("cpusetcpus", "cpusetmems")
     @classmethod
-    def _cpuset(cls, value: str | None, info: Any) -> str | None:
-        return value if value is None else _check_cpuset(value, info.field_name)
+    def _cpuset(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value if value is None else _check_cpuset(value, str(info.field_name))
 
     @model_validator(mode="after")
     def _swap_needs_memory(self) -> ContainerLimits:
@@ -682,7 +683,7 @@ class BuildOptions(BaseModel):
 
     @field_validator("buildargs", "labels", mode="before")
     @classmethod
-    def _mapping_dict(cls, value: object, info: Any) -> object:
+    def _mapping_dict(cls, value: object, info: ValidationInfo) -> object:
         if value is None:
             return {}
         if isinstance(value, Mapping):
@@ -691,7 +692,7 @@ class BuildOptions(BaseModel):
 
     @field_validator("buildargs", "labels")
     @classmethod
-    def _keys_not_empty(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+    def _keys_not_empty(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         if "" in value:
             raise ValueError(f"{info.field_name} keys must not be empty")
         return value
@@ -813,8 +814,8 @@ class BuildOptions(BaseModel):
 
     @field_validator("remote", "build_id", "session_id")
     @classmethod
-    def _ids_not_empty(cls, value: str | None, info: Any) -> str | None:
-        return _not_empty(value, info.field_name)
+    def _ids_not_empty(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _not_empty(value, str(info.field_name))
 
     @field_validator("encoding")
     @classmethod

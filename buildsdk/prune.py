@@ -28,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -128,7 +129,7 @@ class PruneFilters(BaseModel):
 
     @field_validator("id", "parent", "type", "description")
     @classmethod
-    def _plain_value(cls, value: str | None, info: Any) -> str | None:
+    def _plain_value(cls, value: str | None, info: ValidationInfo) -> str | None:
         # The engine pastes values into a comma-separated filter expression unquoted.
         if value is not None and (not value or "," in value or '"' in value):
             raise ValueError(
@@ -200,7 +201,7 @@ class PruneOptions(BaseModel):
         "keep_storage", "reserved_space", "max_used_space", "min_free_space", mode="before"
     )
     @classmethod
-    def _bytes(cls, value: object, info: Any) -> object:
+    def _bytes(cls, value: object, info: ValidationInfo) -> object:
         if value is None or isinstance(value, bool) or not isinstance(value, (int, str)):
             return value
         try:
