@@ -21,20 +21,21 @@ built without re-validation; anything whose shape is not the expected one become
 `UnknownEvent` instead of an error, so a newer engine never breaks a build.
 
 JSON form: each event has a `kind` field, so `event.model_dump_json()` is self-describing and
-`AnyBuildEvent` parses it back. `bytes` fields (BuildKit log data, warning texts) are base64
-in JSON, as in BuildKit's own `SolveStatus` JSON, because log data is arbitrary bytes that
-may end in the middle of a UTF-8 character.
+`AnyBuildEvent` parses it back. `bytes` fields (BuildKit log data, warning texts) are standard
+base64 in JSON, as in BuildKit's own `SolveStatus` JSON, because log data is arbitrary bytes
+that may end in the middle of a UTF-8 character.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import json.scanner
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from buildsdk.errors import StreamError
 
@@ -63,9 +64,17 @@ __all__ = [
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="ignore", ser_json_bytes="base64", val_json_bytes="base64"
-    )
+    # JSON input accepts both base64 alphabets; output is written by `_Bytes` below.
+    model_config = ConfigDict(frozen=True, extra="ignore", val_json_bytes="base64")
+
+
+def _standard_base64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+# Bytes written to JSON as standard base64 with padding (pydantic's own choice is the URL-safe
+# alphabet), the encoding Go gives `[]byte` and so BuildKit's `SolveStatus` JSON.
+_Bytes = Annotated[bytes, PlainSerializer(_standard_base64, return_type=str, when_used="json")]
 
 
 class BuildEvent(_Model):
@@ -170,7 +179,7 @@ class VertexLogEvent(BuildEvent):
     kind: Literal["vertex_log"] = "vertex_log"
     vertex: str
     stream: int = 0
-    data: bytes = b""
+    data: _Bytes = b""
     timestamp: datetime | None = None
 
 
@@ -192,7 +201,7 @@ class SourceInfo(_Model):
     """The source file a warning points into (`pb.SourceInfo`; the LLB definition is dropped)."""
 
     filename: str = ""
-    data: bytes = b""
+    data: _Bytes = b""
     language: str = ""
 
 
@@ -202,8 +211,8 @@ class VertexWarningEvent(BuildEvent):
     kind: Literal["vertex_warning"] = "vertex_warning"
     vertex: str = ""
     level: int = 0
-    short: bytes = b""
-    detail: list[bytes] = Field(default_factory=list)
+    short: _Bytes = b""
+    detail: list[_Bytes] = Field(default_factory=list)
     url: str = ""
     info: SourceInfo | None = None
     ranges: list[Range] = Field(default_factory=list)

@@ -26,6 +26,7 @@ from buildsdk.events import (
     StatusEvent,
     UnknownEvent,
     VertexLogEvent,
+    VertexWarningEvent,
     event_from_message,
 )
 
@@ -470,17 +471,21 @@ def test_decoded_events_equal_validated_models_and_round_trip_through_json() -> 
     }
 
 
-def test_bytes_are_base64_in_json() -> None:
-    event = VertexLogEvent(vertex="v", stream=1, data=b"\xe6\x97")
+def test_bytes_are_standard_base64_in_json() -> None:
+    event = VertexLogEvent(vertex="v", stream=1, data=b"\xfb\xff\xe6\x97")
     dumped = json.loads(event.model_dump_json())
     assert dumped == {
         "kind": "vertex_log",
         "vertex": "v",
         "stream": 1,
-        "data": "5pc=",
+        "data": "+//mlw==",
         "timestamp": None,
     }
     assert ADAPTER.validate_json(event.model_dump_json()) == event
+    assert event.model_dump()["data"] == b"\xfb\xff\xe6\x97"
+    warning = VertexWarningEvent(short=b"\xfb", detail=[b"\xff", b"ok"])
+    assert json.loads(warning.model_dump_json())["detail"] == ["/w==", "b2s="]
+    assert ADAPTER.validate_json(warning.model_dump_json()) == warning
 
 
 def test_events_are_frozen_and_tolerate_new_fields() -> None:
