@@ -18,25 +18,41 @@ import os
 import shlex
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import httpx
 import pytest
 
+from buildsdk.aio import AsyncClient
+from buildsdk.auth import DockerConfig
+from buildsdk.client import Client
+from buildsdk.config import TLSConfig
+from buildsdk.errors import BuildSDKError
+
 __all__ = [
+    "ENGINE_CLIENTS",
     "REPO_ROOT",
     "Engines",
     "TLSFiles",
+    "client_settings",
+    "dockerd_aclient",
+    "dockerd_client",
     "dockerd_http",
+    "dockerd_tls_aclient",
+    "dockerd_tls_client",
     "dockerd_tls_http",
     "engines",
     "engines_unavailable",
     "load_engines",
+    "podman_aclient",
+    "podman_client",
     "podman_http",
     "registry_http",
+    "ssh_aclient",
+    "ssh_client",
     "unix_socket_path",
 ]
 
@@ -268,4 +284,115 @@ def registry_http(engines: Engines) -> Iterator[httpx.Client]:
             engines_unavailable(f"registry at {engines.registry} does not answer: {exc!r}")
         if response.status_code not in (200, 401):
             engines_unavailable(f"registry answered /v2/ with {response.status_code}")
+        yield client
+
+
+# --------------------------------------------------------------------------------------------
+# buildsdk clients, one sync and one async per engine. They ignore the user's ~/.docker (an
+# empty configuration: no credentials, proxies or headers), so a developer's setup cannot
+# change what the tests send.
+
+ENGINE_CLIENTS = ("dockerd", "dockerd_tls", "podman", "ssh")
+"""The engines buildsdk clients are made for, by the name their fixtures start with."""
+
+
+def client_settings(engines: Engines, name: str) -> dict[str, Any]:
+    """Keyword arguments of `Client`/`AsyncClient` for one engine; unavailable ones skip/fail."""
+    settings: dict[str, Any] = {"config": DockerConfig({}, env={}, detect_default_store=False)}
+    if name == "dockerd":
+        if engines.dockerd_host is None:
+            engines_unavailable("dockerd was not started (no BUILDSDK_DOCKERD_HOST)")
+        _check_unix_socket(engines.dockerd_host, f"dockerd at {engines.dockerd_host}")
+        settings["host"] = engines.dockerd_host
+    elif name == "dockerd_tls":
+        if engines.dockerd_tls_host is None or engines.dockerd_tls is None:
+            engines_unavailable("the TLS dockerd was not started (no BUILDSDK_DOCKERD_TLS_*)")
+        files = engines.dockerd_tls
+        settings["host"] = engines.dockerd_tls_host
+        settings["tls"] = TLSConfig(ca_cert=files.ca, client_cert=files.cert, client_key=files.key)
+    elif name == "podman":
+        if engines.podman_host is None:
+            engines_unavailable("Podman was not started (no BUILDSDK_PODMAN_HOST)")
+        _check_unix_socket(engines.podman_host, f"Podman at {engines.podman_host}")
+        settings["host"] = engines.podman_host
+    elif name == "ssh":
+        if engines.ssh_host is None or engines.ssh_config is None:
+            engines_unavailable("sshd was not started (no BUILDSDK_SSH_HOST/BUILDSDK_SSH_CONFIG)")
+        settings["host"] = engines.ssh_host
+        settings["env"] = {"BUILDSDK_SSH_CONFIG": str(engines.ssh_config)}
+    else:
+        raise ValueError(f"no buildsdk client for engine {name!r}")
+    return settings
+
+
+def _client(engines: Engines, name: str) -> Iterator[Client]:
+    with Client(**client_settings(engines, name)) as client:
+        try:
+            client.ping()
+        except BuildSDKError as exc:
+            engines_unavailable(f"{name} does not answer buildsdk's ping: {exc}")
+        yield client
+
+
+async def _aclient(engines: Engines, name: str) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(**client_settings(engines, name)) as client:
+        try:
+            await client.ping()
+        except BuildSDKError as exc:
+            engines_unavailable(f"{name} does not answer buildsdk's ping: {exc}")
+        yield client
+
+
+@pytest.fixture(scope="session")
+def dockerd_client(engines: Engines) -> Iterator[Client]:
+    """A buildsdk `Client` on the first dockerd (classic builder and BuildKit)."""
+    yield from _client(engines, "dockerd")
+
+
+@pytest.fixture(scope="session")
+def dockerd_tls_client(engines: Engines) -> Iterator[Client]:
+    """A buildsdk `Client` speaking mutual TLS to the second dockerd."""
+    yield from _client(engines, "dockerd_tls")
+
+
+@pytest.fixture(scope="session")
+def podman_client(engines: Engines) -> Iterator[Client]:
+    """A buildsdk `Client` on Podman's Docker-compatible API."""
+    yield from _client(engines, "podman")
+
+
+@pytest.fixture(scope="session")
+def ssh_client(engines: Engines) -> Iterator[Client]:
+    """A buildsdk `Client` reaching the first dockerd through `ssh://` (dial-stdio)."""
+    yield from _client(engines, "ssh")
+
+
+# Async clients belong to one event loop, so they live as long as one (anyio) test.
+
+
+@pytest.fixture
+async def dockerd_aclient(engines: Engines) -> AsyncIterator[AsyncClient]:
+    """A buildsdk `AsyncClient` on the first dockerd."""
+    async for client in _aclient(engines, "dockerd"):
+        yield client
+
+
+@pytest.fixture
+async def dockerd_tls_aclient(engines: Engines) -> AsyncIterator[AsyncClient]:
+    """A buildsdk `AsyncClient` speaking mutual TLS to the second dockerd."""
+    async for client in _aclient(engines, "dockerd_tls"):
+        yield client
+
+
+@pytest.fixture
+async def podman_aclient(engines: Engines) -> AsyncIterator[AsyncClient]:
+    """A buildsdk `AsyncClient` on Podman's Docker-compatible API."""
+    async for client in _aclient(engines, "podman"):
+        yield client
+
+
+@pytest.fixture
+async def ssh_aclient(engines: Engines) -> AsyncIterator[AsyncClient]:
+    """A buildsdk `AsyncClient` reaching the first dockerd through `ssh://`."""
+    async for client in _aclient(engines, "ssh"):
         yield client
