@@ -27,6 +27,7 @@ the same places. Progress groups are shown as ordinary steps.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -460,10 +461,29 @@ class TtyProgress:
         self._last_draw: float | None = None
         self._buildkit = False
         self._closed = False
+        self._seen_running: dict[str, float] = {}
+        # `tick` may come from a timer thread while `feed` runs in the reading thread.
+        self._lock = threading.Lock()
         self._out.write(_HIDE_CURSOR)
 
     def feed(self, event: BuildEvent) -> None:
         """Record `event` and redraw if the last redraw is older than `interval`."""
+        with self._lock:
+            if self._record(event):
+                self._maybe_redraw()
+
+    def tick(self) -> None:
+        """Redraw if `interval` has passed, so timers move while the engine is silent."""
+        with self._lock:
+            if not self._closed and self._last_draw is not None:
+                self._maybe_redraw()
+
+    def _maybe_redraw(self) -> None:
+        now = self._clock()
+        if self._last_draw is None or now - self._last_draw >= self._interval:
+            self._redraw(now, final=False)
+
+    def _record(self, event: BuildEvent) -> bool:
         if isinstance(event, LogEvent):
             if self._layers:
                 self._commit_layers()
@@ -487,20 +507,19 @@ class TtyProgress:
             self._buildkit = True
             self._trace.on_warning(event)
         else:
-            return
-        now = self._clock()
-        if self._last_draw is None or now - self._last_draw >= self._interval:
-            self._redraw(now, final=False)
+            return False
+        return True
 
     def close(self) -> None:
         """Draw the final state, leave it on screen and show the cursor again."""
-        if self._closed:
-            return
-        self._closed = True
-        self._commit_layers()
-        self._redraw(self._clock(), final=True)
-        self._out.write(_SHOW_CURSOR)
-        self._out.flush()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._commit_layers()
+            self._redraw(self._clock(), final=True)
+            self._out.write(_SHOW_CURSOR)
+            self._out.flush()
 
     def _commit_layers(self) -> None:
         # Finished pull lines leave the live region and become ordinary text, so the
@@ -559,15 +578,11 @@ class TtyProgress:
         total = len(self._trace.vertices)
         state = "Finished" if final else "Building"
         lines = [f"[+] {state} {now - self._start:.1f}s ({done}/{total})"]
-        latest = max(
-            (s.timestamp for v in shown for s in v.statuses.values() if s.timestamp),
-            default=None,
-        )
         for vertex in shown:
-            lines.extend(self._vertex_lines(vertex, latest))
+            lines.extend(self._vertex_lines(vertex, now))
         return lines
 
-    def _vertex_lines(self, vertex: _Vertex, latest: datetime | None) -> list[str]:
+    def _vertex_lines(self, vertex: _Vertex, now: float) -> list[str]:
         prefix = " => "
         if vertex.error:
             prefix += "ERROR "
@@ -576,8 +591,9 @@ class TtyProgress:
         if vertex.is_completed:
             seconds = vertex.duration()
         else:
-            # A running step's timer follows the engine's clock as far as it has told us.
-            seconds = _seconds(vertex.started, latest) if latest else 0.0
+            # The engine's clock may differ from ours; a running step's timer counts from
+            # when we first saw it running.
+            seconds = now - self._seen_running.setdefault(vertex.digest, now)
         timer = f"{max(seconds, 0.0):.1f}s"
         head = prefix + vertex.name
         room = self._width - len(timer) - 1

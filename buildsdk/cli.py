@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, NoReturn, TextIO
@@ -581,6 +582,30 @@ def _choose_progress(args: argparse.Namespace) -> tuple[Progress, TextIO]:
     return QuietProgress(), err
 
 
+class _Ticker:
+    """A timer thread that lets the live view move its clocks while the engine is silent."""
+
+    def __init__(self, view: TtyProgress, period: float = 0.2) -> None:
+        self._view = view
+        self._period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="buildsdk-progress", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            self._view.tick()
+
+    def start(self) -> None:
+        """Start ticking."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop ticking and wait for the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     try:
         options = build_options_from_args(args)
@@ -597,12 +622,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
         Path(args.iidfile).unlink(missing_ok=True)
     progress, err = _choose_progress(args)
     client = _client(args)
+    ticker = _Ticker(progress) if isinstance(progress, TtyProgress) else None
     try:
         with client, client.build(options) as build:
             try:
+                if ticker is not None:
+                    ticker.start()
                 for event in build:
                     progress.feed(event)
             finally:
+                if ticker is not None:
+                    ticker.stop()
                 progress.close()
             result = build.result()
     except BuildError as exc:

@@ -435,7 +435,7 @@ def test_tty_redraws_are_rate_limited() -> None:
     # One redraw: back up over the two lines drawn before, erase, draw the new region.
     assert redraw.startswith("\r\x1b[2A\r\x1b[J")
     screen = render_screen(out.getvalue())
-    assert screen[1] == " => RUN a".ljust(75) + " 0.0s"
+    assert screen[1] == " => RUN a".ljust(75) + " 0.2s"
     assert screen[-1].endswith("line 50")
     assert len(screen) == 2 + 6  # header, step, its six latest log lines
 
@@ -479,3 +479,22 @@ def test_tty_cuts_lines_to_the_terminal_width() -> None:
     screen = render_screen(out.getvalue(), width=40)
     assert all(len(line) <= 40 for line in screen)
     assert "…" in screen[1]
+
+
+def test_tty_tick_moves_the_timer_of_a_silent_step() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    view = TtyProgress(out, width=60, height=10, interval=0.1, clock=clock)
+    view.feed(_vertex("sha256:v", "RUN sleep 10", started=T0))
+    assert render_screen(out.getvalue())[1].endswith(" 0.0s")
+    clock.now += 0.05
+    view.tick()  # within the interval: nothing is drawn
+    assert render_screen(out.getvalue())[1].endswith(" 0.0s")
+    clock.now += 7.3
+    view.tick()
+    screen = render_screen(out.getvalue())
+    assert screen[0] == "[+] Building 7.3s (0/1)"
+    assert screen[1] == " => RUN sleep 10".ljust(55) + " 7.3s"
+    view.close()
+    view.tick()  # after close: the final screen stays as it is
+    assert out.getvalue().endswith("\x1b[?25h")

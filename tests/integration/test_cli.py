@@ -1,0 +1,450 @@
+"""`buildsdk` run as a user runs it, against the real engines of `scripts/engines`.
+
+Each test starts `python -m buildsdk` in a separate process with an isolated Docker config:
+classic and BuildKit builds with plain progress (checked line by line against BuildKit's
+plain format), a failing build's exit status and message, `-q`, `--iidfile`, `rawjson`,
+`info` and `prune`. The live view is run in a pseudo-terminal (`pty`), once against the
+real engine and once against a recording endpoint that replays a recorded BuildKit stream
+slowly, and the screen is rebuilt from the escape sequences it wrote.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import REPO_ROOT, Engines
+from tests.integration.test_cli_vs_docker import recording_engine
+from tests.unit.test_progress import render_screen
+
+__all__: list[str] = []
+
+pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
+
+STREAMS = REPO_ROOT / "tests" / "fixtures" / "streams"
+
+
+@dataclass
+class Cli:
+    """How to run `buildsdk` against dockerd: environment, a context and a unique tag."""
+
+    env: dict[str, str]
+    context: Path
+    tag: str
+    network: str
+    tmp: Path
+
+    def run(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+        """Run `python -m buildsdk ARGS` and capture its output as text."""
+        return subprocess.run(
+            [sys.executable, "-m", "buildsdk", *args],
+            env=self.env,
+            cwd=self.tmp,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+@pytest.fixture
+def cli(engines: Engines, dockerd_http: httpx.Client, tmp_path: Path) -> Iterator[Cli]:
+    """A context with a two-step Dockerfile, an empty Docker config and DOCKER_HOST set."""
+    assert engines.dockerd_host is not None
+    config = tmp_path / "config"
+    config.mkdir()
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {engines.base_image}\n"
+        "ARG GREETING=hello\n"
+        'RUN echo "$GREETING from stdout" && echo "to stderr" >&2\n'
+    )
+    (context / "Dockerfile.fail").write_text(
+        f"FROM {engines.base_image}\nRUN echo about to fail && exit 4\n"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(config),
+        "DOCKER_HOST": engines.dockerd_host,
+        "PYTHONPATH": str(REPO_ROOT),
+        "LANG": "C.UTF-8",
+    }
+    tag = f"buildsdk-cli-test:{uuid.uuid4().hex[:12]}"
+    yield Cli(env, context, tag, engines.dockerd_network, tmp_path)
+    dockerd_http.delete(f"/images/{tag}", params={"force": "1"})
+
+
+def _image_id(dockerd_http: httpx.Client, tag: str) -> str:
+    response = dockerd_http.get(f"/images/{tag}/json")
+    assert response.status_code == 200, response.text
+    image_id: str = response.json()["Id"]
+    return image_id
+
+
+def test_classic_build_prints_the_engines_text(cli: Cli, dockerd_http: httpx.Client) -> None:
+    done = cli.run(
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        cli.network,
+        "--no-cache",
+        "--build-arg",
+        "GREETING=hi",
+        "-t",
+        cli.tag,
+        str(cli.context),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("Step 1/3 : FROM ")
+    assert "hi from stdout" in lines
+    assert "\x1b[91mto stderr" in lines  # the engine's own marking of stderr, untouched
+    assert re.fullmatch(r"Successfully built [0-9a-f]{12}", lines[-2])
+    assert lines[-1] == f"Successfully tagged {cli.tag}"
+    short_id = lines[-2].split()[-1]
+    assert _image_id(dockerd_http, cli.tag).startswith(f"sha256:{short_id}")
+
+
+def test_buildkit_plain_progress_on_a_real_build(cli: Cli) -> None:
+    done = cli.run(
+        "build",
+        "--builder",
+        "buildkit",
+        "--progress",
+        "plain",
+        "--network",
+        cli.network,
+        "--no-cache",
+        "-t",
+        cli.tag,
+        str(cli.context),
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stderr
+    blocks = [block.splitlines() for block in text.strip().split("\n\n")]
+    for block in blocks[:-1]:
+        number = re.match(r"#(\d+) ", block[0])
+        assert number is not None, block
+        # Every line of a block belongs to its step, and the block ends with its outcome.
+        assert all(line.startswith(f"#{number.group(1)} ") for line in block), block
+        assert re.fullmatch(r"#\d+ (DONE \d+\.\ds|CACHED|\.\.\.)", block[-1]), block
+    run_block = next(b for b in blocks if "RUN echo" in b[0])
+    assert re.fullmatch(r"#\d+ \[2/2\] RUN echo .*", run_block[0])
+    logs = [re.sub(r"^#\d+ \d+\.\d+ ", "", line) for line in run_block[1:-1]]
+    assert sorted(logs) == ["hello from stdout", "to stderr"]
+    assert re.search(
+        r"^#\d+ naming to docker\.io/library/" + re.escape(cli.tag) + " done$", text, re.MULTILINE
+    )
+
+    again = cli.run(
+        "build",
+        "--builder",
+        "buildkit",
+        "--progress",
+        "plain",
+        "--network",
+        cli.network,
+        "-t",
+        cli.tag,
+        str(cli.context),
+    )
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"^#\d+ \[2/2\] RUN echo .*\n#\d+ CACHED$", again.stderr, re.MULTILINE)
+
+
+def test_failing_classic_build_exits_1_with_the_engines_error(cli: Cli) -> None:
+    done = cli.run(
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        cli.network,
+        "-f",
+        str(cli.context / "Dockerfile.fail"),
+        str(cli.context),
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "The command '/bin/sh -c echo about to fail && exit 4' returned a non-zero code: 4"
+    )
+
+
+def test_failing_buildkit_build_shows_the_error_step(cli: Cli) -> None:
+    done = cli.run(
+        "build",
+        "--builder",
+        "buildkit",
+        "--progress",
+        "plain",
+        "--network",
+        cli.network,
+        "-f",
+        "ctx/Dockerfile.fail",
+        str(cli.context),
+    )
+    assert done.returncode == 1
+    assert re.search(r"^#\d+ \d+\.\d+ about to fail$", done.stderr, re.MULTILINE)
+    assert re.search(r"^#\d+ ERROR: .*exit code: 4$", done.stderr, re.MULTILINE)
+    assert done.stderr.splitlines()[-1].endswith("exit code: 4")
+
+
+def test_quiet_prints_only_the_image_id(cli: Cli, dockerd_http: httpx.Client) -> None:
+    done = cli.run("build", "-q", "--network", cli.network, "-t", cli.tag, str(cli.context))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == _image_id(dockerd_http, cli.tag) + "\n"
+    assert done.stderr == ""
+
+
+def test_iidfile_and_rawjson(cli: Cli, dockerd_http: httpx.Client) -> None:
+    iidfile = cli.tmp / "iid"
+    done = cli.run(
+        "build",
+        "--progress",
+        "rawjson",
+        "--iidfile",
+        str(iidfile),
+        "--network",
+        cli.network,
+        "-t",
+        cli.tag,
+        str(cli.context),
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {"log", "image_id"} <= {event["kind"] for event in events}
+    image_id = _image_id(dockerd_http, cli.tag)
+    assert {"kind": "image_id", "image_id": image_id} in events
+    assert iidfile.read_text() == image_id
+
+
+def test_build_from_stdin_tar(cli: Cli, dockerd_http: httpx.Client) -> None:
+    archive = subprocess.run(
+        ["tar", "-C", str(cli.context), "-cf", "-", "Dockerfile"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "buildsdk",
+            "build",
+            "-q",
+            "--network",
+            cli.network,
+            "-t",
+            cli.tag,
+            "-",
+        ],
+        env=cli.env,
+        input=archive,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode() == _image_id(dockerd_http, cli.tag) + "\n"
+
+
+def test_info_names_the_engine_and_its_builders(cli: Cli) -> None:
+    done = cli.run("info")
+    assert done.returncode == 0, done.stderr
+    rows = dict(re.split(r":\s+", line.strip(), maxsplit=1) for line in done.stdout.splitlines())
+    assert rows["Endpoint"] == cli.env["DOCKER_HOST"]
+    assert rows["API version"].startswith("1.41 ")
+    assert rows["Builders"].startswith("classic, buildkit")
+    assert rows["Engine API"].endswith("to 1.41")
+
+
+def test_prune_reports_space_in_human_units(cli: Cli) -> None:
+    built = cli.run(
+        "build",
+        "--builder",
+        "buildkit",
+        "--progress",
+        "quiet",
+        "--network",
+        cli.network,
+        "--no-cache",
+        str(cli.context),
+    )
+    assert built.returncode == 0, built.stderr
+    done = cli.run("prune", "--all")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"Total reclaimed space: \d+(\.\d+)?[kMG]?B", lines[-1])
+    assert lines[0] == "Deleted build cache objects:"
+    assert all(re.fullmatch(r"[0-9a-z]{25}", line) for line in lines[1:-2])
+
+
+# -- the live view in a pseudo-terminal ---------------------------------------------------
+
+
+def run_in_pty(
+    argv: list[str], env: dict[str, str], cwd: Path, *, cols: int = 100, rows: int = 40
+) -> tuple[int, str]:
+    """Run `argv` with a pseudo-terminal as stdin, stdout and stderr; return status and output."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    process = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True
+    )
+    os.close(slave)
+    output = bytearray()
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every writer closed the terminal
+                    break
+                if not data:
+                    break
+                output += data
+            elif process.poll() is not None:
+                break
+        status = process.wait(timeout=30)
+    finally:
+        os.close(master)
+    # The terminal turns "\n" into "\r\n"; the screen model treats both alike.
+    return status, output.decode("utf-8", "replace")
+
+
+def test_live_view_in_a_terminal_on_a_real_buildkit_build(cli: Cli) -> None:
+    status, output = run_in_pty(
+        [
+            sys.executable,
+            "-m",
+            "buildsdk",
+            "build",
+            "--builder",
+            "buildkit",
+            "--network",
+            cli.network,
+            "--no-cache",
+            "-t",
+            cli.tag,
+            str(cli.context),
+        ],
+        {**cli.env, "TERM": "xterm"},
+        cli.tmp,
+    )
+    assert status == 0, output
+    assert "\x1b[?25l" in output
+    assert output.rstrip().endswith("\x1b[?25h")
+    assert re.search(r"\x1b\[\d+A", output), "the view never moved the cursor up to redraw"
+    screen = render_screen(output, width=100)
+    assert screen[0] == f"Successfully tagged {cli.tag}"
+    assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \((\d+)/\1\)", screen[1]), screen
+    run_lines = [line for line in screen if line.startswith(" => [2/2] RUN echo")]
+    assert len(run_lines) == 1, screen
+    assert re.search(r" \d+\.\ds$", run_lines[0])
+    assert all(len(line) <= 100 for line in screen)
+    assert not any(line.startswith("#") for line in screen)  # not the plain format
+
+
+def test_live_view_redraws_while_a_slow_stream_arrives(tmp_path: Path) -> None:
+    """A recorded BuildKit stream replayed slowly: several redraws, each in place."""
+    stream = (STREAMS / "buildkit_ok.jsonl").read_bytes().splitlines(keepends=True)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    with recording_engine(stream=stream, delay=0.05) as engine:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(tmp_path),
+            "DOCKER_CONFIG": str(tmp_path),
+            "PYTHONPATH": str(REPO_ROOT),
+            "TERM": "xterm",
+        }
+        status, output = run_in_pty(
+            [
+                sys.executable,
+                "-m",
+                "buildsdk",
+                "build",
+                "-H",
+                engine.host,
+                "--builder",
+                "buildkit",
+                "--progress",
+                "tty",
+                "-t",
+                "fixture:bk",
+                str(context),
+            ],
+            env,
+            tmp_path,
+            cols=90,
+        )
+    assert status == 0, output
+    ups = re.findall(r"\x1b\[(\d+)A", output)
+    assert len(ups) >= 3, "expected several redraws of the live region"
+    # Stream length is 24 messages * 50 ms; redraws are limited to one per 100 ms.
+    assert len(ups) <= 24
+    screen = render_screen(output, width=90)
+    assert screen[0] == "Successfully tagged fixture:bk"
+    assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \(7/7\)", screen[1])
+    assert [line.split("  ")[0] for line in screen[2:8]] == [
+        " => [internal] load remote build context",
+        " => copy /context /",
+        " => [internal] load metadata for docker.io/library/busybox:latest",
+        ' => [2/3] RUN echo "buildkit stdout" && echo "buildkit stderr" >&2',
+        ' => [3/3] RUN for i in 1 2 3; do echo "line $i"; done; echo "naïve café ✓ 日本"',
+        " => [1/3] FROM docker.io/library/busybox:latest",
+    ]
+
+
+def test_auto_progress_is_plain_without_a_terminal(tmp_path: Path) -> None:
+    stream = (STREAMS / "buildkit_ok.jsonl").read_bytes().splitlines(keepends=True)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    with recording_engine(stream=stream) as engine:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "buildsdk",
+                "build",
+                "-H",
+                engine.host,
+                "--builder",
+                "buildkit",
+                str(context),
+            ],
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "DOCKER_CONFIG": str(tmp_path),
+                "PYTHONPATH": str(REPO_ROOT),
+                "TERM": "xterm",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "\x1b[" not in done.stderr
+    assert done.stderr.startswith("#1 [internal] load remote build context\n#1 DONE 0.0s\n")
