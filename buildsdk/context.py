@@ -348,7 +348,6 @@ class _Walker:
         self.replace = replace
         self.seen_inodes: dict[int, str] = {}
         self.read_caps = read_caps
-        self.emitted: set[str] = set()
 
     def _item(self, name: str, path: str, st: os.stat_result) -> _Item | None:
         mode = st.st_mode
@@ -384,7 +383,9 @@ class _Walker:
         if st.st_nlink > 1:
             first = self.seen_inodes.get(st.st_ino)
             if first is not None:
-                return _Item(name, "hardlink", 0, perm, mtime, first, None)
+                # Go reads the capability before turning the entry into a link, so a
+                # link to a file with capabilities carries the PAX record too.
+                return _Item(name, "hardlink", 0, perm, mtime, first, None, caps=caps)
             self.seen_inodes[st.st_ino] = name
         data = self.replace.get(name)
         if data is not None:

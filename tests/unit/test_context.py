@@ -490,7 +490,42 @@ def test_bytes_equal_docker_cli_for_tricky_tree(tmp_path: Path) -> None:
     with open(os.path.join(os.fsencode(root), b"bad\xffname"), "wb") as f:
         f.write(b"b\n")
     (root / ".dockerignore").write_bytes(b"*.tmp\n")
+    (root / "capbin").write_bytes(b"c\n")
+    try:
+        # cap_net_bind_service, effective; the CLI sends it as a PAX xattr record.
+        os.setxattr(root / "capbin", "security.capability", _CAP_V2)
+        os.link(root / "capbin", root / "capbin2")
+    except OSError:
+        pass  # no privilege or no xattr support here: the rest is still compared
     assert _body(root) == capture_cli_context(docker, root, tmp_path / "d.sock")
+
+
+_CAP_V2 = bytes.fromhex("01000002" + "00040000" + "00" * 12)
+
+
+def test_file_capability_is_sent_as_pax_xattr_v2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _tree(tmp_path / "c", {"Dockerfile": DOCKERFILE, "bin": b"b\n"})
+    target = str(root / "bin")
+    # A v3 capability (with a root uid) as a user namespace would store it.
+    v3 = bytes.fromhex("01000003" + "00040000" + "00" * 12 + "e8030000")
+    real_list, real_get = os.listxattr, os.getxattr
+    monkeypatch.setattr(
+        os,
+        "listxattr",
+        lambda p, **kw: ["security.capability"] if p == target else real_list(p, **kw),
+    )
+    monkeypatch.setattr(
+        os, "getxattr", lambda p, n, **kw: v3 if p == target else real_get(p, n, **kw)
+    )
+    data = _body(root)
+    record = b" SCHILY.xattr.security.capability=" + _CAP_V2 + b"\n"
+    assert b"%d" % (len(record) + 2) + record in data
+    member = next(m for m in tar_members(data) if m.name == "bin")
+    assert member.pax_headers["SCHILY.xattr.security.capability"] == _CAP_V2.decode(
+        "utf-8", "surrogateescape"
+    )
 
 
 # --- properties ----------------------------------------------------------------------------
