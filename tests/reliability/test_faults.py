@@ -1,0 +1,555 @@
+"""What a user gets when the engine misbehaves: the exact error, and how fast.
+
+Each case scripts the fault engine (tests/reliability/fault_engine.py) to fail in one way,
+runs a real `Client` (and for the streaming cases an `AsyncClient`) against it over a unix
+socket and over TCP, and checks the error type, its message and that it arrived within a
+generous bound. The measured times feed docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from buildsdk import (
+    BadRequest,
+    EngineTimeout,
+    EngineUnreachable,
+    ServerError,
+    StreamError,
+)
+from buildsdk.aio import AsyncClient
+from buildsdk.build import BuildOptions
+from buildsdk.client import Client
+from buildsdk.events import LogEvent
+from tests.reliability.conftest import Measure, clean_config, expect_error
+from tests.reliability.fault_engine import Exchange, FaultEngine, answer_build, build_stream
+
+IMAGE_ID = "sha256:" + "5e" * 32
+TRANSPORTS = ["unix", "tcp"]
+
+
+@pytest.fixture
+def small_context(tmp_path: Path) -> Path:
+    """A context of one Dockerfile."""
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    return tmp_path
+
+
+@pytest.fixture
+def big_context(tmp_path: Path) -> Path:
+    """A context far larger than socket buffers, so the upload is still running on a fault."""
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY blob /\n")
+    (tmp_path / "blob").write_bytes(os.urandom(1024 * 1024) * 24)
+    return tmp_path
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """The address kind the client uses to reach the fault engine."""
+    return str(request.param)
+
+
+@pytest.fixture
+def client(fault_engine: FaultEngine, transport: str) -> Iterator[Client]:
+    """A sync client on the fault engine, with no configuration from this machine."""
+    with Client(fault_engine.host(transport), env={}, config=clean_config(), timeout=5.0) as c:
+        yield c
+
+
+def _where(engine: FaultEngine, transport: str) -> str:
+    return engine.socket_path if transport == "unix" else f"127.0.0.1:{engine.port}"
+
+
+def _build(client: Client, context: Path, **extra: object) -> object:
+    return client.build(BuildOptions(path=str(context), **extra)).result()  # type: ignore[arg-type]
+
+
+# -- connection faults --------------------------------------------------------------------------
+
+
+def test_refused_connection(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    fault_engine.refuse()
+    error, elapsed = expect_error(EngineUnreachable, lambda: _build(client, small_context))
+    assert error.address == client.endpoint.__str__()
+    assert _where(fault_engine, transport) in str(error)
+    assert "Connection refused" in error.reason
+    assert "Is the docker daemon running?" in str(error)
+    measure.record(f"connection refused ({transport})", "EngineUnreachable", elapsed)
+
+
+def test_socket_file_missing(short_tmp: Path, small_context: Path, measure: Measure) -> None:
+    path = short_tmp / "absent.sock"
+    with Client(f"unix://{path}", env={}, config=clean_config()) as client:
+        error, elapsed = expect_error(EngineUnreachable, lambda: _build(client, small_context))
+    assert str(path) in str(error)
+    assert "No such file or directory" in error.reason
+    measure.record("socket file missing", "EngineUnreachable", elapsed)
+
+
+def test_reset_during_upload(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    big_context: Path,
+    measure: Measure,
+) -> None:
+    def reset_after_some(exchange: Exchange) -> None:
+        exchange.read_body(limit=256 * 1024)
+        exchange.reset()
+
+    fault_engine.handler = reset_after_some
+    error, elapsed = expect_error(StreamError, lambda: _build(client, big_context))
+    assert _where(fault_engine, transport) in str(error)
+    assert "broke" in str(error)
+    assert 0 < len(fault_engine.builds()[0].body) < 24 * 1024 * 1024
+    measure.record(f"reset during upload ({transport})", "StreamError", elapsed)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "message"),
+    [
+        (400, BadRequest, "invalid reference format: repository name must be lowercase"),
+        (500, ServerError, "failed to create temp dir: no space left on device"),
+    ],
+)
+def test_error_answer_before_reading_body(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    big_context: Path,
+    measure: Measure,
+    status: int,
+    kind: type[BadRequest | ServerError],
+    message: str,
+) -> None:
+    """dockerd rejects bad parameters before reading the upload, then drops the connection."""
+
+    def reject(exchange: Exchange) -> None:
+        exchange.respond_error(status, message)
+        # Like Go's server: read a little of the unread body, then close (RST on TCP when
+        # unread data is left).
+        exchange.read_body(limit=256 * 1024)
+        exchange.reset()
+
+    fault_engine.handler = reject
+    error, elapsed = expect_error(kind, lambda: _build(client, big_context))
+    assert error.status_code == status
+    assert error.message == message
+    assert str(error) == f"{status}: {message} (POST /v1.41/build)"
+    measure.record(f"{status} before the upload is read ({transport})", kind.__name__, elapsed)
+
+
+# -- broken streams -----------------------------------------------------------------------------
+
+
+def test_stream_cut_mid_json(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    def cut(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.start_response(200, [("Content-Type", "application/json")])
+        exchange.send_chunk(b'{"stream":"Step 1/2 : FROM scratch\\n"}\r\n{"stream":"Step 2/')
+        exchange.close()
+
+    fault_engine.handler = cut
+    seen: list[str] = []
+
+    def run() -> None:
+        with client.build(BuildOptions(path=str(small_context))) as build:
+            seen.extend(e.text for e in build if isinstance(e, LogEvent))
+
+    error, elapsed = expect_error(StreamError, run)
+    assert seen == ["Step 1/2 : FROM scratch\n"]
+    assert "broke off or sent invalid HTTP" in str(error)
+    measure.record(f"connection closed mid-JSON ({transport})", "StreamError", elapsed)
+
+
+def test_body_ends_mid_json(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    """A clean end of the HTTP body that leaves a message unfinished."""
+
+    def cut(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.start_response(200, [("Content-Type", "application/json")])
+        exchange.send_chunk(b'{"stream":"Step 1/2\\n"}\r\n{"stream":"Ste')
+        exchange.end_chunks()
+
+    fault_engine.handler = cut
+    error, elapsed = expect_error(StreamError, lambda: _build(client, small_context))
+    assert str(error) == 'stream ended in the middle of a message: \'{"stream":"Ste\''
+    measure.record(f"body ends mid-JSON ({transport})", "StreamError", elapsed)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<html><body>502 Bad Gateway</body></html>\r\n", "not JSON"),
+        (b'["a list"]\r\n', "not a JSON object"),
+        (b"\xff\xfe\x00garbage\n", "not UTF-8"),
+    ],
+    ids=["html", "json-list", "binary"],
+)
+def test_garbage_stream(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+    body: bytes,
+    message: str,
+) -> None:
+    def garbage(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.respond(200, body)
+
+    fault_engine.handler = garbage
+    error, elapsed = expect_error(StreamError, lambda: _build(client, small_context))
+    assert message in str(error)
+    measure.record(f"non-JSON stream: {message} ({transport})", "StreamError", elapsed)
+
+
+def test_messages_in_one_unchunked_body(
+    fault_engine: FaultEngine, client: Client, transport: str, small_context: Path
+) -> None:
+    """A proxy may buffer the stream into one body with a Content-Length and no newlines."""
+    body = build_stream(IMAGE_ID, ["Step 1/2\n", "Step 2/2\n"]).replace(b"\r\n", b"")
+
+    def whole(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.respond(200, body)
+
+    fault_engine.handler = whole
+    result = client.build(BuildOptions(path=str(small_context))).result()
+    assert result.image_id == IMAGE_ID
+    assert result.log == f"Step 1/2\nStep 2/2\nSuccessfully built {IMAGE_ID[7:19]}\n"
+
+
+def test_messages_until_connection_close(
+    fault_engine: FaultEngine, client: Client, transport: str, small_context: Path
+) -> None:
+    """HTTP/1.0 style: no length, no chunks, the body ends when the engine closes."""
+
+    def until_close(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.start_response(200, chunked=False)
+        exchange.send(build_stream(IMAGE_ID))
+        exchange.close()
+
+    fault_engine.handler = until_close
+    assert client.build(BuildOptions(path=str(small_context))).result().image_id == IMAGE_ID
+
+
+def test_ten_megabyte_log_line(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    line = "x" * (10 * 1024 * 1024) + "\n"
+
+    def huge(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.start_response(200, [("Content-Type", "application/json")])
+        data = json.dumps({"stream": line}).encode() + b"\r\n" + build_stream(IMAGE_ID)
+        for start in range(0, len(data), 65536):
+            exchange.send_chunk(data[start : start + 65536])
+        exchange.end_chunks()
+
+    fault_engine.handler = huge
+    started = time.monotonic()
+    with client.build(BuildOptions(path=str(small_context))) as build:
+        texts = [e.text for e in build if isinstance(e, LogEvent)]
+        result = build.result()
+    elapsed = time.monotonic() - started
+    assert texts[0] == line
+    assert result.image_id == IMAGE_ID
+    assert result.log.startswith(line)
+    assert elapsed < 30
+    measure.record(f"one 10 MB log line ({transport})", "BuildResult, whole line", elapsed)
+
+
+def test_drip_one_byte_per_second(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    """A slow engine is not a dead one: each byte restarts the read timeout."""
+    stream = build_stream(IMAGE_ID)
+    tail = 4
+
+    def drip(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.start_response(200, [("Content-Type", "application/json")])
+        exchange.send_chunk(stream[:-tail])
+        for i in range(len(stream) - tail, len(stream)):
+            time.sleep(1.0)
+            exchange.send_chunk(stream[i : i + 1])
+        exchange.end_chunks()
+
+    fault_engine.handler = drip
+    started = time.monotonic()
+    result = client.build(BuildOptions(path=str(small_context), timeout=2.5)).result()
+    elapsed = time.monotonic() - started
+    assert result.image_id == IMAGE_ID
+    assert tail - 0.5 < elapsed < 30
+    measure.record(
+        f"drip 1 byte/s, read timeout 2.5 s ({transport})", "BuildResult (no timeout)", elapsed
+    )
+
+
+def test_never_answers_build(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    def silent(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.wait_closed(60)
+        exchange.close()
+
+    fault_engine.handler = silent
+    error, elapsed = expect_error(EngineTimeout, lambda: _build(client, small_context, timeout=1.5))
+    assert str(error) == (f"the engine at {client.endpoint} sent nothing within the read timeout")
+    assert elapsed >= 1.4
+    measure.record(f"never answers, timeout=1.5 ({transport})", "EngineTimeout", elapsed)
+
+
+def test_never_answers_ping(
+    fault_engine: FaultEngine, transport: str, small_context: Path, measure: Measure
+) -> None:
+    def silent(exchange: Exchange) -> None:
+        exchange.wait_closed(60)
+        exchange.close()
+
+    fault_engine.ping_handler = silent
+    with Client(fault_engine.host(transport), env={}, config=clean_config(), timeout=1.0) as client:
+        error, elapsed = expect_error(EngineTimeout, lambda: _build(client, small_context))
+    assert "sent nothing within the read timeout" in str(error)
+    measure.record(f"never answers /_ping, timeout=1 ({transport})", "EngineTimeout", elapsed)
+
+
+def test_version_too_new_once(
+    fault_engine: FaultEngine, transport: str, small_context: Path, measure: Measure
+) -> None:
+    """A pinned version the engine rejects: the engine's words, and the client stays usable."""
+    answered: list[str] = []
+    message = "client version 1.47 is too new. Maximum supported API version is 1.41"
+
+    def too_new_once(exchange: Exchange) -> None:
+        answered.append(exchange.request.path)
+        if len(answered) == 1:
+            exchange.respond_error(400, message)
+            exchange.read_body()
+        else:
+            answer_build(exchange, IMAGE_ID)
+
+    fault_engine.handler = too_new_once
+    with Client(
+        fault_engine.host(transport), env={}, config=clean_config(), api_version="1.47"
+    ) as client:
+        error, elapsed = expect_error(BadRequest, lambda: _build(client, small_context))
+        assert error.message == message
+        assert str(error) == f"400: {message} (POST /v1.47/build)"
+        result = client.build(BuildOptions(path=str(small_context))).result()
+    assert result.image_id == IMAGE_ID
+    assert answered == ["/v1.47/build", "/v1.47/build"]
+    measure.record(f"'client version is too new' ({transport})", "BadRequest", elapsed)
+
+
+def test_client_recovers_after_faults(
+    fault_engine: FaultEngine, client: Client, transport: str, small_context: Path
+) -> None:
+    """After a cut stream and a reset, the same client builds again on fresh connections."""
+    calls: list[int] = []
+
+    def flaky(exchange: Exchange) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            exchange.read_body()
+            exchange.start_response(200)
+            exchange.send_chunk(b'{"stream":')
+            exchange.reset()
+        elif len(calls) == 2:
+            exchange.reset()
+        else:
+            answer_build(exchange, IMAGE_ID)
+
+    fault_engine.handler = flaky
+    expect_error(StreamError, lambda: _build(client, small_context))
+    expect_error(StreamError, lambda: _build(client, small_context))
+    result = client.build(BuildOptions(path=str(small_context))).result()
+    assert result.image_id == IMAGE_ID
+
+
+# -- the async client ---------------------------------------------------------------------------
+
+
+def _async_build(host: str, context: Path, **extra: object) -> object:
+    async def main() -> object:
+        async with AsyncClient(host, env={}, config=clean_config(), timeout=5.0) as client:
+            build = client.build(BuildOptions(path=str(context), **extra))  # type: ignore[arg-type]
+            return await build.result()
+
+    return asyncio.run(main())
+
+
+def test_async_reset_during_upload(
+    fault_engine: FaultEngine, transport: str, big_context: Path, measure: Measure
+) -> None:
+    def reset_after_some(exchange: Exchange) -> None:
+        exchange.read_body(limit=256 * 1024)
+        exchange.reset()
+
+    fault_engine.handler = reset_after_some
+    error, elapsed = expect_error(
+        StreamError, lambda: _async_build(fault_engine.host(transport), big_context)
+    )
+    assert "broke" in str(error)
+    measure.record(f"async: reset during upload ({transport})", "StreamError", elapsed)
+
+
+def test_async_error_before_reading_body(
+    fault_engine: FaultEngine,
+    transport: str,
+    big_context: Path,
+    measure: Measure,
+    request: pytest.FixtureRequest,
+) -> None:
+    if transport == "tcp":
+        # asyncio force-closes a TCP transport when a write fails (the engine's RST after
+        # its early answer), dropping the answer that is still unread in the kernel, so
+        # httpcore's "read the response after a write error" finds nothing. Over a unix
+        # socket nothing is lost. Known limitation, reported; the sync client is not hit.
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="AsyncClient over TCP loses an error answered before the upload ended",
+                raises=StreamError,
+                strict=False,
+            )
+        )
+
+    def reject(exchange: Exchange) -> None:
+        exchange.respond_error(400, "invalid tag")
+        exchange.read_body(limit=256 * 1024)
+        exchange.reset()
+
+    fault_engine.handler = reject
+    error, elapsed = expect_error(
+        BadRequest, lambda: _async_build(fault_engine.host(transport), big_context)
+    )
+    assert error.message == "invalid tag"
+    measure.record(f"async: 400 before the upload is read ({transport})", "BadRequest", elapsed)
+
+
+def test_async_cut_mid_json(
+    fault_engine: FaultEngine, transport: str, small_context: Path, measure: Measure
+) -> None:
+    def cut(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.start_response(200)
+        exchange.send_chunk(b'{"stream":"Step 1/2\\n"}\r\n{"str')
+        exchange.close()
+
+    fault_engine.handler = cut
+    error, elapsed = expect_error(
+        StreamError, lambda: _async_build(fault_engine.host(transport), small_context)
+    )
+    assert "broke off or sent invalid HTTP" in str(error)
+    measure.record(f"async: connection closed mid-JSON ({transport})", "StreamError", elapsed)
+
+
+def test_async_never_answers(
+    fault_engine: FaultEngine, transport: str, small_context: Path, measure: Measure
+) -> None:
+    def silent(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.wait_closed(60)
+        exchange.close()
+
+    fault_engine.handler = silent
+    error, elapsed = expect_error(
+        EngineTimeout,
+        lambda: _async_build(fault_engine.host(transport), small_context, timeout=1.5),
+    )
+    assert "sent nothing within the read timeout" in str(error)
+    measure.record(f"async: never answers, timeout=1.5 ({transport})", "EngineTimeout", elapsed)
+
+
+def test_async_cancel_silent_build(
+    fault_engine: FaultEngine, transport: str, small_context: Path, measure: Measure
+) -> None:
+    """With no read timeout, cancelling the task is the user's bound; it closes the socket."""
+    closed = threading.Event()
+
+    def silent(exchange: Exchange) -> None:
+        exchange.read_body()
+        if exchange.wait_closed(60):
+            closed.set()
+        exchange.close()
+
+    fault_engine.handler = silent
+
+    async def main() -> float:
+        async with AsyncClient(
+            fault_engine.host(transport), env={}, config=clean_config()
+        ) as client:
+            build = client.build(BuildOptions(path=str(small_context)))
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(build.result(), 1.0)
+            return time.monotonic() - started
+
+    elapsed = asyncio.run(main())
+    assert closed.wait(10), "the engine never saw the connection close"
+    assert elapsed < 10
+    measure.record(
+        f"async: wait_for(1 s) on a silent engine ({transport})", "TimeoutError", elapsed
+    )
+
+
+def test_async_refused(
+    fault_engine: FaultEngine, transport: str, small_context: Path, measure: Measure
+) -> None:
+    fault_engine.refuse()
+    error, elapsed = expect_error(
+        EngineUnreachable, lambda: _async_build(fault_engine.host(transport), small_context)
+    )
+    assert str(fault_engine.port if transport == "tcp" else fault_engine.socket_path) in str(error)
+    assert "Is the docker daemon running?" in str(error)
+    # anyio sums up a refused TCP connect as "All connection attempts failed"; the errno is
+    # in the cause chain.
+    causes = []
+    current: BaseException | None = error
+    while current is not None:
+        causes.append(current)
+        current = current.__cause__ or current.__context__
+    assert any(getattr(c, "errno", None) == 111 for c in causes) or "refused" in error.reason
+    measure.record(f"async: connection refused ({transport})", "EngineUnreachable", elapsed)
