@@ -518,6 +518,9 @@ class _SSHStream(httpcore.NetworkStream):
         stdin_r, self._stdin = os.pipe()
         self._stdout, stdout_w = os.pipe()
         try:
+            # A session of its own: ssh has no terminal to prompt on (it fails instead of
+            # hanging), Ctrl-C at the terminal does not cut a request in half, and close()
+            # can signal the whole group, ProxyCommand children included.
             self._process = subprocess.Popen(
                 argv,
                 stdin=stdin_r,
@@ -821,10 +824,14 @@ def _reason(exc: BaseException) -> str:
 def _hint(endpoint: Endpoint, exc: BaseException) -> str:
     text = " ".join(str(e) for e in _causes(exc))
     if endpoint.scheme == "ssh":
-        target = endpoint.ssh.hostname if endpoint.ssh else str(endpoint)
+        target = str(endpoint)
+        if endpoint.ssh is not None:
+            ssh = endpoint.ssh
+            port = f"-p {ssh.port} " if ssh.port else ""
+            target = f"{port}{ssh.user + '@' if ssh.user else ''}{ssh.hostname}"
         return (
-            f"check that `ssh {target}` logs in without a prompt and that Docker 18.09 or "
-            "newer is installed there"
+            f"check that `ssh {target} docker version` works without a prompt; the remote "
+            "host needs Docker 18.09 or newer"
         )
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return "the engine's certificate is not trusted: check DOCKER_CERT_PATH or the TLS CA"

@@ -651,7 +651,7 @@ def test_ssh_login_failure_says_what_ssh_printed(fake_ssh: FakeSSH, run: Any) ->
         error.reason == "ssh exited with status 255: root@127.0.0.1: Permission denied (publickey)."
     )
     assert error.hint is not None
-    assert "ssh engine.example" in error.hint
+    assert "`ssh root@engine.example docker version`" in error.hint
     assert all(_process_gone(call["pid"]) for call in fake_ssh.calls())
 
 
