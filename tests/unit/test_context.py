@@ -372,6 +372,23 @@ def test_file_vanishing_before_it_is_sent(tmp_path: Path) -> None:
     assert [m.name for m in tar_members(b"".join(chunks))] == ["Dockerfile"]
 
 
+def test_directory_unreadable_while_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _tree(tmp_path / "c", {"Dockerfile": DOCKERFILE, "d/f": b"f\n"})
+    context = prepare_context(path=root)
+    real_scandir = os.scandir
+    denied = str(root / "d")
+
+    def scandir(path: str) -> object:
+        if path == denied:
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(ContextError, match="can't read directory 'd'") as info:
+        b"".join(context)
+    assert info.value.path == denied
+
+
 @pytest.mark.parametrize("change", ["shrink", "grow"])
 def test_file_changing_size_while_sent(tmp_path: Path, change: str) -> None:
     root = _tree(tmp_path / "c", {"Dockerfile": DOCKERFILE, "big": bytes(1_000_000)})

@@ -237,6 +237,8 @@ def test_read_dockerignore_line_too_long() -> None:
         ("a/**/b*", "a/x/y/b", True),
         ("a[b]", "ab\n", False),  # "$" means the very end, not before a final newline
         ("[[:alpha:]-z]x", "-x", True),
+        ("\ufeffa*", "ab", True),  # Go's text/scanner skips a leading byte order mark
+        ("\ufeffab", "ab", False),  # but an exact pattern is compared as written
     ],
 )
 def test_go_regexp_semantics(pattern: str, path: str, expected: bool) -> None:
