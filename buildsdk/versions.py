@@ -74,6 +74,7 @@ BUILD_PARAM_MIN_VERSION: Final[dict[str, ApiVersion]] = {
     "cachefrom": ApiVersion(1, 25),
     "networkmode": ApiVersion(1, 25),
     "squash": ApiVersion(1, 25),
+    "securityopt": ApiVersion(1, 25),
     "extrahosts": ApiVersion(1, 28),
     "target": ApiVersion(1, 29),
     "session": ApiVersion(1, 31),
