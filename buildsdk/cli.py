@@ -95,6 +95,7 @@ _BOOL_FLAGS: Final = (
     "--all",
     "--json",
 )
+_PROGRESS_MODES: Final = ("auto", "plain", "tty", "rawjson", "quiet")
 _SHORT_BOOLS: Final = {"-q": "--quiet", "-a": "--all"}
 _TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
@@ -226,7 +227,6 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--network", help="network mode of RUN instructions")
     build.add_argument(
         "--platform",
-        default=os.environ.get("DOCKER_DEFAULT_PLATFORM") or None,
         help="target platform os[/arch[/variant]] (default: DOCKER_DEFAULT_PLATFORM)",
     )
     build.add_argument("--target", help="build stage to stop at")
@@ -247,9 +247,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--progress",
-        choices=("auto", "plain", "tty", "rawjson", "quiet"),
-        default="auto",
-        help="how to show progress (auto: tty on a terminal, else plain)",
+        choices=_PROGRESS_MODES,
+        help="how to show progress (default: BUILDKIT_PROGRESS, else auto: tty on a "
+        "terminal, plain otherwise)",
     )
     _add_bool(
         build, "--dry-run", dest="dry_run", default=False, help="print the request, send nothing"
@@ -428,7 +428,7 @@ def build_options_from_args(
         network_mode=args.network,
         squash=args.squash or None,
         extra_hosts=tuple(args.add_host),
-        platform=args.platform,
+        platform=args.platform or env.get("DOCKER_DEFAULT_PLATFORM") or None,
         isolation=args.isolation or None,
         ulimits=_ulimits(args.ulimit),
         cgroup_parent=args.cgroup_parent,
@@ -568,6 +568,10 @@ def _client(args: argparse.Namespace) -> Any:
 
 def _choose_progress(args: argparse.Namespace) -> tuple[Progress, TextIO]:
     mode = "quiet" if args.quiet else args.progress
+    if mode is None:
+        mode = os.environ.get("BUILDKIT_PROGRESS", "").strip().lower()
+        if mode not in _PROGRESS_MODES:
+            mode = "auto"
     err = sys.stderr
     if mode == "auto":
         tty = err.isatty() and os.environ.get("TERM", "") != "dumb"
@@ -649,7 +653,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     except (APIError, EngineTimeout, BuildSDKError) as exc:
         print(f"buildsdk: {exc}", file=err)
         return EXIT_BUILD_FAILED
-    if result.image_id and (args.quiet or args.progress == "quiet"):
+    if result.image_id and (args.quiet or isinstance(progress, QuietProgress)):
         print(result.image_id)
     if args.iidfile and result.image_id:
         Path(args.iidfile).write_text(result.image_id)

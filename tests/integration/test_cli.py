@@ -16,6 +16,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -49,6 +50,7 @@ class Cli:
     tag: str
     network: str
     tmp: Path
+    base_image: str
 
     def run(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
         """Run `python -m buildsdk ARGS` and capture its output as text."""
@@ -88,7 +90,7 @@ def cli(engines: Engines, dockerd_http: httpx.Client, tmp_path: Path) -> Iterato
         "LANG": "C.UTF-8",
     }
     tag = f"buildsdk-cli-test:{uuid.uuid4().hex[:12]}"
-    yield Cli(env, context, tag, engines.dockerd_network, tmp_path)
+    yield Cli(env, context, tag, engines.dockerd_network, tmp_path, engines.base_image)
     dockerd_http.delete(f"/images/{tag}", params={"force": "1"})
 
 
@@ -299,36 +301,61 @@ def test_prune_reports_space_in_human_units(cli: Cli) -> None:
 # -- the live view in a pseudo-terminal ---------------------------------------------------
 
 
+class PtyProcess:
+    """A process whose stdin, stdout and stderr are a pseudo-terminal of a given size."""
+
+    def __init__(
+        self, argv: list[str], env: dict[str, str], cwd: Path, *, cols: int, rows: int
+    ) -> None:
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.process = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True
+        )
+        os.close(slave)
+        self.output = bytearray()
+        self._eof = False
+
+    def _read_once(self, wait: float) -> None:
+        ready, _, _ = select.select([self.master], [], [], wait)
+        if not ready:
+            if self.process.poll() is not None:
+                self._eof = True
+            return
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            data = b""
+        if not data:
+            self._eof = True
+        self.output += data
+
+    def read_until(self, pattern: bytes, timeout: float = 120.0) -> None:
+        """Read until `pattern` (a regular expression) appears in the output."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.output):
+            assert not self._eof, f"ended before {pattern!r}: {self.output!r}"
+            assert time.monotonic() < deadline, f"no {pattern!r} in {self.output!r}"
+            self._read_once(0.2)
+
+    def finish(self, timeout: float = 300.0) -> tuple[int, str]:
+        """Read everything until the process ends; return its status and the text."""
+        deadline = time.monotonic() + timeout
+        try:
+            while not self._eof and time.monotonic() < deadline:
+                self._read_once(0.2)
+            status = self.process.wait(timeout=30)
+        finally:
+            os.close(self.master)
+        # The terminal turns "\n" into "\r\n"; the screen model treats both alike.
+        return status, self.output.decode("utf-8", "replace")
+
+
 def run_in_pty(
     argv: list[str], env: dict[str, str], cwd: Path, *, cols: int = 100, rows: int = 40
 ) -> tuple[int, str]:
-    """Run `argv` with a pseudo-terminal as stdin, stdout and stderr; return status and output."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    process = subprocess.Popen(
-        argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True
-    )
-    os.close(slave)
-    output = bytearray()
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: every writer closed the terminal
-                    break
-                if not data:
-                    break
-                output += data
-            elif process.poll() is not None:
-                break
-        status = process.wait(timeout=30)
-    finally:
-        os.close(master)
-    # The terminal turns "\n" into "\r\n"; the screen model treats both alike.
-    return status, output.decode("utf-8", "replace")
+    """Run `argv` in a pseudo-terminal to the end; return its status and output."""
+    return PtyProcess(argv, env, cwd, cols=cols, rows=rows).finish()
 
 
 def test_live_view_in_a_terminal_on_a_real_buildkit_build(cli: Cli) -> None:
@@ -448,3 +475,111 @@ def test_auto_progress_is_plain_without_a_terminal(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "\x1b[" not in done.stderr
     assert done.stderr.startswith("#1 [internal] load remote build context\n#1 DONE 0.0s\n")
+
+
+def _pull_stream() -> list[bytes]:
+    """A classic build that pulls two layers, with byte counters, as dockerd sends it."""
+    messages: list[dict[str, object]] = [
+        {"stream": "Step 1/1 : FROM example/app:1\n"},
+        {"status": "Pulling from example/app", "id": "1"},
+        {"status": "Pulling fs layer", "progressDetail": {}, "id": "aaaaaaaaaaaa"},
+        {"status": "Pulling fs layer", "progressDetail": {}, "id": "bbbbbbbbbbbb"},
+    ]
+    for step in range(1, 11):
+        for layer, total in (("aaaaaaaaaaaa", 30_000_000), ("bbbbbbbbbbbb", 5_000_000)):
+            current = total * step // 10
+            messages.append(
+                {
+                    "status": "Downloading",
+                    "progressDetail": {"current": current, "total": total},
+                    "id": layer,
+                }
+            )
+    messages += [
+        {"status": "Pull complete", "progressDetail": {}, "id": "aaaaaaaaaaaa"},
+        {"status": "Pull complete", "progressDetail": {}, "id": "bbbbbbbbbbbb"},
+        {"status": "Digest: sha256:" + "c" * 64},
+        {"stream": " ---> 0123456789ab\n"},
+        {"aux": {"ID": "sha256:" + "d" * 64}},
+        {"stream": "Successfully built 0123456789ab\n"},
+    ]
+    return [json.dumps(m).encode() + b"\r\n" for m in messages]
+
+
+def test_live_view_pull_bars_redraw_in_place(tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM example/app:1\n")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DOCKER_CONFIG": str(tmp_path),
+        "PYTHONPATH": str(REPO_ROOT),
+        "TERM": "xterm",
+    }
+    with recording_engine(stream=_pull_stream(), delay=0.03) as engine:
+        pty_process = PtyProcess(
+            [sys.executable, "-m", "buildsdk", "build", "-H", engine.host, str(context)],
+            env,
+            tmp_path,
+            cols=80,
+            rows=24,
+        )
+        # While the layers download, both bars are on screen, one line each, updated in
+        # place: the screen never holds two lines for the same layer.
+        pty_process.read_until(rb"aaaaaaaaaaaa: Downloading \[=+")
+        pty_process.read_until(rb"bbbbbbbbbbbb: Downloading \[=+")
+        middle = render_screen(pty_process.output.decode("utf-8", "replace"), width=80)
+        assert sum(line.startswith("aaaaaaaaaaaa:") for line in middle) == 1, middle
+        assert sum(line.startswith("bbbbbbbbbbbb:") for line in middle) == 1, middle
+        status, output = pty_process.finish()
+    assert status == 0, output
+    assert len(re.findall(r"\x1b\[\d+A", output)) >= 3
+    assert render_screen(output, width=80) == [
+        "Step 1/1 : FROM example/app:1",
+        "1: Pulling from example/app",
+        "aaaaaaaaaaaa: Pull complete",
+        "bbbbbbbbbbbb: Pull complete",
+        "Digest: sha256:" + "c" * 64,
+        " ---> 0123456789ab",
+        "Successfully built 0123456789ab",
+    ]
+
+
+def test_interrupt_stops_the_build_and_restores_the_terminal(
+    cli: Cli, dockerd_http: httpx.Client
+) -> None:
+    (cli.context / "Dockerfile.slow").write_text(
+        f"FROM {cli.base_image}\nRUN echo started && sleep 60\n"
+    )
+    pty_process = PtyProcess(
+        [
+            sys.executable,
+            "-m",
+            "buildsdk",
+            "build",
+            "--builder",
+            "buildkit",
+            "--network",
+            cli.network,
+            "--no-cache",
+            "-t",
+            cli.tag,
+            "-f",
+            "ctx/Dockerfile.slow",
+            str(cli.context),
+        ],
+        {**cli.env, "TERM": "xterm"},
+        cli.tmp,
+        cols=100,
+        rows=30,
+    )
+    pty_process.read_until(rb"RUN echo started && sleep 60")
+    started = time.monotonic()
+    pty_process.process.send_signal(signal.SIGINT)
+    status, output = pty_process.finish(timeout=60)
+    assert status == 130, output
+    assert time.monotonic() - started < 30
+    assert output.rstrip().endswith("buildsdk: interrupted")
+    assert "\x1b[?25h" in output  # the cursor is visible again
+    # Closing the connection cancelled the build: the tag was never written.
+    assert dockerd_http.get(f"/images/{cli.tag}/json").status_code == 404

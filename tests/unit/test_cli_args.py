@@ -131,6 +131,12 @@ def test_build_arg_without_value_reads_the_environment(ctx: Path) -> None:
     assert ("buildargs", '{"SET":"from env","UNSET":null}') in opts.to_query("1.41")
 
 
+def test_default_platform_comes_from_the_environment(ctx: Path) -> None:
+    env = {"DOCKER_DEFAULT_PLATFORM": "linux/arm64"}
+    assert options([], ctx, env=env).platform == "linux/arm64"
+    assert options(["--platform", "linux/amd64"], ctx, env=env).platform == "linux/amd64"
+
+
 def test_docker_buildkit_env_chooses_the_builder(ctx: Path) -> None:
     assert options([], ctx, env={"DOCKER_BUILDKIT": "1"}).version == "2"
     assert options([], ctx, env={"DOCKER_BUILDKIT": "0"}).version == "1"
