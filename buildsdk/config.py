@@ -17,7 +17,8 @@ CLI 28.2.2 and its source, not docker-py's:
   CLI after 28.x. `https://host[:port]` is accepted (TLS forced on, default port 2376).
 * `ssh://` follows the CLI's connection helper: user and port become `-l`/`-p`, a path
   becomes `--host unix://<path>` of the remote `docker system dial-stdio`. Passwords,
-  queries and fragments are refused.
+  queries and fragments are refused. `BUILDSDK_SSH_CONFIG` names an ssh client config file
+  to pass as `ssh -F` (the test engines use it; users may too).
 
 Nothing here opens a connection; `transports.py` turns an `Endpoint` into an httpx
 transport. An `Endpoint` never holds a credential, so its `str()` and `repr()` are safe to log.
@@ -34,9 +35,10 @@ import re
 import shlex
 import ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -166,7 +168,7 @@ def _is_encrypted_key(path: Path) -> bool:
     return b"ENCRYPTED" in head
 
 
-def _load_file(path: Path, what: str, load: Any) -> None:
+def _load_file(path: Path, what: str, load: Callable[[str], object]) -> None:
     try:
         load(str(path))
     except FileNotFoundError as exc:
@@ -354,8 +356,6 @@ def _parse_tcp(rest: str, shown: str, *, https: bool) -> _Parsed:
 
 
 def _parse_ssh(rest: str, shown: str) -> _Parsed:
-    from urllib.parse import unquote
-
     def bad(reason: str) -> ConfigError:
         return ConfigError(f"invalid ssh address {shown!r}: {reason}")
 
@@ -548,6 +548,7 @@ def resolve_endpoint(
     `currentContext` in `config.json`, the platform default. `tls=None` takes TLS from the
     source (the TLS environment for the default context, the context store otherwise);
     `True` turns it on with verification, `False` off, a `TLSConfig` replaces it.
+    For ssh hosts, `BUILDSDK_SSH_CONFIG` in `env` becomes `ssh -F <file>`.
     Raises `ConfigError` for a bad address, a missing context or missing TLS material.
     """
     environ = os.environ if env is None else env

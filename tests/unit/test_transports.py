@@ -206,21 +206,33 @@ def test_missing_unix_socket_is_engine_unreachable_with_hint(short_dir: Path) ->
     assert f"cannot reach the engine at unix://{short_dir}/absent.sock" in str(caught.value)
 
 
-def test_socket_without_permission_hints_at_the_docker_group(short_dir: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root may open any socket")
-    path = short_dir / "engine.sock"
-    server = _UnixServer(str(path), _Handler)
-    for _ in _serve(server):
-        path.chmod(0)
-        endpoint = resolve_endpoint(f"unix://{path}", env={})
-        transport, base_url = create_transport(endpoint)
-        with (
-            httpx.Client(transport=transport, base_url=base_url) as client,
-            pytest.raises(EngineUnreachable, match="docker group"),
-            translate_transport_errors(endpoint),
-        ):
-            client.get("/_ping")
+@pytest.mark.parametrize(
+    ("error", "expected", "text"),
+    [
+        (httpx.ConnectError("[Errno 13] Permission denied"), EngineUnreachable, "docker group"),
+        (httpx.ConnectTimeout("timed out"), EngineTimeout, "connecting to the engine at"),
+        (httpx.WriteTimeout("timed out"), EngineTimeout, "sending to the engine at"),
+        (httpx.PoolTimeout("timed out"), EngineTimeout, "no connection to the engine at"),
+        (httpx.ProxyError("407 from http://u:hunter2@proxy:3128"), EngineUnreachable,
+         "check HTTPS_PROXY"),
+        (httpx.RemoteProtocolError("illegal status line"), StreamError, "sent invalid HTTP"),
+        (httpx.ReadError("[Errno 104] Connection reset by peer"), StreamError,
+         "connection to the engine at unix:///run/docker.sock broke"),
+    ],
+)  # fmt: skip
+def test_error_translation(error: Exception, expected: type[Exception], text: str) -> None:
+    endpoint = resolve_endpoint("unix:///run/docker.sock", env={})
+    with pytest.raises(expected) as caught, translate_transport_errors(endpoint):
+        raise error
+    assert text in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    assert caught.value.__cause__ is error
+
+
+def test_errors_other_than_transport_errors_pass_through() -> None:
+    endpoint = resolve_endpoint("unix:///run/docker.sock", env={})
+    with pytest.raises(KeyError), translate_transport_errors(endpoint):
+        raise KeyError("x")
 
 
 def test_read_timeout_is_engine_timeout(unix_server: tuple[str, ServerState]) -> None:
