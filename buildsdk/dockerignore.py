@@ -16,13 +16,17 @@ pattern in which every class member is written out explicitly, so Python's own s
 (nested-set warnings, `$` before a final newline, Unicode `\\d`) never leaks in. Anything
 RE2 would reject raises `ContextError` at match time, as Go does.
 
-Limitation: RE2's Unicode classes (`\\pL`, `\\p{Greek}`) have no `re` equivalent; a pattern
-that reaches one raises `ContextError` saying so.
+Limitation: RE2's Unicode classes (`\\pL`, `\\PN`) are built from Python's `unicodedata`,
+whose Unicode version may differ from Go's. Only one-letter classes can be written in a
+pattern (patternmatcher escapes `{`), so scripts such as `\\p{Greek}` never reach RE2.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
+import unicodedata
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -321,6 +325,76 @@ def _parse_escape(t: str) -> tuple[int, str]:
     raise _RE2Error("invalid escape")
 
 
+# Go's unicode.Categories: each major class and its subclasses (no Cn, "unassigned").
+_GO_CATEGORIES = frozenset(
+    major + minor
+    for major, minors in (
+        ("C", "cfos"),
+        ("L", "lmotu"),
+        ("M", "cen"),
+        ("N", "dlo"),
+        ("P", "cdefios"),
+        ("S", "ckmo"),
+        ("Z", "lps"),
+    )
+    for minor in ("", *minors)
+)
+
+
+@functools.cache
+def _all_category_ranges() -> dict[str, list[tuple[int, int]]]:
+    """Code point ranges of every Unicode general category, from one pass over Unicode."""
+    table: dict[str, list[tuple[int, int]]] = {}
+    category = unicodedata.category
+    start = 0
+    current = category("\0")
+    for cp in range(1, sys.maxunicode + 2):
+        cat = category(chr(cp)) if cp <= sys.maxunicode else ""
+        if cat != current:
+            table.setdefault(current, []).append((start, cp - 1))
+            start, current = cp, cat
+    return table
+
+
+def _category_ranges(name: str) -> list[tuple[int, int]]:
+    """Code point ranges of a Go category name (one letter: the whole group, minus Cn)."""
+    if name == "Any":
+        return [(0, _MAX_RUNE)]
+    table = _all_category_ranges()
+    if len(name) == 2:
+        return list(table.get(name, []))
+    ranges = [r for cat, rs in table.items() if cat[0] == name and cat != "Cn" for r in rs]
+    return sorted(ranges)
+
+
+def _unicode_class(t: str) -> tuple[list[tuple[int, int]], str] | None:
+    """Parse RE2's `\\pX`, `\\p{Name}`, `\\PX`, `\\p{^Name}` at `t`, if present."""
+    if len(t) < 2 or t[0] != "\\" or t[1] not in "pP":
+        return None
+    negate = t[1] == "P"
+    rest = t[2:]
+    if not rest:
+        raise _RE2Error("invalid escape")
+    _check_rune(rest[0])
+    if rest[0] != "{":
+        name, rest = rest[0], rest[1:]
+    else:
+        end = rest.find("}")
+        if end < 0:
+            raise _RE2Error("invalid character class range")
+        name, rest = rest[1:end], rest[end + 1 :]
+        for ch in name:
+            _check_rune(ch)
+    if name.startswith("^"):
+        negate = not negate
+        name = name[1:]
+    if name != "Any" and name not in _GO_CATEGORIES:
+        # Scripts cannot get here: patternmatcher escapes the "{" a long name needs.
+        raise _RE2Error("invalid character class range")
+    ranges = _category_ranges(name)
+    return (_negate(ranges) if negate else ranges), rest
+
+
 def _perl_class(t: str) -> tuple[list[tuple[int, int]], str] | None:
     if len(t) >= 2 and t[0] == "\\" and t[1] in "dswDSW":
         ranges = _PERL_CLASSES[t[1].lower()]
@@ -356,8 +430,11 @@ def _parse_class(t: str) -> tuple[str, str]:
                 ranges.extend(_negate(group) if neg else group)
                 t = t[end + 2 :]
                 continue
-        if len(t) >= 2 and t[0] == "\\" and t[1] in "pP":
-            raise _RE2Error("unicode class")
+        unicode_class = _unicode_class(t)
+        if unicode_class is not None:
+            ranges.extend(unicode_class[0])
+            t = unicode_class[1]
+            continue
         perl = _perl_class(t)
         if perl is not None:
             ranges.extend(perl[0])
@@ -489,8 +566,11 @@ def _re2_to_python(expr: str) -> str:
                     else:
                         can_repeat[-1] = False
                     continue
-                if nxt in "pP":
-                    raise _RE2Error("unicode class")
+            unicode_class = _unicode_class(t)
+            if unicode_class is not None:
+                out.append(_class_to_python(unicode_class[0]))
+                t = unicode_class[1]
+                continue
             perl = _perl_class(t)
             if perl is not None:
                 out.append(_class_to_python(perl[0]))
@@ -613,12 +693,6 @@ class _Pattern:
             return path.endswith(suffix)
         regexp = self.regexp
         if regexp is None:
-            if self.error == "unicode class":
-                raise ContextError(
-                    f"{_BAD_PATTERN}: {self.source!r} uses an RE2 Unicode class (\\p), "
-                    "which buildsdk cannot evaluate",
-                    path=self.source,
-                )
             raise ContextError(f"{_BAD_PATTERN}: {self.source!r}", path=self.source)
         if not path.isascii():
             path = path.translate(_TO_FFFD)

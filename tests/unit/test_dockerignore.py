@@ -237,6 +237,11 @@ def test_read_dockerignore_line_too_long() -> None:
         ("a/**/b*", "a/x/y/b", True),
         ("a[b]", "ab\n", False),  # "$" means the very end, not before a final newline
         ("[[:alpha:]-z]x", "-x", True),
+        ("\\pL*", "éx", True),  # RE2 Unicode classes, one letter
+        ("\\pL*", "1x", False),
+        ("a[\\PN]", "a1", False),
+        ("a[\\PN]", "aß", True),
+        ("\\pN?", "٣x", True),
         ("\ufeffa*", "ab", True),  # Go's text/scanner skips a leading byte order mark
         ("\ufeffab", "ab", False),  # but an exact pattern is compared as written
     ],
@@ -247,7 +252,7 @@ def test_go_regexp_semantics(pattern: str, path: str, expected: bool) -> None:
 
 @pytest.mark.parametrize(
     "pattern",
-    ["[z-a]", "\\y*", "[[:foo:]]", "x\\8", "a[\\pL]", "\\pL*", "a\\C*", "[a-\\d]"],
+    ["[z-a]", "\\y*", "[[:foo:]]", "x\\8", "a\\pQ*", "\\p{Greek}*", "a\\C*", "[a-\\d]"],
 )
 def test_patterns_rejected_at_match_time(pattern: str) -> None:
     matcher = PatternMatcher([pattern])
