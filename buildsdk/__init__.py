@@ -4,49 +4,55 @@ Everything a user needs is importable from here; the modules behind it are the
 implementation and may move.
 """
 
-from buildsdk._protocol import PingResult, VersionInfo
-from buildsdk.aio import AsyncBuild, AsyncClient
-from buildsdk.auth import DockerConfig, RegistryAuth
-from buildsdk.build import BuildOptions, BuildOutput, ContainerLimits, Ulimit
-from buildsdk.client import Build, Client
-from buildsdk.config import ConfigError, Endpoint, TLSConfig
-from buildsdk.context import ContextEntry, list_context
-from buildsdk.errors import (
-    APIError,
-    BadRequest,
-    BuildError,
-    BuildSDKError,
-    Conflict,
-    ContextError,
-    CredentialsError,
-    EngineTimeout,
-    EngineUnreachable,
-    Forbidden,
-    NotFound,
-    ServerError,
-    ServiceUnavailable,
-    StreamError,
-    Unauthorized,
-    UnsupportedOption,
-)
-from buildsdk.events import (
-    AuxEvent,
-    BuildEvent,
-    ErrorEvent,
-    EventDecoder,
-    ImageIdEvent,
-    LogEvent,
-    ProgressDetail,
-    StatusEvent,
-    UnknownEvent,
-    VertexEvent,
-    VertexLogEvent,
-    VertexStatusEvent,
-    VertexWarningEvent,
-)
-from buildsdk.prune import PruneFilters, PruneOptions, PruneResult
-from buildsdk.results import BuildResult
-from buildsdk.versions import ApiVersion
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from buildsdk._protocol import PingResult, VersionInfo
+    from buildsdk.aio import AsyncBuild, AsyncClient
+    from buildsdk.auth import DockerConfig, RegistryAuth
+    from buildsdk.build import BuildOptions, BuildOutput, ContainerLimits, Ulimit
+    from buildsdk.client import Build, Client
+    from buildsdk.config import ConfigError, Endpoint, TLSConfig
+    from buildsdk.context import ContextEntry, list_context
+    from buildsdk.errors import (
+        APIError,
+        BadRequest,
+        BuildError,
+        BuildSDKError,
+        Conflict,
+        ContextError,
+        CredentialsError,
+        EngineTimeout,
+        EngineUnreachable,
+        Forbidden,
+        NotFound,
+        ServerError,
+        ServiceUnavailable,
+        StreamError,
+        Unauthorized,
+        UnsupportedOption,
+    )
+    from buildsdk.events import (
+        AuxEvent,
+        BuildEvent,
+        ErrorEvent,
+        EventDecoder,
+        ImageIdEvent,
+        LogEvent,
+        ProgressDetail,
+        StatusEvent,
+        UnknownEvent,
+        VertexEvent,
+        VertexLogEvent,
+        VertexStatusEvent,
+        VertexWarningEvent,
+    )
+    from buildsdk.prune import PruneFilters, PruneOptions, PruneResult
+    from buildsdk.results import BuildResult
+    from buildsdk.versions import ApiVersion
 
 __version__ = "0.1.0"
 
@@ -103,3 +109,72 @@ __all__ = [
     "VertexWarningEvent",
     "list_context",
 ]
+
+# Submodules load on first use (PEP 562), so `import buildsdk` costs almost nothing and
+# a program that only builds options never imports httpx.
+_LAZY: dict[str, str] = {
+    "APIError": "buildsdk.errors",
+    "ApiVersion": "buildsdk.versions",
+    "AsyncBuild": "buildsdk.aio",
+    "AsyncClient": "buildsdk.aio",
+    "AuxEvent": "buildsdk.events",
+    "BadRequest": "buildsdk.errors",
+    "Build": "buildsdk.client",
+    "BuildError": "buildsdk.errors",
+    "BuildEvent": "buildsdk.events",
+    "BuildOptions": "buildsdk.build",
+    "BuildOutput": "buildsdk.build",
+    "BuildResult": "buildsdk.results",
+    "BuildSDKError": "buildsdk.errors",
+    "Client": "buildsdk.client",
+    "ConfigError": "buildsdk.config",
+    "Conflict": "buildsdk.errors",
+    "ContainerLimits": "buildsdk.build",
+    "ContextEntry": "buildsdk.context",
+    "ContextError": "buildsdk.errors",
+    "CredentialsError": "buildsdk.errors",
+    "DockerConfig": "buildsdk.auth",
+    "Endpoint": "buildsdk.config",
+    "EngineTimeout": "buildsdk.errors",
+    "EngineUnreachable": "buildsdk.errors",
+    "ErrorEvent": "buildsdk.events",
+    "EventDecoder": "buildsdk.events",
+    "Forbidden": "buildsdk.errors",
+    "ImageIdEvent": "buildsdk.events",
+    "LogEvent": "buildsdk.events",
+    "NotFound": "buildsdk.errors",
+    "PingResult": "buildsdk._protocol",
+    "ProgressDetail": "buildsdk.events",
+    "PruneFilters": "buildsdk.prune",
+    "PruneOptions": "buildsdk.prune",
+    "PruneResult": "buildsdk.prune",
+    "RegistryAuth": "buildsdk.auth",
+    "ServerError": "buildsdk.errors",
+    "ServiceUnavailable": "buildsdk.errors",
+    "StatusEvent": "buildsdk.events",
+    "StreamError": "buildsdk.errors",
+    "TLSConfig": "buildsdk.config",
+    "Ulimit": "buildsdk.build",
+    "Unauthorized": "buildsdk.errors",
+    "UnknownEvent": "buildsdk.events",
+    "UnsupportedOption": "buildsdk.errors",
+    "VersionInfo": "buildsdk._protocol",
+    "VertexEvent": "buildsdk.events",
+    "VertexLogEvent": "buildsdk.events",
+    "VertexStatusEvent": "buildsdk.events",
+    "VertexWarningEvent": "buildsdk.events",
+    "list_context": "buildsdk.context",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'buildsdk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
+
+import pytest
 
 import buildsdk
 
@@ -21,10 +25,23 @@ def test_every_exported_name_exists_and_is_documented() -> None:
 def test_public_names_are_all_exported() -> None:
     public = {
         name
-        for name, member in vars(buildsdk).items()
-        if not name.startswith("_") and not inspect.ismodule(member)
+        for name in dir(buildsdk)
+        if not name.startswith("_") and not inspect.ismodule(getattr(buildsdk, name))
     }
+    public -= {"annotations", "TYPE_CHECKING", "Any"}
     assert public == set(buildsdk.__all__)
+
+
+def test_importing_the_package_loads_no_transport() -> None:
+    # Programs that only describe builds (or the CLI's --help) should not pay for httpx.
+    code = "import sys, buildsdk; print('httpx' in sys.modules, 'pydantic' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        buildsdk.Nope  # noqa: B018
 
 
 def test_version_is_the_packages() -> None:
