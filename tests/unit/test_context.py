@@ -11,6 +11,7 @@ import shutil
 import socket
 import stat
 import tarfile
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -441,6 +442,28 @@ def test_async_iteration_yields_the_same_bytes(tmp_path: Path) -> None:
     chunks = asyncio.run(collect())
     assert b"".join(chunks) == expected
     assert len(chunks) > 10
+
+
+def test_async_iteration_reads_files_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _tree(tmp_path / "c", {"Dockerfile": DOCKERFILE, "a": b"a" * 10, "b": bytes(200_000)})
+    threads: set[int] = set()
+    real_read = os.read
+
+    def read(fd: int, n: int) -> bytes:
+        threads.add(threading.get_ident())
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, "read", read)
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in prepare_context(path=root)])
+
+    body = asyncio.run(collect())
+    assert [m.name for m in tar_members(body)] == ["Dockerfile", "a", "b"]
+    assert threads
+    assert threading.get_ident() not in threads
 
 
 def test_chunks_are_bounded(tmp_path: Path) -> None:
