@@ -8,7 +8,10 @@ selection for 93 trees (patterns read, patterns after the Trim step, entries).
 from __future__ import annotations
 
 import os
+import random
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from buildsdk.errors import ContextError
 from tests.unit._context_helpers import (
     add_default_dockerfile,
     build_tree,
+    capture_cli_context,
     load_vector,
     tar_members,
     vector_entry,
@@ -135,3 +139,88 @@ def test_selection_matches_cli_transcription(case: dict[str, Any], tmp_path: Pat
     # The transcription lists sockets as SKIPPED: no header is written for them.
     expected = [(e["name"], e["type"], e["mode"]) for e in entries if e["type"] != "SKIPPED"]
     assert got == expected
+
+
+# --- random trees against the real CLI -----------------------------------------------------
+
+_NAMES = ["a", "b", "ab", "a.py", "x.txt", ".hid", "dir", "sub", "c", "keep.txt", "a-b", "é"]
+_PATTERNS = [
+    "*",
+    "**",
+    "**/*.py",
+    "*.py",
+    "a",
+    "dir",
+    "dir/*",
+    "dir/**",
+    "**/c",
+    "sub/**/x.txt",
+    "!a",
+    "!**/keep.txt",
+    "!dir/keep.txt",
+    "!sub",
+    "?.py",
+    "[ab]*",
+    "[^a]*",
+    ".*",
+    "a/b",
+    "!*/a.py",
+    "/a",
+    "./b",
+    "a?b",
+    "[[:alpha:]]",
+    "\\a",
+    "dir/sub/c",
+    "!dir/sub",
+    "Dockerfile",
+    ".dockerignore",
+    "!Dockerfile",
+    "#x",
+    " !b",
+    "[z-a]",
+    "!",
+    "**/a/**",
+    "a\\d",
+]
+
+
+def _random_tree(rnd: random.Random, root: Path, depth: int = 0) -> None:
+    for _ in range(rnd.randint(1, 5)):
+        path = root / rnd.choice(_NAMES)
+        if os.path.lexists(path):
+            continue
+        roll = rnd.random()
+        if roll < 0.35 and depth < 3:
+            path.mkdir()
+            _random_tree(rnd, path, depth + 1)
+        elif roll < 0.42:
+            os.symlink(rnd.choice(["a", "../x", "/etc"]), path)
+        else:
+            path.write_bytes(str(path).encode() + b"\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(25))
+def test_random_tree_bytes_equal_docker_cli(seed: int, tmp_path: Path) -> None:
+    """Random trees and .dockerignore files no vector holds, against `docker build`."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("the docker CLI is not installed")
+    rnd = random.Random(seed)
+    root = tmp_path / "ctx"
+    root.mkdir()
+    (root / "Dockerfile").write_bytes(b"FROM scratch\n")
+    _random_tree(rnd, root)
+    (root / ".dockerignore").write_text(
+        "\n".join(rnd.sample(_PATTERNS, rnd.randint(0, 6))) + "\n", encoding="utf-8"
+    )
+    try:
+        expected = capture_cli_context(docker, root, tmp_path / "d.sock")
+    except subprocess.CalledProcessError as exc:
+        message = exc.stderr.decode().strip().splitlines()[-1]
+        with pytest.raises(ContextError) as info:
+            prepare_context(path=root)
+        # Same message; buildsdk adds the pattern at fault.
+        assert str(info.value).startswith(message)
+        return
+    assert b"".join(prepare_context(path=root)) == expected
