@@ -752,3 +752,25 @@ def test_async_missing_unix_socket_is_engine_unreachable(short_dir: Path) -> Non
 
     with pytest.raises(EngineUnreachable, match="Is the docker daemon running"):
         asyncio.run(main())
+
+
+@needs_proc
+def test_cancelled_async_request_ends_the_ssh_process(fake_ssh: FakeSSH) -> None:
+    endpoint = resolve_endpoint("ssh://engine.example", env={})
+
+    async def main() -> bool:
+        transport, base_url = create_async_transport(endpoint)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            task = asyncio.ensure_future(client.get("/hang"))
+            for _ in range(250):
+                if fake_ssh.state.seen:
+                    break
+                await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # Cancellation closed the connection itself, before the client was closed.
+            return _process_gone(fake_ssh.calls()[0]["pid"])
+
+    assert asyncio.run(main()) is True
+    assert fake_ssh.state.seen[0].path == "/hang"
