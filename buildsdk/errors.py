@@ -7,6 +7,9 @@ BuildSDKError
 ├── UnsupportedOption       an option needs a newer API version or another builder
 ├── CredentialsError        a credential helper is missing or failed when its credentials
 │                           were needed
+├── ConfigError             the engine address, TLS files or a docker context are unusable
+│                           (defined in buildsdk.config; also a ValueError)
+├── ConfigFileError         config.json exists but cannot be read (buildsdk._configfile)
 ├── EngineUnreachable       no connection could be made; names the address tried
 ├── EngineTimeout           connecting or reading took longer than allowed
 ├── StreamError             the response stream broke off or is not the engine's JSON
