@@ -27,6 +27,7 @@ from typing import TypeVar
 import pytest
 
 from buildsdk.auth import DockerConfig
+from tests.integration.conftest import dockerd_http, dockerd_tls_http, engines, podman_http
 from tests.reliability.fault_engine import FaultEngine
 
 __all__ = [
@@ -34,9 +35,13 @@ __all__ = [
     "Measure",
     "Timing",
     "clean_config",
+    "dockerd_http",
+    "dockerd_tls_http",
+    "engines",
     "expect_error",
     "fault_engine",
     "measure",
+    "podman_http",
     "pytest_terminal_summary",
     "short_tmp",
     "watchdog",

@@ -37,6 +37,10 @@ API_VERSION = "1.41"
 """The API version the fake engine claims, as dockerd 20.10 does."""
 
 _HEAD_LIMIT = 64 * 1024
+_MALFORMED = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n\r\n400 Bad Request"
+)
 
 
 @dataclass
@@ -333,6 +337,10 @@ class FaultEngine:
             if not data:
                 return None
             buffer += data
+            if buffer[:1] == b"\x16":
+                # A TLS ClientHello on this plain-HTTP port: answer as Go's server does.
+                conn.sendall(_MALFORMED)
+                return None
         head, _, rest = buffer.partition(b"\r\n\r\n")
         return head, rest
 
