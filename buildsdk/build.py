@@ -52,6 +52,8 @@ from pydantic.json_schema import SkipJsonSchema
 from buildsdk._reference import validate_build_tag, validate_image_reference
 from buildsdk._units import INT64_MAX, parse_size
 from buildsdk.errors import UnsupportedOption
+from buildsdk.session.secrets import BuildSecret
+from buildsdk.session.ssh import SSHForward
 from buildsdk.versions import BUILD_PARAM_MIN_VERSION, ApiVersion
 
 __all__ = [
@@ -589,6 +591,19 @@ class BuildOptions(BaseModel):
     session_id: str | None = Field(
         default=None, description="ID of an open BuildKit session (`session`)."
     )
+    secrets: tuple[BuildSecret, ...] = Field(
+        default=(),
+        description="Secrets for `RUN --mount=type=secret` (BuildKit; served by a session).",
+    )
+    ssh: tuple[SSHForward, ...] = Field(
+        default=(),
+        description="ssh-agents for `RUN --mount=type=ssh` (BuildKit; served by a session).",
+    )
+    context_transfer: Literal["tar", "session"] = Field(
+        default="tar",
+        description="How a local context reaches BuildKit: 'tar' uploads it with the "
+        "request; 'session' lets the engine pull only changed files through a session.",
+    )
 
     if TYPE_CHECKING:
 
@@ -629,6 +644,9 @@ class BuildOptions(BaseModel):
             version: Literal["1", "2"] = "1",
             build_id: str | None = None,
             session_id: str | None = None,
+            secrets: Sequence[BuildSecret | str | Mapping[str, Any]] | None = None,
+            ssh: Sequence[SSHForward | str | Mapping[str, Any]] | str | None = None,
+            context_transfer: Literal["tar", "session"] = "tar",
         ) -> None: ...
 
     # -- field normalisation -------------------------------------------------------------
@@ -756,6 +774,61 @@ class BuildOptions(BaseModel):
             raise ValueError(f"ulimits sets {', '.join(duplicates)} more than once; give each once")
         return value
 
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secret_models(cls, value: object) -> object:
+        if value is None:
+            return ()
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+            raise ValueError(
+                "secrets must be a sequence of BuildSecret objects or strings like "
+                "'id=token,src=./token.txt'"
+            )
+        items: list[object] = []
+        for item in value:
+            if isinstance(item, str):
+                items.append(BuildSecret.parse(item))
+            elif isinstance(item, Mapping):
+                items.append(_nested(BuildSecret, item, "secrets"))
+            else:
+                items.append(item)
+        return tuple(items)
+
+    @field_validator("ssh", mode="before")
+    @classmethod
+    def _ssh_models(cls, value: object) -> object:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = (value,)
+        if isinstance(value, (bytes, Mapping)) or not isinstance(value, Sequence):
+            raise ValueError(
+                "ssh must be a sequence of SSHForward objects or strings like 'default' or "
+                "'id=/path/to/agent.sock'"
+            )
+        items: list[object] = []
+        for item in value:
+            if isinstance(item, str):
+                items.append(SSHForward.parse(item))
+            elif isinstance(item, Mapping):
+                items.append(_nested(SSHForward, item, "ssh"))
+            else:
+                items.append(item)
+        return tuple(items)
+
+    @field_validator("secrets", "ssh")
+    @classmethod
+    def _ids_unique(
+        cls, value: tuple[BuildSecret | SSHForward, ...], info: ValidationInfo
+    ) -> tuple[BuildSecret | SSHForward, ...]:
+        ids = [item.id for item in value]
+        duplicates = sorted({ident for ident in ids if ids.count(ident) > 1})
+        if duplicates:
+            raise ValueError(
+                f"{info.field_name} gives the id {', '.join(duplicates)} more than once"
+            )
+        return value
+
     @field_validator("outputs", mode="before")
     @classmethod
     def _outputs_models(cls, value: object) -> object:
@@ -873,6 +946,13 @@ class BuildOptions(BaseModel):
             raise ValueError(
                 "gzip only applies to a context buildsdk packs; a custom_context or remote "
                 "context is sent as given"
+            )
+        if self.context_transfer == "session" and (
+            self.path is None or self.remote_url is not None or self.fileobj is not None
+        ):
+            raise ValueError(
+                "context_transfer='session' needs a local directory path (and no fileobj): "
+                "the engine pulls the files from it"
             )
         self._check_text()
         return self
@@ -1015,6 +1095,15 @@ class BuildOptions(BaseModel):
                 self._unsupported_by_builder(
                     "remote", "'client-session' needs BuildKit: set version='2'", "2"
                 )
+            for option, is_set in (
+                ("secrets", bool(self.secrets)),
+                ("ssh", bool(self.ssh)),
+                ("context_transfer", self.context_transfer == "session"),
+            ):
+                if is_set:
+                    self._unsupported_by_builder(
+                        option, "needs a BuildKit session: set version='2'", "2"
+                    )
             return
         ignored: list[tuple[str, bool]] = [
             ("container_limits", self.container_limits is not None),

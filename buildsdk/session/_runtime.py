@@ -1,0 +1,314 @@
+"""Opening, running and closing one build's session, for `Client` and `AsyncClient`.
+
+A session is a second connection to the engine: `POST /session` upgraded to HTTP/2, on
+which the engine calls buildsdk back while the build runs on the first connection. Both
+clients use the same asyncio server (`SessionServer`): `AsyncClient` runs it as a task on
+its loop, over a connection of its own pool; `Client` runs it on a private event loop in a
+thread, over one async connection made for it. The build request is sent only once the
+engine accepted the session (101), and the session is closed when the build's stream ends
+or the build is closed or cancelled; nothing it opened outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets as _random
+import socket
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from buildsdk.build import BuildOptions
+from buildsdk.errors import BuildSDKError
+from buildsdk.session import h2_available, require_h2
+
+if TYPE_CHECKING:
+    import httpx
+
+    from buildsdk.aio import AsyncClient
+    from buildsdk.auth import DockerConfig, RegistryAuth
+    from buildsdk.client import Client
+    from buildsdk.session._server import Handler, SessionServer
+    from buildsdk.versions import ApiVersion
+
+__all__ = ["AsyncSession", "SyncSession", "needs_session", "open_async_session", "open_session"]
+
+_BASE36: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
+_UPGRADE_TIMEOUT: Final = 30.0
+_CLOSE_TIMEOUT: Final = 5.0
+
+
+def needs_session(
+    options: BuildOptions,
+    *,
+    config: DockerConfig | None = None,
+    credentials: Mapping[str, RegistryAuth] | None = None,
+) -> bool:
+    """Whether a build of `options` gets a session: a BuildKit build with secrets, ssh or a
+    session context transfer; or, when `h2` is installed, one that may need a registry login
+    (credentials in code or in the Docker configuration). A build that names its own
+    `session_id` gets none."""
+    if options.version != "2" or options.session_id is not None:
+        return False
+    if options.secrets or options.ssh or options.context_transfer == "session":
+        return True
+    has_auth = bool(credentials) or (config is not None and config.contains_auth)
+    return has_auth and h2_available()
+
+
+def _session_id() -> str:
+    # BuildKit's own IDs are 25 base-36 characters; any unique string is accepted.
+    return "".join(_random.choice(_BASE36) for _ in range(25))
+
+
+def shared_key(directory: str) -> str:
+    """The key the engine caches a synced directory under: stable per machine and path, so a
+    rebuild of the same directory transfers only what changed."""
+    node = socket.gethostname()
+    return hashlib.sha256(f"buildsdk:{node}:{os.path.abspath(directory)}".encode()).hexdigest()
+
+
+@dataclass
+class _Plan:
+    """What one session serves and how it is announced; made before any byte is sent."""
+
+    session_id: str
+    name: str
+    key: str
+    handlers: dict[str, Handler]
+    options: BuildOptions
+
+
+def _plan(
+    options: BuildOptions,
+    *,
+    env: Mapping[str, str] | None,
+    credentials: Mapping[str, Any],
+    lookup: Any,
+) -> _Plan:
+    require_h2()
+    from buildsdk.session.auth import AuthService
+    from buildsdk.session.secrets import SecretsService
+    from buildsdk.session.ssh import SSHService
+
+    handlers: dict[str, Any] = {}
+    secrets_service = SecretsService(options.secrets, env)
+    secrets_service.check()
+    handlers.update(secrets_service.handlers())
+    handlers.update(SSHService(options.ssh, env).handlers())
+    handlers.update(AuthService(credentials, lookup).handlers())
+    directory = os.fspath(options.path) if isinstance(options.path, os.PathLike) else options.path
+    local = directory is not None and options.remote_url is None
+    name = os.path.basename(os.path.abspath(directory)) if local and directory else "buildsdk"
+    key = shared_key(directory) if local and directory else _session_id()
+    session_id = _session_id()
+    updated = options.model_copy(update={"session_id": session_id})
+    if options.context_transfer == "session" and local and directory is not None:
+        from buildsdk.session.filesync import FileSyncService
+
+        service = FileSyncService.for_build(directory, options.dockerfile)
+        handlers.update(service.handlers())
+        updated = options.model_copy(
+            update={
+                "session_id": session_id,
+                "path": None,
+                "remote": "client-session",
+                "dockerfile": service.dockerfile_name,
+                "fileobj": None,
+            }
+        )
+    return _Plan(session_id, name, key, handlers, updated)
+
+
+def _headers(plan: _Plan, base: Mapping[str, str]) -> list[tuple[str, str]]:
+    headers = [(key, value) for key, value in base.items()]
+    headers += [
+        ("Upgrade", "h2c"),
+        ("Connection", "Upgrade"),
+        ("Content-Length", "0"),
+        ("X-Docker-Expose-Session-Uuid", plan.session_id),
+        ("X-Docker-Expose-Session-Name", plan.name),
+        ("X-Docker-Expose-Session-Sharedkey", plan.key),
+    ]
+    # One header line per method: the engine does not split a comma-joined value.
+    headers += [("X-Docker-Expose-Session-Grpc-Method", method) for method in plan.handlers]
+    return headers
+
+
+async def _upgrade(
+    http: httpx.AsyncClient, path: str, headers: list[tuple[str, str]]
+) -> httpx.Response:
+    import httpx
+
+    from buildsdk import _protocol
+
+    request = http.build_request(
+        "POST", path, headers=headers, timeout=httpx.Timeout(_UPGRADE_TIMEOUT, read=None)
+    )
+    response = await http.send(request, stream=True)
+    if response.status_code != 101:
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
+        if response.status_code < 400:
+            raise BuildSDKError(
+                f"the engine did not open a BuildKit session (HTTP {response.status_code})"
+            )
+        raise _protocol.error_from_response(
+            response.status_code, response.headers, body, method="POST", path=path
+        )
+    return response
+
+
+async def _serve(
+    http: httpx.AsyncClient,
+    path: str,
+    plan: _Plan,
+    headers: Mapping[str, str],
+    ready: asyncio.Future[SessionServer],
+) -> None:
+    from buildsdk.session._server import SessionServer
+
+    try:
+        response = await _upgrade(http, path, _headers(plan, headers))
+    except BaseException as exc:
+        if not ready.done():
+            ready.set_exception(exc)
+        raise
+    try:
+        stream = response.extensions["network_stream"]
+        server = SessionServer(stream, plan.handlers)
+        ready.set_result(server)
+        try:
+            await server.serve()
+        except asyncio.CancelledError:
+            await server.shutdown()
+            raise
+    finally:
+        with contextlib.suppress(Exception):
+            await response.aclose()
+
+
+def _session_path(base_path: str, api_version: ApiVersion) -> str:
+    return f"{base_path}/v{api_version}/session"
+
+
+def _plan_for(client: Client | AsyncClient, options: BuildOptions) -> _Plan:
+    config = client.docker_config
+    return _plan(
+        options,
+        env=client._env,
+        credentials=client._credentials,
+        lookup=config.credentials_for,
+    )
+
+
+class AsyncSession:
+    """A running session of an `AsyncClient` build; `aclose()` ends it."""
+
+    def __init__(self, plan: _Plan, task: asyncio.Task[None]) -> None:
+        self.options = plan.options
+        self._task = task
+
+    async def aclose(self) -> None:
+        """Say GOAWAY, close the session's connection and wait for its tasks to end."""
+        if not self._task.done():
+            self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(self._task), _CLOSE_TIMEOUT)
+
+
+async def open_async_session(
+    client: AsyncClient, options: BuildOptions, api_version: ApiVersion
+) -> AsyncSession:
+    """Open a session for a build of `options`; returns once the engine accepted it."""
+    plan = await asyncio.to_thread(_plan_for, client, options)
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[SessionServer] = loop.create_future()
+    path = _session_path(client.endpoint.base_path, api_version)
+    task = asyncio.ensure_future(_serve(client._http, path, plan, client._headers(), ready))
+    session = AsyncSession(plan, task)
+    try:
+        await ready
+    except BaseException:
+        await session.aclose()
+        raise
+    return session
+
+
+class SyncSession:
+    """A running session of a `Client` build, served by a thread; `close()` ends it."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self.options = plan.options
+        self._plan = plan
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready: Future[None] = Future()
+        self._thread = threading.Thread(target=self._main, name="buildsdk-session", daemon=True)
+
+    def _main(self, client: Client, path: str) -> None:
+        asyncio.run(self._run(client, path))
+
+    async def _run(self, client: Client, path: str) -> None:
+        import httpx
+
+        from buildsdk.client import CONNECT_TIMEOUT
+        from buildsdk.transports import create_async_transport
+
+        self._loop = asyncio.get_running_loop()
+        ready: asyncio.Future[SessionServer] = self._loop.create_future()
+        try:
+            transport, base_url = create_async_transport(
+                client.endpoint, connect_timeout=CONNECT_TIMEOUT, env=client._env
+            )
+            async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+                self._task = asyncio.ensure_future(
+                    _serve(http, path, self._plan, client._headers(), ready)
+                )
+                try:
+                    await ready
+                except BaseException as exc:
+                    self._ready.set_exception(exc)
+                    return
+                self._ready.set_result(None)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        except BaseException as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+
+    def start(self, client: Client, api_version: ApiVersion) -> None:
+        """Start the thread and wait until the engine accepted the session."""
+        path = _session_path(client.endpoint.base_path, api_version)
+        self._thread = threading.Thread(
+            target=self._main, args=(client, path), name="buildsdk-session", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._ready.result()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """End the session and wait for its thread (bounded: a stuck engine cannot hang us)."""
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(_CLOSE_TIMEOUT)
+
+
+def open_session(client: Client, options: BuildOptions, api_version: ApiVersion) -> SyncSession:
+    """Open a session for a build of `options` on `client`; returns once it is accepted."""
+    session = SyncSession(_plan_for(client, options))
+    session.start(client, api_version)
+    return session

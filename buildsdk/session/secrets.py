@@ -1,0 +1,166 @@
+"""Build secrets: `RUN --mount=type=secret` reads them from the client through the session.
+
+A `BuildSecret` names where a secret comes from, like `docker build --secret`: a file
+(`src`), an environment variable (`env`) or bytes given in code (`data`). The value is read
+only when the engine asks (`Secrets/GetSecret`), is never part of a repr, log line or error,
+and never travels in the build request. Unknown IDs are answered NotFound, which BuildKit
+turns into "secret X not found" for a `required=true` mount and skips otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, field_validator, model_validator
+
+from buildsdk.errors import BuildSDKError
+from buildsdk.session._messages import GetSecretRequest, GetSecretResponse
+from buildsdk.session._status import GrpcError, Status
+
+if TYPE_CHECKING:
+    from buildsdk.session._server import Call
+
+__all__ = ["MAX_SECRET_SIZE", "BuildSecret", "SecretsService"]
+
+MAX_SECRET_SIZE: Final = 500 * 1024
+"""The largest secret the engine accepts (BuildKit's limit), in bytes."""
+
+GET_SECRET: Final = "/moby.buildkit.secrets.v1.Secrets/GetSecret"
+
+
+class BuildSecret(BaseModel):
+    """One secret a build may mount: an ID and exactly one source (file, env var or data)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    id: str = Field(description="The ID a `RUN --mount=type=secret,id=...` names.")
+    src: str | None = Field(default=None, description="A file whose contents are the secret.")
+    env: str | None = Field(
+        default=None, description="An environment variable whose value is the secret."
+    )
+    data: SecretBytes | None = Field(default=None, description="The secret's bytes, given in code.")
+
+    @field_validator("id", "env")
+    @classmethod
+    def _not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("src", mode="before")
+    @classmethod
+    def _path_text(cls, value: object) -> object:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_bytes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BuildSecret:
+        given = [name for name in ("src", "env", "data") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"secret {self.id!r} needs exactly one source: src (a file), env (an "
+                f"environment variable) or data (bytes); got {', '.join(given) or 'none'}"
+            )
+        if self.src is not None and not os.path.isfile(self.src):
+            raise ValueError(f"secret {self.id!r}: {self.src!r} is not a readable file")
+        if self.data is not None and len(self.data.get_secret_value()) > MAX_SECRET_SIZE:
+            raise ValueError(
+                f"secret {self.id!r} is larger than the engine's limit of {MAX_SECRET_SIZE} bytes"
+            )
+        return self
+
+    @classmethod
+    def parse(cls, value: str) -> BuildSecret:
+        """Parse `docker build --secret` syntax: `id=ID,src=FILE` or `id=ID,env=VAR`.
+
+        `source` is accepted for `src` and `type=file|env` as the CLI does; with neither
+        `src` nor `env`, a file named like the ID is used, as BuildKit's CLI does.
+        """
+        fields: dict[str, str] = {}
+        kind = ""
+        for part in value.split(","):
+            key, sep, item = part.partition("=")
+            key = key.strip().lower()
+            if not sep:
+                raise ValueError(f"invalid secret {value!r}: {part!r} is not key=value")
+            if key == "type":
+                if item not in ("file", "env"):
+                    raise ValueError(f"invalid secret {value!r}: type must be file or env")
+                kind = item
+            elif key in ("src", "source"):
+                fields["src"] = item
+            elif key in ("id", "env"):
+                fields[key] = item
+            else:
+                raise ValueError(f"invalid secret {value!r}: unknown key {key!r}")
+        if "id" not in fields:
+            raise ValueError(f"invalid secret {value!r}: id=... is required")
+        if kind == "env" and "src" in fields and "env" not in fields:
+            fields["env"] = fields.pop("src")
+        if "src" not in fields and "env" not in fields:
+            fields["env" if kind == "env" else "src"] = fields["id"]
+        return cls(**fields)  # type: ignore[arg-type]
+
+    def read(self, env: Mapping[str, str] | None = None) -> bytes:
+        """The secret's value now (`BuildSDKError` naming the source when it is unavailable)."""
+        if self.data is not None:
+            return self.data.get_secret_value()
+        if self.env is not None:
+            environ = os.environ if env is None else env
+            if self.env not in environ:
+                raise BuildSDKError(
+                    f"secret {self.id!r}: environment variable {self.env} is not set"
+                )
+            return environ[self.env].encode("utf-8")
+        assert self.src is not None
+        try:
+            with Path(self.src).open("rb") as handle:
+                data = handle.read(MAX_SECRET_SIZE + 1)
+        except OSError as exc:
+            raise BuildSDKError(
+                f"secret {self.id!r}: cannot read {self.src!r}: {exc.strerror}"
+            ) from None
+        if len(data) > MAX_SECRET_SIZE:
+            raise BuildSDKError(
+                f"secret {self.id!r} is larger than the engine's limit of {MAX_SECRET_SIZE} bytes"
+            )
+        return data
+
+
+class SecretsService:
+    """Answers `Secrets/GetSecret` from a fixed set of `BuildSecret` sources."""
+
+    def __init__(self, secrets: Sequence[BuildSecret], env: Mapping[str, str] | None) -> None:
+        self._secrets = {secret.id: secret for secret in secrets}
+        self._env = env
+
+    def check(self) -> None:
+        """Fail before the build starts when an environment-variable secret is not set."""
+        for secret in self._secrets.values():
+            if secret.env is not None:
+                secret.read(self._env)
+
+    def handlers(self) -> dict[str, object]:
+        """The gRPC methods this service answers."""
+        return {GET_SECRET: self.get_secret}
+
+    async def get_secret(self, call: Call) -> None:
+        """Reply with the secret's bytes, or NotFound for an ID the user did not give."""
+        request = GetSecretRequest.decode(await call.recv_one())
+        secret = self._secrets.get(request.id)
+        if secret is None:
+            raise GrpcError(Status.NOT_FOUND, f"secret {request.id} not found")
+        try:
+            data = secret.read(self._env)
+        except BuildSDKError as exc:
+            raise GrpcError(Status.NOT_FOUND, str(exc)) from None
+        await call.send(GetSecretResponse(data).encode())
