@@ -22,6 +22,7 @@ from buildsdk.client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _BaseClient
 from buildsdk.config import TLSConfig
 from buildsdk.errors import BuildSDKError, StreamError
 from buildsdk.prune import PruneOptions, PruneResult
+from buildsdk.session._runtime import AsyncSession, needs_session, open_async_session
 from buildsdk.transports import create_async_transport, translate_transport_errors
 from buildsdk.versions import ApiVersion
 
@@ -201,6 +202,7 @@ class AsyncBuild:
         self._response: httpx.Response | None = None
         self._events: AsyncGenerator[BuildEvent, None] | None = None
         self._closed = False
+        self._session: AsyncSession | None = None
 
     async def __aenter__(self) -> Self:
         await self._start()
@@ -221,13 +223,28 @@ class AsyncBuild:
             raise BuildSDKError("this build was closed; start a new one with client.build()")
         client = self._client
         api_version = await client.api_version()
-        # Reading .dockerignore, walking the tree and running credential helpers block.
-        request, context = await anyio.to_thread.run_sync(
-            client._prepare_build, self.options, api_version
+        options = self.options
+        wanted = await anyio.to_thread.run_sync(
+            lambda: needs_session(
+                options, config=client.docker_config, credentials=client._credentials
+            )
         )
-        body = context.__aiter__() if context is not None else None
-        response = await client._send(request, client._build_timeout(self.options), content=body)
-        await client._check(request, response)
+        if wanted:
+            self._session = await open_async_session(client, options, api_version)
+            options = self._session.options
+        try:
+            # Reading .dockerignore, walking the tree and running credential helpers block.
+            request, context = await anyio.to_thread.run_sync(
+                client._prepare_build, options, api_version
+            )
+            body = context.__aiter__() if context is not None else None
+            response = await client._send(
+                request, client._build_timeout(self.options), content=body
+            )
+            await client._check(request, response)
+        except BaseException:
+            await self._close_session()
+            raise
         self._response = response
         self._events = self._read(response)
 
@@ -241,6 +258,12 @@ class AsyncBuild:
                 yield event
         finally:
             await response.aclose()
+            await self._close_session()
+
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.aclose()
 
     def __aiter__(self) -> AsyncIterator[BuildEvent]:
         return self
@@ -267,6 +290,7 @@ class AsyncBuild:
             await self._response.aclose()
         if self._events is not None:
             await self._events.aclose()
+        await self._close_session()
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

@@ -24,6 +24,7 @@ from buildsdk.context import BuildContext, prepare_context
 from buildsdk.errors import BuildSDKError, StreamError
 from buildsdk.proxy import proxy_build_args
 from buildsdk.prune import PruneOptions, PruneResult
+from buildsdk.session._runtime import SyncSession, needs_session, open_session
 from buildsdk.transports import create_transport, translate_transport_errors
 from buildsdk.versions import ApiVersion, negotiate
 
@@ -110,7 +111,7 @@ class _BaseClient:
             warning = buildkit_auth_warning(
                 options.version, config=config, credentials=self._credentials
             )
-            if warning:
+            if warning and options.session_id is None:
                 logger.warning(warning)
             credentials: dict[str, RegistryAuth] = {}
         else:
@@ -305,6 +306,7 @@ class Build:
         self._response: httpx.Response | None = None
         self._events: Generator[BuildEvent, None, None] | None = None
         self._closed = False
+        self._session: SyncSession | None = None
 
     def __enter__(self) -> Self:
         self._start()
@@ -325,10 +327,18 @@ class Build:
             raise BuildSDKError("this build was closed; start a new one with client.build()")
         client = self._client
         api_version = client.api_version()
-        request, context = client._prepare_build(self.options, api_version)
-        body = iter(context) if context is not None else None
-        response = client._send(request, client._build_timeout(self.options), content=body)
-        client._check(request, response)
+        options = self.options
+        if needs_session(options, config=client.docker_config, credentials=client._credentials):
+            self._session = open_session(client, options, api_version)
+            options = self._session.options
+        try:
+            request, context = client._prepare_build(options, api_version)
+            body = iter(context) if context is not None else None
+            response = client._send(request, client._build_timeout(self.options), content=body)
+            client._check(request, response)
+        except BaseException:
+            self._close_session()
+            raise
         self._response = response
         self._events = self._read(response)
 
@@ -340,6 +350,12 @@ class Build:
             yield from self._stream.end()
         finally:
             response.close()
+            self._close_session()
+
+    def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
     def __iter__(self) -> Iterator[BuildEvent]:
         return self
@@ -366,6 +382,7 @@ class Build:
             self._response.close()
         if self._events is not None:
             self._events.close()
+        self._close_session()
 
 
 def _read_capped(response: httpx.Response) -> bytes:
