@@ -111,18 +111,20 @@ def test_sixteen_threads_one_client(
     tracemalloc.start()
     started = time.monotonic()
     try:
-        with Client(engines.dockerd_host, env={}, config=clean_config()) as client:
-            with ThreadPoolExecutor(max_workers=count) as pool:
-                futures = [
-                    pool.submit(
-                        lambda i: client.build(
-                            _options(contexts[i], tags[i], engines.dockerd_network)
-                        ).result(),
-                        i,
-                    )
-                    for i in range(count)
-                ]
-                results = [f.result(timeout=180) for f in futures]
+        with (
+            Client(engines.dockerd_host, env={}, config=clean_config()) as client,
+            ThreadPoolExecutor(max_workers=count) as pool,
+        ):
+            futures = [
+                pool.submit(
+                    lambda i: client.build(
+                        _options(contexts[i], tags[i], engines.dockerd_network)
+                    ).result(),
+                    i,
+                )
+                for i in range(count)
+            ]
+            results = [f.result(timeout=180) for f in futures]
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
