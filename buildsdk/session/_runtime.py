@@ -19,7 +19,7 @@ import secrets as _random
 import socket
 import threading
 from collections.abc import Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -185,11 +185,7 @@ async def _serve(
         stream = response.extensions["network_stream"]
         server = SessionServer(stream, plan.handlers)
         ready.set_result(server)
-        try:
-            await server.serve()
-        except asyncio.CancelledError:
-            await server.shutdown()
-            raise
+        await server.serve()
     finally:
         with contextlib.suppress(Exception):
             await response.aclose()
@@ -209,19 +205,30 @@ def _plan_for(client: Client | AsyncClient, options: BuildOptions) -> _Plan:
     )
 
 
+async def _stop(task: asyncio.Task[None], ready: asyncio.Future[SessionServer]) -> None:
+    """End a session task: politely (GOAWAY, socket shut down), by cancelling if stuck."""
+    if ready.done() and not ready.cancelled() and ready.exception() is None:
+        ready.result().stop()
+        done, _ = await asyncio.wait({task}, timeout=_CLOSE_TIMEOUT)
+        if done:
+            return
+    task.cancel()
+    await asyncio.wait({task}, timeout=_CLOSE_TIMEOUT)
+
+
 class AsyncSession:
     """A running session of an `AsyncClient` build; `aclose()` ends it."""
 
-    def __init__(self, plan: _Plan, task: asyncio.Task[None]) -> None:
+    def __init__(
+        self, plan: _Plan, task: asyncio.Task[None], ready: asyncio.Future[SessionServer]
+    ) -> None:
         self.options = plan.options
         self._task = task
+        self._ready = ready
 
     async def aclose(self) -> None:
         """Say GOAWAY, close the session's connection and wait for its tasks to end."""
-        if not self._task.done():
-            self._task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.shield(self._task), _CLOSE_TIMEOUT)
+        await asyncio.shield(_stop(self._task, self._ready))
 
 
 async def open_async_session(
@@ -233,7 +240,7 @@ async def open_async_session(
     ready: asyncio.Future[SessionServer] = loop.create_future()
     path = _session_path(client.endpoint.base_path, api_version)
     task = asyncio.ensure_future(_serve(client._http, path, plan, client._headers(), ready))
-    session = AsyncSession(plan, task)
+    session = AsyncSession(plan, task, ready)
     try:
         await ready
     except BaseException:
@@ -250,11 +257,27 @@ class SyncSession:
         self._plan = plan
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._server_ready: asyncio.Future[SessionServer] | None = None
         self._ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._main, name="buildsdk-session", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def _main(self, client: Client, path: str) -> None:
-        asyncio.run(self._run(client, path))
+        # A loop of our own with an executor of our own, shut down in order: asyncio.run's
+        # default-executor shutdown races with the session's cancellation.
+        loop = asyncio.new_event_loop()
+        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="buildsdk-session")
+        loop.set_default_executor(executor)
+        try:
+            loop.run_until_complete(self._run(client, path))
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+            loop.close()
 
     async def _run(self, client: Client, path: str) -> None:
         import httpx
@@ -272,6 +295,7 @@ class SyncSession:
                 self._task = asyncio.ensure_future(
                     _serve(http, path, self._plan, client._headers(), ready)
                 )
+                self._server_ready = ready
                 try:
                     await ready
                 except BaseException as exc:
@@ -299,12 +323,13 @@ class SyncSession:
 
     def close(self) -> None:
         """End the session and wait for its thread (bounded: a stuck engine cannot hang us)."""
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None:
+        loop, task, ready = self._loop, self._task, self._server_ready
+        if loop is not None and task is not None and ready is not None:
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(task.cancel)
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(_CLOSE_TIMEOUT)
+                asyncio.run_coroutine_threadsafe(_stop(task, ready), loop)
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(_CLOSE_TIMEOUT)
 
 
 def open_session(client: Client, options: BuildOptions, api_version: ApiVersion) -> SyncSession:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol
 
@@ -100,10 +101,13 @@ class SessionServer:
         self._wake_writer = asyncio.Event()
         self._room = asyncio.Event()
         self._closing = False
+        self._stopping = False
+        self._reader: asyncio.Task[Any] | None = None
         self.error: BaseException | None = None
 
     async def serve(self) -> None:
         """Answer calls until the engine hangs up or the task is cancelled; then clean up."""
+        self._reader = asyncio.current_task()
         writer = asyncio.ensure_future(self._writer())
         try:
             self._wake_writer.set()
@@ -208,12 +212,32 @@ class SessionServer:
             data = self._protocol.data_to_send()
             if data:
                 await self._stream.write(data)
+            if self._stopping:
+                self._halt_reading()
+                return
 
-    async def shutdown(self) -> None:
-        """Say GOAWAY and flush it, so the engine sees a clean end; then stop serving."""
+    def _halt_reading(self) -> None:
+        # Ending the read by shutting the socket down, not by cancelling it: a cancelled
+        # read on anyio's unix socket stream can race with the socket becoming readable.
+        sock = self._stream_socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        elif self._reader is not None:
+            self._reader.cancel()
+
+    def _stream_socket(self) -> socket.socket | None:
+        get_extra_info = getattr(self._stream, "get_extra_info", None)
+        if get_extra_info is None:
+            return None
+        sock = get_extra_info("socket")
+        return sock if isinstance(sock, socket.socket) else None
+
+    def stop(self) -> None:
+        """Say GOAWAY, then end the connection; `serve()` returns soon after."""
+        if self._stopping:
+            return
+        self._stopping = True
         self._closing = True
         self._protocol.close()
-        with contextlib.suppress(Exception):
-            data = self._protocol.data_to_send()
-            if data:
-                await asyncio.wait_for(self._stream.write(data), 2.0)
+        self._wake_writer.set()

@@ -112,6 +112,8 @@ class SSHService:
         """OK when the asked ID is forwarded, NotFound otherwise."""
         request = CheckAgentRequest.decode(await call.recv_one())
         self._socket(request.id)
+        # A unary reply needs its (empty) message: trailers alone read as an error.
+        await call.send(b"")
 
     async def forward_agent(self, call: Call) -> None:
         """Copy agent-protocol bytes between the call and a new agent connection."""
