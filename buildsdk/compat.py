@@ -479,7 +479,7 @@ class APIClient:
         path = kwargs["path"]
         fileobj = kwargs["fileobj"]
         remote = isinstance(path, str) and path.startswith(REMOTE_PREFIXES)
-        if kwargs["custom_context"] or (fileobj is not None and remote):
+        if fileobj is not None and (kwargs["custom_context"] or remote):
             # docker-py sends only fileobj then and ignores path.
             kwargs["path"] = None
         if not (kwargs["gzip"] and kwargs["encoding"] is not None):
