@@ -1,0 +1,467 @@
+"""Incremental build contexts: the engine pulls files through the session (`DiffCopy`).
+
+Why: a tar upload sends the whole context on every build. With `remote=client-session`
+the engine instead opens `FileSync/DiffCopy` on the session, the client lists every entry
+(path, mode, size, mtime...), and the engine asks only for the files that differ from what
+it cached under the session's shared key. A rebuild with one changed file sends one file.
+
+The engine opens three transfers per build: the `dockerfile` directory (followpaths
+`Dockerfile`, `<Dockerfile>.dockerignore`), the `context` directory's `.dockerignore`, then
+the context itself with the ignore file's patterns as `exclude-patterns`. It reads the
+ignore files itself (preferring `<Dockerfile>.dockerignore`), so the client only applies
+the patterns it is sent, with BuildKit's fsutil rules rather than the classic CLI's:
+
+* excludes use `MatchesUsingParentResults`; an excluded directory is skipped unless some
+  `!` exception could match inside it: when every exception is a plain prefix (no
+  wildcard), only directories on an exception's path are entered; with a wildcard
+  exception every excluded directory is walked, so `["*", "!**/*.py"]` works;
+* a directory that is excluded but holds re-included entries is sent (lazily, just before
+  its first re-included child), so the engine never meets an entry without its parent;
+* `include-patterns` and `followpaths` restrict the walk to matching paths (and, for
+  followpaths, the targets of symlinks named there), with their parent directories.
+
+The protocol (fsutil `send`): a STAT packet per entry, depth-first with each directory's
+names in byte order, then an empty STAT; every REQ packet names an entry by its index
+among the STATs and is answered with DATA packets and an empty DATA; FIN is echoed and
+ends the call. Ownership is sent as 0:0, as the Docker CLI does; symlinks are never
+followed (only listed), sockets are left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from buildsdk.dockerignore import MatchInfo, PatternMatcher
+from buildsdk.errors import ContextError
+from buildsdk.session._messages import (
+    PACKET_DATA,
+    PACKET_ERR,
+    PACKET_FIN,
+    PACKET_REQ,
+    PACKET_STAT,
+    Packet,
+    Stat,
+)
+from buildsdk.session._status import GrpcError, Status
+
+if TYPE_CHECKING:
+    from buildsdk.session._server import Call
+
+__all__ = [
+    "FileSyncService",
+    "SyncedDir",
+    "TransferStats",
+    "go_file_mode",
+    "walk_stats",
+]
+
+DIFF_COPY: Final = "/moby.filesync.v1.FileSync/DiffCopy"
+_CHUNK: Final = 256 * 1024
+_MODE_DIR: Final = 1 << 31
+_MODE_SYMLINK: Final = 1 << 27
+_MODE_DEVICE: Final = 1 << 26
+_MODE_NAMED_PIPE: Final = 1 << 25
+_MODE_SETUID: Final = 1 << 23
+_MODE_SETGID: Final = 1 << 22
+_MODE_CHAR_DEVICE: Final = 1 << 21
+_MODE_STICKY: Final = 1 << 20
+_WILDCARDS: Final = frozenset("*?[\\^")
+
+
+def go_file_mode(st: os.stat_result) -> int | None:
+    """The Go `os.FileMode` of a stat result (permission bits plus Go's type bits).
+
+    None for sockets, which are not sent.
+    """
+    mode = st.st_mode
+    value = mode & 0o777
+    if mode & stat.S_ISUID:
+        value |= _MODE_SETUID
+    if mode & stat.S_ISGID:
+        value |= _MODE_SETGID
+    if mode & stat.S_ISVTX:
+        value |= _MODE_STICKY
+    if stat.S_ISDIR(mode):
+        value |= _MODE_DIR
+    elif stat.S_ISLNK(mode):
+        value |= _MODE_SYMLINK
+    elif stat.S_ISFIFO(mode):
+        value |= _MODE_NAMED_PIPE
+    elif stat.S_ISCHR(mode):
+        value |= _MODE_DEVICE | _MODE_CHAR_DEVICE
+    elif stat.S_ISBLK(mode):
+        value |= _MODE_DEVICE
+    elif stat.S_ISSOCK(mode):
+        return None
+    return value
+
+
+def _go_glob(pattern: str) -> re.Pattern[str] | None:
+    """Go's `filepath.Match` for one path as a regex (`*`, `?` stop at `/`); None if malformed."""
+    out = []
+    i = 0
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\":
+            i += 1
+            if i >= n:
+                return None
+            out.append(re.escape(pattern[i]))
+        elif c == "[":
+            end = pattern.find("]", i + 2 if i + 1 < n and pattern[i + 1] == "^" else i + 1)
+            if end < 0:
+                return None
+            body = pattern[i + 1 : end]
+            negate = body.startswith("^")
+            if negate:
+                body = body[1:]
+            if not body:
+                return None
+            body = body.replace("\\", "\\\\")
+            out.append(f"[{'^/' if negate else ''}{body}]" if negate else f"[{body}]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    try:
+        return re.compile("".join(out) + r"\Z")
+    except re.error:
+        return None
+
+
+@dataclass(frozen=True)
+class _Include:
+    """An include pattern cut per path depth, as fsutil's `matchPrefix` reads it."""
+
+    parts: tuple[str, ...]
+
+    def match(self, path: str) -> tuple[bool, bool]:
+        """(matched, partial): partial means the pattern continues below `path`."""
+        depth = path.count("/")
+        parts = self.parts
+        partial = False
+        if len(parts) - 1 > depth:
+            parts = parts[: depth + 1]
+            partial = True
+        regex = _go_glob("/".join(parts))
+        return (regex is not None and regex.match(path) is not None), partial
+
+
+def _clean(path: str) -> str:
+    return os.path.normpath(path).replace(os.sep, "/").lstrip("/") or "."
+
+
+def _follow_targets(root: str, paths: Sequence[str]) -> list[str]:
+    """followpaths plus the in-root targets of those that are symlinks (one level)."""
+    result: list[str] = []
+    for raw in paths:
+        path = _clean(raw)
+        result.append(path)
+        full = os.path.join(root, path)
+        try:
+            if not os.path.islink(full):
+                continue
+            target = os.readlink(full)
+        except OSError:
+            continue
+        if os.path.isabs(target):
+            resolved = _clean(target)
+        else:
+            resolved = _clean(os.path.join(os.path.dirname(path), target))
+        if not resolved.startswith("../") and resolved != "..":
+            result.append(resolved)
+    return result
+
+
+def _prefix_only(pattern: str) -> bool:
+    for suffix in ("/**", "/*"):
+        if pattern.endswith(suffix):
+            pattern = pattern[: -len(suffix)]
+            break
+    return not any(c in _WILDCARDS for c in pattern)
+
+
+@dataclass
+class _Entry:
+    rel: str
+    full: str
+    st: os.stat_result
+    mode: int
+
+
+def _sorted_names(directory: str) -> list[str]:
+    names = os.listdir(directory)
+    # Byte order, as Go sorts directory entries; surrogate escapes keep undecodable names.
+    names.sort(key=lambda name: os.fsencode(name))
+    return names
+
+
+def walk_stats(
+    root: str,
+    *,
+    excludes: Sequence[str] = (),
+    includes: Sequence[str] = (),
+    followpaths: Sequence[str] = (),
+) -> Iterator[Stat]:
+    """The STATs fsutil would send for `root` with these filters, in the order it sends them.
+
+    Raises `ContextError` for a bad pattern or an unreadable directory that is not excluded.
+    """
+    matcher = PatternMatcher(list(excludes)) if excludes else None
+    exceptions = [p[1:] for p in matcher.patterns if p.startswith("!")] if matcher else []
+    walk_excluded = bool(exceptions) and not all(_prefix_only(p) for p in exceptions)
+    include_patterns = [_clean(p) for p in includes]
+    if followpaths:
+        include_patterns += _follow_targets(root, followpaths)
+    include_list = [_Include(tuple(p.split("/"))) for p in dict.fromkeys(include_patterns)]
+    use_includes = bool(includes) or bool(followpaths)
+    inodes: dict[tuple[int, int], str] = {}
+    pending: list[Stat] = []
+
+    def make(entry: _Entry) -> Stat:
+        st = entry.st
+        linkname = ""
+        size = 0
+        if stat.S_ISLNK(st.st_mode):
+            linkname = os.readlink(entry.full)
+        elif stat.S_ISREG(st.st_mode):
+            size = st.st_size
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                first = inodes.get(key)
+                if first is None:
+                    inodes[key] = entry.rel
+                else:
+                    linkname, size = first, 0
+        devmajor = devminor = 0
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            devmajor, devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        return Stat(
+            path=entry.rel,
+            mode=entry.mode,
+            size=size,
+            mod_time=st.st_mtime_ns,
+            linkname=linkname,
+            devmajor=devmajor,
+            devminor=devminor,
+        )
+
+    def walk(
+        directory: str, prefix: str, parent: MatchInfo | None, included: bool
+    ) -> Iterator[Stat]:
+        try:
+            names = _sorted_names(directory)
+        except OSError as exc:
+            raise ContextError(
+                f"cannot list {prefix or '.'}: {exc.strerror}", path=directory
+            ) from None
+        for name in names:
+            rel = f"{prefix}{name}"
+            full = os.path.join(directory, name)
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                continue
+            mode = go_file_mode(st)
+            if mode is None:
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            child_included = included
+            if use_includes and not included:
+                matched = partial = False
+                for pattern in include_list:
+                    hit, part = pattern.match(rel)
+                    if hit:
+                        matched = True
+                        partial = part
+                        if not part:
+                            break
+                if not matched:
+                    continue
+                child_included = not partial
+                if partial and not is_dir:
+                    continue
+            info: MatchInfo | None = None
+            excluded = False
+            if matcher is not None:
+                excluded, info = matcher.matches_using_parent_results(rel, parent)
+            entry_stat = make(_Entry(rel, full, st, mode))
+            if excluded:
+                if not is_dir:
+                    continue
+                if not exceptions:
+                    continue
+                if not walk_excluded:
+                    dir_slash = rel + "/"
+                    if not any((p + "/").startswith(dir_slash) for p in exceptions):
+                        continue
+                pending.append(entry_stat)
+                yield from walk(full, rel + "/", info, child_included)
+                if pending and pending[-1] is entry_stat:
+                    pending.pop()
+                continue
+            if use_includes and not child_included and is_dir:
+                # A directory on the way to an include pattern: sent only if something
+                # below it is.
+                pending.append(entry_stat)
+                yield from walk(full, rel + "/", info, child_included)
+                if pending and pending[-1] is entry_stat:
+                    pending.pop()
+                continue
+            yield from pending
+            pending.clear()
+            yield entry_stat
+            if is_dir:
+                yield from walk(full, rel + "/", info, child_included)
+
+    yield from walk(root, "", None, False)
+
+
+@dataclass
+class TransferStats:
+    """What a session sent for one synced directory: entries listed, files and bytes sent."""
+
+    entries: int = 0
+    files: int = 0
+    data_bytes: int = 0
+    paths: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SyncedDir:
+    """A local directory the engine may pull under a name (`context`, `dockerfile`)."""
+
+    name: str
+    path: str
+
+
+class FileSyncService:
+    """Answers `FileSync/DiffCopy` for the build's context and Dockerfile directories."""
+
+    def __init__(self, dirs: Sequence[SyncedDir], dockerfile_name: str) -> None:
+        self._dirs = {d.name: d for d in dirs}
+        self.dockerfile_name = dockerfile_name
+        self.transfers: list[TransferStats] = []
+
+    @classmethod
+    def for_build(cls, context: str, dockerfile: str | None) -> FileSyncService:
+        """Serve `context` and the directory of its Dockerfile (relative to the context,
+        `Dockerfile` by default, `dockerfile` when only that exists)."""
+        root = os.path.realpath(context)
+        if not os.path.isdir(root):
+            raise ContextError(f"context {context!r} is not a directory", path=context)
+        if dockerfile is None:
+            name = "Dockerfile"
+            if not os.path.lexists(os.path.join(root, name)) and os.path.lexists(
+                os.path.join(root, "dockerfile")
+            ):
+                name = "dockerfile"
+            full = os.path.join(root, name)
+        else:
+            full = os.path.join(root, dockerfile)
+        full = os.path.realpath(full)
+        if not os.path.isfile(full):
+            raise ContextError(f"cannot find the Dockerfile {full!r}", path=full)
+        dirs = [SyncedDir("context", root), SyncedDir("dockerfile", os.path.dirname(full))]
+        return cls(dirs, os.path.basename(full))
+
+    def handlers(self) -> dict[str, object]:
+        """The gRPC methods this service answers."""
+        return {DIFF_COPY: self.diff_copy}
+
+    async def diff_copy(self, call: Call) -> None:
+        """Send one directory with fsutil's protocol, as the call's metadata filters it."""
+        name = call.first("dir-name") or ""
+        synced = self._dirs.get(name)
+        if synced is None:
+            raise GrpcError(Status.NOT_FOUND, f"no access allowed to dir {name!r}")
+        excludes = call.metadata.get("exclude-patterns", ())
+        includes = call.metadata.get("include-patterns", ())
+        followpaths = call.metadata.get("followpaths", ())
+        try:
+            stats = await asyncio.to_thread(
+                lambda: list(
+                    walk_stats(
+                        synced.path, excludes=excludes, includes=includes, followpaths=followpaths
+                    )
+                )
+            )
+        except (ContextError, OSError) as exc:
+            await call.send(Packet(PACKET_ERR, data=str(exc).encode()).encode())
+            raise GrpcError(Status.INVALID_ARGUMENT, str(exc)) from None
+        report = TransferStats(entries=len(stats))
+        self.transfers.append(report)
+        requests: asyncio.Queue[int | None] = asyncio.Queue()
+        sender = asyncio.ensure_future(self._serve_requests(call, synced, stats, requests, report))
+        try:
+            for entry in stats:
+                await call.send(Packet(PACKET_STAT, stat=entry).encode())
+            await call.send(Packet(PACKET_STAT).encode())
+            while True:
+                message = await call.recv()
+                if message is None:
+                    return
+                packet = Packet.decode(message)
+                if packet.type == PACKET_REQ:
+                    requests.put_nowait(packet.id)
+                elif packet.type == PACKET_FIN:
+                    requests.put_nowait(None)
+                    await sender
+                    await call.send(Packet(PACKET_FIN).encode())
+                    return
+                elif packet.type == PACKET_ERR:
+                    raise GrpcError(
+                        Status.UNKNOWN,
+                        f"error from receiver: {packet.data.decode('utf-8', 'replace')}",
+                    )
+        finally:
+            if not sender.done():
+                sender.cancel()
+
+    async def _serve_requests(
+        self,
+        call: Call,
+        synced: SyncedDir,
+        stats: list[Stat],
+        requests: asyncio.Queue[int | None],
+        report: TransferStats,
+    ) -> None:
+        while True:
+            ident = await requests.get()
+            if ident is None:
+                return
+            if not 0 <= ident < len(stats) or stats[ident].mode & 0xFFF00000 & ~(
+                _MODE_SETUID | _MODE_SETGID | _MODE_STICKY
+            ):
+                raise GrpcError(Status.INVALID_ARGUMENT, f"invalid file request {ident}")
+            rel = stats[ident].path
+            path = os.path.join(synced.path, *rel.split("/"))
+            report.files += 1
+            report.paths.append(rel)
+            try:
+                handle = await asyncio.to_thread(open, path, "rb")
+            except OSError:
+                # fsutil sends the end marker alone when the file vanished.
+                handle = None
+            if handle is not None:
+                try:
+                    while True:
+                        chunk = await asyncio.to_thread(handle.read, _CHUNK)
+                        if not chunk:
+                            break
+                        report.data_bytes += len(chunk)
+                        await call.send(Packet(PACKET_DATA, id=ident, data=chunk).encode())
+                finally:
+                    handle.close()
+            await call.send(Packet(PACKET_DATA, id=ident).encode())
