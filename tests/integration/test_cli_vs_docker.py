@@ -187,7 +187,10 @@ def _handler_for(engine: RecordingEngine) -> type[BaseHTTPRequestHandler]:
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+    # Closing waits for every connection's thread, so no socket outlives the server (the
+    # clients are separate processes that have exited by then, closing their ends).
+    daemon_threads = False
+    block_on_close = True
 
 
 @contextlib.contextmanager
@@ -429,12 +432,22 @@ _CASES: list[list[str]] = [
     ["--cgroup-parent", "/parent", "--cpu-shares", "1024", "--platform=linux/arm/v7"],
     ["--iidfile", "iid.txt", "--label", "org.example=1", "-t", "iid:latest"],
     ["--no-cache", "--pull", "--force-rm", "--compress", "--squash", "-q"],
+    ["--isolation", "DEFAULT", "--network", "bridge", "--label", "empty="],
+    ["--cache-from", "registry.example.com:5000/team/app@sha256:" + "e" * 64],
+    ["--ulimit", "nofile=-1", "--ulimit", "stack=8192:16384", "--target", "t1"],
+    ["--build-arg", "FROM_ENV=explicit", "--build-arg", "no_proxy=override", "--pull=1"],
+    ["--memory=64m", "--memory-swap=-1", "--cpuset-cpus=1", "--cpu-quota=2000"],
 ]
 
 
 @pytest.mark.parametrize("flags", _CASES, ids=[" ".join(c) for c in _CASES])
 def test_same_request_as_docker(workspace: Workspace, flags: list[str]) -> None:
     docker, ours = _both(workspace, flags)
+    _assert_same(docker, ours)
+
+
+def test_relative_context_and_dockerfile(workspace: Workspace) -> None:
+    docker, ours = _both(workspace, ["-f", "ctx/sub/Dockerfile.dev", "-t", "rel:1"], path="ctx")
     _assert_same(docker, ours)
 
 
