@@ -447,3 +447,45 @@ def test_context_of_a_missing_directory_exits_2(
 ) -> None:
     assert main(["context", str(tmp_path / "nope")]) == EXIT_USAGE
     assert "not found" in capsys.readouterr().err
+
+
+def test_dry_run_of_a_remote_context(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    status = main(
+        ["build", "-H", NOWHERE, "--dry-run", "--api-version", "1.41", "https://example.com/r.git"]
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert "  remote=https://example.com/r.git" in out
+    assert "  Content-Type: application/x-tar" not in out
+    assert out[-1] == "context: none sent; the engine fetches https://example.com/r.git"
+
+
+def test_dry_run_masks_secret_headers(
+    ctx: Path, tmp_path_factory: Any, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    config = tmp_path_factory.mktemp("config")
+    headers = {"X-Meta-Team": "builders", "X-Auth-Token": "t0ps3cret"}
+    (config / "config.json").write_text(json.dumps({"HttpHeaders": headers}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    assert main(["build", "-H", NOWHERE, "--dry-run", "--compress", str(ctx)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "  X-Meta-Team: builders" in lines
+    assert "  X-Auth-Token: <masked>" in lines
+    assert "t0ps3cret" not in out
+    assert "  X-Registry-Config: <0 registries>" in lines
+    # Without --api-version the dry run says which version it assumed.
+    assert lines[0].startswith("POST /v1.51/build?")
+    assert lines[1].startswith("# API 1.51 assumed")
+    assert lines[-1].startswith("context: 2 files, 26 bytes (3 entries; ")
+    assert lines[-1].endswith(" bytes of gzip-compressed tar)")
+
+
+def test_dry_run_of_a_stdin_archive(
+    ctx: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    archive = _tar({"Dockerfile": b"FROM scratch\n"})
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(archive)))
+    assert main(["build", "-H", NOWHERE, "--dry-run", "--api-version", "1.41", "-"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == f"context: archive from stdin, {len(archive)} bytes of tar"
