@@ -53,6 +53,9 @@ from buildsdk.build import (
     ContainerLimits,
     query_string,
 )
+from buildsdk.client import Client
+from buildsdk.context import BuildContext, list_context
+from buildsdk.dockerignore import PatternMatcher, read_dockerignore
 from buildsdk.errors import (
     APIError,
     BuildError,
@@ -62,6 +65,7 @@ from buildsdk.errors import (
     EngineUnreachable,
     UnsupportedOption,
 )
+from buildsdk.prune import PruneOptions
 from buildsdk.versions import MAX_API_VERSION, ApiVersion
 
 __all__ = [
@@ -557,9 +561,7 @@ def _usage_from(exc: ValidationError | ValueError | UnsupportedOption) -> _Usage
     return _UsageError(str(exc))
 
 
-def _client(args: argparse.Namespace) -> Any:
-    from buildsdk.client import Client
-
+def _client(args: argparse.Namespace) -> Client:
     try:
         return Client(args.host, context=args.docker_context, api_version=args.api_version)
     except (ValueError, ValidationError) as exc:
@@ -710,7 +712,7 @@ def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
     return EXIT_OK
 
 
-def _context_summary(options: BuildOptions, context: Any) -> str:
+def _context_summary(options: BuildOptions, context: BuildContext | None) -> str:
     if context is None:
         return f"context: none sent; the engine fetches {options.remote_url}"
     sent = sum(len(chunk) for chunk in context)
@@ -719,8 +721,6 @@ def _context_summary(options: BuildOptions, context: Any) -> str:
         return f"context: archive from stdin, {body}"
     if options.path is None or options.is_remote:
         return f"context: a Dockerfile only, {body}"
-    from buildsdk.context import list_context
-
     entries = list_context(options.path, dockerfile=options.dockerfile)
     files = [e for e in entries if e.type == "file"]
     size = sum(e.size for e in files)
@@ -731,9 +731,6 @@ def _context_summary(options: BuildOptions, context: Any) -> str:
 
 
 def _cmd_context(args: argparse.Namespace) -> int:
-    from buildsdk.context import list_context
-    from buildsdk.dockerignore import PatternMatcher, read_dockerignore
-
     root = Path(args.path)
     if not root.is_dir():
         raise _UsageError(f'unable to prepare context: path "{args.path}" not found')
@@ -741,7 +738,7 @@ def _cmd_context(args: argparse.Namespace) -> int:
     try:
         entries = list_context(root, dockerfile=dockerfile)
         if args.why is not None:
-            return _explain(root, args.why, PatternMatcher, read_dockerignore, args.json)
+            return _explain(root, args.why, args.json)
     except ContextError as exc:
         print(f"buildsdk: {exc}", file=sys.stderr)
         return EXIT_BUILD_FAILED
@@ -774,11 +771,10 @@ def _cmd_context(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _explain(root: Path, target: str, matcher_cls: Any, reader: Any, as_json: bool) -> int:
+def _explain(root: Path, target: str, as_json: bool) -> int:
     ignore = root / ".dockerignore"
     raw = ignore.read_bytes() if ignore.is_file() else b""
-    patterns = reader(raw)
-    matcher = matcher_cls(patterns)
+    matcher = PatternMatcher(read_dockerignore(raw))
     rel = target.strip("/") or "."
     excluded = bool(matcher.matches_or_parent_matches(rel))
     line_text = matcher.which_pattern(rel)
@@ -802,8 +798,6 @@ def _explain(root: Path, target: str, matcher_cls: Any, reader: Any, as_json: bo
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
-    from buildsdk.prune import PruneOptions
-
     filters: dict[str, Any] = {}
     for item in args.filter:
         key, sep, value = item.partition("=")
