@@ -561,8 +561,11 @@ class _SSHStream(httpcore.NetworkStream):
             message = f"the connection through {self._program} closed"
         else:
             message = _exit_message(self._program, code, self._stderr.text())
-        # Nothing ever came back: the engine was never reached, so this is a failed connect.
-        if not self._received:
+        # Nothing ever came back and ssh failed: the engine was never reached, so this is a
+        # failed connect. Status 0 means the remote dial-stdio ran and ended because the engine
+        # closed the connection (say after refusing an upload): its answer may still be in the
+        # pipe, so a write error it is, and httpcore goes on to read that answer.
+        if not self._received and code != 0:
             return httpcore.ConnectError(message)
         return httpcore.ReadError(message) if on_eof else httpcore.WriteError(message)
 
@@ -700,7 +703,7 @@ class _AsyncSSHStream(httpcore.AsyncNetworkStream):
             message = f"the connection through {self._program} closed"
         else:
             message = _exit_message(self._program, code, self._stderr.text())
-        if not self._received:
+        if not self._received and code != 0:  # see _SSHStream._failure
             return httpcore.ConnectError(message)
         return httpcore.ReadError(message) if on_eof else httpcore.WriteError(message)
 
