@@ -39,6 +39,7 @@ __all__ = [
     "parse_ping",
     "ping_request",
     "prune_request",
+    "upload_probe",
     "version_request",
 ]
 
@@ -144,6 +145,21 @@ def build_request(
         headers["Content-Encoding"] = options.encoding
     headers["X-Registry-Config"] = registry_config_header(dict(credentials or {}))
     return Request("POST", _versioned(base_path, api_version, "/build"), tuple(params), headers)
+
+
+def upload_probe(request: Request) -> Request:
+    """The same `POST /build` without a body, to ask why the engine cut an upload short.
+
+    The engine checks the query before it reads the body and answers a bad parameter with
+    400 at once, then closes the connection while the client may still be uploading. A
+    client that is writing at that moment may see only the broken connection: asyncio, for
+    one, drops what the socket had received when a write fails. Sending the same query with
+    an empty body gets the engine's verdict again, cheaply and without side effects: a bad
+    query is rejected the same way, a good one starts a build of an empty context, which
+    the caller ends at once by closing the connection.
+    """
+    headers = {k: v for k, v in request.headers.items() if k.lower() != "content-encoding"}
+    return Request(request.method, request.path, request.params, headers)
 
 
 def prune_request(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 import httpx
@@ -20,7 +20,7 @@ from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
 from buildsdk.client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _BaseClient
 from buildsdk.config import TLSConfig
-from buildsdk.errors import BuildSDKError, StreamError
+from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.prune import PruneOptions, PruneResult
 from buildsdk.session._runtime import AsyncSession, needs_session, open_async_session
 from buildsdk.transports import create_async_transport, translate_transport_errors
@@ -125,6 +125,36 @@ class AsyncClient(_BaseClient):
                 return await response.aread()
         finally:
             await response.aclose()
+
+    async def _send_build(
+        self, request: _protocol.Request, timeout: httpx.Timeout, body: AsyncIterator[bytes] | None
+    ) -> httpx.Response:
+        try:
+            response = await self._send(request, timeout, content=body)
+        except StreamError as broken:
+            if body is None:
+                raise
+            # The engine may have refused the query while the body was being sent, and the
+            # answer been lost with the connection: ask again without a body.
+            await self._raise_rejection(request, broken)
+        await self._check(request, response)
+        return response
+
+    async def _raise_rejection(self, request: _protocol.Request, broken: StreamError) -> NoReturn:
+        probe = _protocol.upload_probe(request)
+        try:
+            response = await self._send(probe, self._short_timeout(), content=None)
+        except BuildSDKError:
+            raise broken from None
+        if response.status_code < 400:
+            # The query is fine, so the upload really broke; closing ends the empty build.
+            await response.aclose()
+            raise broken
+        try:
+            await self._check(probe, response)
+        except APIError as rejected:
+            raise rejected from broken
+        raise broken
 
     async def ping(self) -> _protocol.PingResult:
         """Ask the engine who it is (`HEAD /_ping`, then `GET` if HEAD is not answered)."""
@@ -238,10 +268,7 @@ class AsyncBuild:
                 client._prepare_build, options, api_version
             )
             body = context.__aiter__() if context is not None else None
-            response = await client._send(
-                request, client._build_timeout(self.options), content=body
-            )
-            await client._check(request, response)
+            response = await client._send_build(request, client._build_timeout(self.options), body)
         except BaseException:
             await self._close_session()
             raise

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Generator, Iterator, Mapping
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, NoReturn, cast
 
 import httpx
 
@@ -21,7 +21,7 @@ from buildsdk.auth import DockerConfig, RegistryAuth, buildkit_auth_warning, mer
 from buildsdk.build import BuildOptions
 from buildsdk.config import Endpoint, TLSConfig, api_version_from_env, resolve_endpoint
 from buildsdk.context import BuildContext, prepare_context
-from buildsdk.errors import BuildSDKError, StreamError
+from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.proxy import proxy_build_args
 from buildsdk.prune import PruneOptions, PruneResult
 from buildsdk.session._runtime import SyncSession, needs_session, open_session
@@ -230,6 +230,36 @@ class Client(_BaseClient):
         finally:
             response.close()
 
+    def _send_build(
+        self, request: _protocol.Request, timeout: httpx.Timeout, body: Iterator[bytes] | None
+    ) -> httpx.Response:
+        try:
+            response = self._send(request, timeout, content=body)
+        except StreamError as broken:
+            if body is None:
+                raise
+            # The engine may have refused the query while the body was being sent, and the
+            # answer been lost with the connection: ask again without a body.
+            self._raise_rejection(request, broken)
+        self._check(request, response)
+        return response
+
+    def _raise_rejection(self, request: _protocol.Request, broken: StreamError) -> NoReturn:
+        probe = _protocol.upload_probe(request)
+        try:
+            response = self._send(probe, self._short_timeout(), content=None)
+        except BuildSDKError:
+            raise broken from None
+        if response.status_code < 400:
+            # The query is fine, so the upload really broke; closing ends the empty build.
+            response.close()
+            raise broken
+        try:
+            self._check(probe, response)
+        except APIError as rejected:
+            raise rejected from broken
+        raise broken
+
     def ping(self) -> _protocol.PingResult:
         """Ask the engine who it is (`HEAD /_ping`, then `GET` if HEAD is not answered)."""
         request = _protocol.ping_request(self.endpoint.base_path)
@@ -334,8 +364,7 @@ class Build:
         try:
             request, context = client._prepare_build(options, api_version)
             body = iter(context) if context is not None else None
-            response = client._send(request, client._build_timeout(self.options), content=body)
-            client._check(request, response)
+            response = client._send_build(request, client._build_timeout(self.options), body)
         except BaseException:
             self._close_session()
             raise
