@@ -6,7 +6,7 @@ from __future__ import annotations
 import tarfile
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -141,7 +141,7 @@ async def test_wrong_ca_is_a_clear_error_async(engines: Engines, tmp_path: Path)
     _assert_untrusted(unreachable.value, settings["host"])
 
 
-def _with_wrong_ca(engines: Engines, tmp_path: Path) -> dict[str, object]:
+def _with_wrong_ca(engines: Engines, tmp_path: Path) -> dict[str, Any]:
     settings = client_settings(engines, "dockerd_tls")
     tls: TLSConfig = settings["tls"]
     # A CA that did not sign the engine's certificate: the client's own certificate.
