@@ -568,6 +568,15 @@ def _client(args: argparse.Namespace) -> Client:
         raise _usage_from(exc) from None
 
 
+def _terminal_size(stream: TextIO) -> tuple[int, int]:
+    # The view is drawn on `stream` (stderr), which may be a terminal while stdout is not.
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        size = shutil.get_terminal_size()
+    return size.columns or 80, size.lines or 24
+
+
 def _choose_progress(args: argparse.Namespace) -> tuple[Progress, TextIO]:
     mode = "quiet" if args.quiet else args.progress
     if mode is None:
@@ -579,8 +588,8 @@ def _choose_progress(args: argparse.Namespace) -> tuple[Progress, TextIO]:
         tty = err.isatty() and os.environ.get("TERM", "") != "dumb"
         mode = "tty" if tty else "plain"
     if mode == "tty":
-        size = shutil.get_terminal_size()
-        return TtyProgress(err, width=size.columns, height=size.lines), err
+        columns, lines = _terminal_size(err)
+        return TtyProgress(err, width=columns, height=lines), err
     if mode == "plain":
         return PlainProgress(err), err
     if mode == "rawjson":

@@ -433,6 +433,8 @@ def test_live_view_redraws_while_a_slow_stream_arrives(tmp_path: Path) -> None:
     # Stream length is 24 messages * 50 ms; redraws are limited to one per 100 ms.
     assert len(ups) <= 24
     screen = render_screen(output, width=90)
+    # Step lines are padded to the terminal's width, read from the terminal itself.
+    assert len(screen[2]) == 90
     assert screen[0] == "Successfully tagged fixture:bk"
     assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \(7/7\)", screen[1])
     assert [line.split("  ")[0] for line in screen[2:8]] == [
