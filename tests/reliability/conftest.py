@@ -15,6 +15,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -71,6 +72,12 @@ class Measure:
     def record(self, case: str, outcome: str, seconds: float) -> None:
         """Remember one measured case."""
         _TIMINGS.append(Timing(case, outcome, seconds))
+
+    def error(self, case: str, error: BaseException, seconds: float) -> None:
+        """Remember a case whose outcome is `error`: its type and message, paths made generic."""
+        text = re.sub(r"/tmp/bsr-[^/\s'\"]+", "/tmp/…", str(error))
+        text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
+        self.record(case, f"{type(error).__name__}: {text}", seconds)
 
 
 @pytest.fixture

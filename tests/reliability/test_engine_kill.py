@@ -266,7 +266,7 @@ def _kill_mid_build(
         elapsed = time.monotonic() - killed_at
         assert elapsed < 10, f"the error came {elapsed:.1f}s after the kill"
         assert engine.socket_path in str(info.value)
-        measure.record(f"{label} SIGKILLed mid-build", type(info.value).__name__, elapsed)
+        measure.error(f"{label} SIGKILLed mid-build", info.value, elapsed)
 
         engine.restart()
         again = BuildOptions(path=str(_quick(tmp_path, run_id)), network_mode=network)
@@ -337,7 +337,7 @@ def _kill_mid_upload(
         assert isinstance(error, StreamError), repr(error)
         assert engine.socket_path in str(error)
         assert elapsed < 10
-        measure.record(f"{label} SIGKILLed mid-upload", type(error).__name__, elapsed)
+        measure.error(f"{label} SIGKILLed mid-upload", error, elapsed)
 
         engine.restart()
         again = BuildOptions(path=str(_quick(tmp_path, run_id)), network_mode=network)
@@ -345,6 +345,7 @@ def _kill_mid_upload(
     assert f"again-{run_id}" in result.log
 
 
+@pytest.mark.dockerd
 def test_unreachable_while_down(
     private_dockerd: PrivateEngine, tmp_path: Path, measure: Measure
 ) -> None:
@@ -359,7 +360,7 @@ def test_unreachable_while_down(
         elapsed = time.monotonic() - started
         assert "Connection refused" in str(info.value)
         assert elapsed < 10
-        measure.record("dockerd dead, stale socket", type(info.value).__name__, elapsed)
+        measure.error("dockerd dead, stale socket", info.value, elapsed)
         private_dockerd.restart()
         assert client.build(BuildOptions(path=str(tmp_path))).result().image_id
 

@@ -88,7 +88,7 @@ def test_refused_connection(
     assert _where(fault_engine, transport) in str(error)
     assert "Connection refused" in error.reason
     assert "Is the docker daemon running?" in str(error)
-    measure.record(f"connection refused ({transport})", "EngineUnreachable", elapsed)
+    measure.error(f"connection refused ({transport})", error, elapsed)
 
 
 def test_socket_file_missing(short_tmp: Path, small_context: Path, measure: Measure) -> None:
@@ -97,7 +97,7 @@ def test_socket_file_missing(short_tmp: Path, small_context: Path, measure: Meas
         error, elapsed = expect_error(EngineUnreachable, lambda: _build(client, small_context))
     assert str(path) in str(error)
     assert "No such file or directory" in error.reason
-    measure.record("socket file missing", "EngineUnreachable", elapsed)
+    measure.error("socket file missing", error, elapsed)
 
 
 def test_reset_during_upload(
@@ -116,7 +116,7 @@ def test_reset_during_upload(
     assert _where(fault_engine, transport) in str(error)
     assert "broke" in str(error)
     assert 0 < len(fault_engine.builds()[0].body) < 24 * 1024 * 1024
-    measure.record(f"reset during upload ({transport})", "StreamError", elapsed)
+    measure.error(f"reset during upload ({transport})", error, elapsed)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_error_answer_before_reading_body(
     assert error.status_code == status
     assert error.message == message
     assert str(error) == f"{status}: {message} (POST /v1.41/build)"
-    measure.record(f"{status} before the upload is read ({transport})", kind.__name__, elapsed)
+    measure.error(f"{status} before the upload is read ({transport})", error, elapsed)
 
 
 # -- broken streams -----------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def test_stream_cut_mid_json(
     error, elapsed = expect_error(StreamError, run)
     assert seen == ["Step 1/2 : FROM scratch\n"]
     assert "broke off or sent invalid HTTP" in str(error)
-    measure.record(f"connection closed mid-JSON ({transport})", "StreamError", elapsed)
+    measure.error(f"connection closed mid-JSON ({transport})", error, elapsed)
 
 
 def test_body_ends_mid_json(
@@ -200,7 +200,7 @@ def test_body_ends_mid_json(
     fault_engine.handler = cut
     error, elapsed = expect_error(StreamError, lambda: _build(client, small_context))
     assert str(error) == 'stream ended in the middle of a message: \'{"stream":"Ste\''
-    measure.record(f"body ends mid-JSON ({transport})", "StreamError", elapsed)
+    measure.error(f"body ends mid-JSON ({transport})", error, elapsed)
 
 
 @pytest.mark.parametrize(
@@ -228,7 +228,7 @@ def test_garbage_stream(
     fault_engine.handler = garbage
     error, elapsed = expect_error(StreamError, lambda: _build(client, small_context))
     assert message in str(error)
-    measure.record(f"non-JSON stream: {message} ({transport})", "StreamError", elapsed)
+    measure.error(f"non-JSON stream: {message} ({transport})", error, elapsed)
 
 
 def test_messages_in_one_unchunked_body(
@@ -289,7 +289,9 @@ def test_ten_megabyte_log_line(
     assert result.image_id == IMAGE_ID
     assert result.log.startswith(line)
     assert elapsed < 30
-    measure.record(f"one 10 MB log line ({transport})", "BuildResult, whole line", elapsed)
+    measure.record(
+        f"one 10 MB log line ({transport})", "BuildResult; the line arrives whole", elapsed
+    )
 
 
 def test_drip_one_byte_per_second(
@@ -319,7 +321,9 @@ def test_drip_one_byte_per_second(
     assert result.image_id == IMAGE_ID
     assert tail - 0.5 < elapsed < 30
     measure.record(
-        f"drip 1 byte/s, read timeout 2.5 s ({transport})", "BuildResult (no timeout)", elapsed
+        f"drip 1 byte/s, read timeout 2.5 s ({transport})",
+        "BuildResult: the build completes, no timeout",
+        elapsed,
     )
 
 
@@ -339,7 +343,7 @@ def test_never_answers_build(
     error, elapsed = expect_error(EngineTimeout, lambda: _build(client, small_context, timeout=1.5))
     assert str(error) == (f"the engine at {client.endpoint} sent nothing within the read timeout")
     assert elapsed >= 1.4
-    measure.record(f"never answers, timeout=1.5 ({transport})", "EngineTimeout", elapsed)
+    measure.error(f"never answers, timeout=1.5 ({transport})", error, elapsed)
 
 
 def test_never_answers_ping(
@@ -353,7 +357,7 @@ def test_never_answers_ping(
     with Client(fault_engine.host(transport), env={}, config=clean_config(), timeout=1.0) as client:
         error, elapsed = expect_error(EngineTimeout, lambda: _build(client, small_context))
     assert "sent nothing within the read timeout" in str(error)
-    measure.record(f"never answers /_ping, timeout=1 ({transport})", "EngineTimeout", elapsed)
+    measure.error(f"never answers /_ping, timeout=1 ({transport})", error, elapsed)
 
 
 def test_version_too_new_once(
@@ -381,7 +385,7 @@ def test_version_too_new_once(
         result = client.build(BuildOptions(path=str(small_context))).result()
     assert result.image_id == IMAGE_ID
     assert answered == ["/v1.47/build", "/v1.47/build"]
-    measure.record(f"'client version is too new' ({transport})", "BadRequest", elapsed)
+    measure.error(f"'client version is too new' ({transport})", error, elapsed)
 
 
 def test_client_recovers_after_faults(
@@ -433,7 +437,7 @@ def test_async_reset_during_upload(
         StreamError, lambda: _async_build(fault_engine.host(transport), big_context)
     )
     assert "broke" in str(error)
-    measure.record(f"async: reset during upload ({transport})", "StreamError", elapsed)
+    measure.error(f"async: reset during upload ({transport})", error, elapsed)
 
 
 def test_async_error_before_reading_body(
@@ -466,7 +470,7 @@ def test_async_error_before_reading_body(
         BadRequest, lambda: _async_build(fault_engine.host(transport), big_context)
     )
     assert error.message == "invalid tag"
-    measure.record(f"async: 400 before the upload is read ({transport})", "BadRequest", elapsed)
+    measure.error(f"async: 400 before the upload is read ({transport})", error, elapsed)
 
 
 def test_async_cut_mid_json(
@@ -483,7 +487,7 @@ def test_async_cut_mid_json(
         StreamError, lambda: _async_build(fault_engine.host(transport), small_context)
     )
     assert "broke off or sent invalid HTTP" in str(error)
-    measure.record(f"async: connection closed mid-JSON ({transport})", "StreamError", elapsed)
+    measure.error(f"async: connection closed mid-JSON ({transport})", error, elapsed)
 
 
 def test_async_never_answers(
@@ -500,7 +504,7 @@ def test_async_never_answers(
         lambda: _async_build(fault_engine.host(transport), small_context, timeout=1.5),
     )
     assert "sent nothing within the read timeout" in str(error)
-    measure.record(f"async: never answers, timeout=1.5 ({transport})", "EngineTimeout", elapsed)
+    measure.error(f"async: never answers, timeout=1.5 ({transport})", error, elapsed)
 
 
 def test_async_cancel_silent_build(
@@ -523,7 +527,7 @@ def test_async_cancel_silent_build(
         ) as client:
             build = client.build(BuildOptions(path=str(small_context)))
             started = time.monotonic()
-            with pytest.raises(TimeoutError):
+            with pytest.raises(asyncio.TimeoutError):  # not the builtin one before 3.11
                 await asyncio.wait_for(build.result(), 1.0)
             return time.monotonic() - started
 
@@ -531,7 +535,9 @@ def test_async_cancel_silent_build(
     assert closed.wait(10), "the engine never saw the connection close"
     assert elapsed < 10
     measure.record(
-        f"async: wait_for(1 s) on a silent engine ({transport})", "TimeoutError", elapsed
+        f"async: wait_for(1 s) on a silent engine ({transport})",
+        "TimeoutError from asyncio; the engine sees the connection closed",
+        elapsed,
     )
 
 
@@ -552,4 +558,4 @@ def test_async_refused(
         causes.append(current)
         current = current.__cause__ or current.__context__
     assert any(getattr(c, "errno", None) == 111 for c in causes) or "refused" in error.reason
-    measure.record(f"async: connection refused ({transport})", "EngineUnreachable", elapsed)
+    measure.error(f"async: connection refused ({transport})", error, elapsed)

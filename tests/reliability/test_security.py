@@ -333,7 +333,7 @@ def test_tls_verifies_by_default(
     assert error.hint == (
         "the engine's certificate is not trusted: check DOCKER_CERT_PATH or the TLS CA"
     )
-    measure.record("TLS engine, system CAs only", "EngineUnreachable (not trusted)", elapsed)
+    measure.error("TLS engine, system CAs only", error, elapsed)
 
 
 @pytest.mark.dockerd_tls
@@ -347,7 +347,7 @@ def test_tls_wrong_ca_is_a_clear_error(
     assert error.address == host
     assert "certificate verify failed" in error.reason
     assert "not trusted" in str(error)
-    measure.record("TLS engine, wrong CA", "EngineUnreachable (not trusted)", elapsed)
+    measure.error("TLS engine, wrong CA", error, elapsed)
 
 
 @pytest.mark.dockerd_tls
