@@ -36,8 +36,6 @@ from tests.unit.test_progress import render_screen
 
 __all__: list[str] = []
 
-pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
-
 STREAMS = REPO_ROOT / "tests" / "fixtures" / "streams"
 
 
@@ -101,6 +99,7 @@ def _image_id(dockerd_http: httpx.Client, tag: str) -> str:
     return image_id
 
 
+@pytest.mark.dockerd
 def test_classic_build_prints_the_engines_text(cli: Cli, dockerd_http: httpx.Client) -> None:
     done = cli.run(
         "build",
@@ -128,6 +127,7 @@ def test_classic_build_prints_the_engines_text(cli: Cli, dockerd_http: httpx.Cli
     assert _image_id(dockerd_http, cli.tag).startswith(f"sha256:{short_id}")
 
 
+@pytest.mark.dockerd
 def test_buildkit_plain_progress_on_a_real_build(cli: Cli) -> None:
     done = cli.run(
         "build",
@@ -175,6 +175,7 @@ def test_buildkit_plain_progress_on_a_real_build(cli: Cli) -> None:
     assert re.search(r"^#\d+ \[2/2\] RUN echo .*\n#\d+ CACHED$", again.stderr, re.MULTILINE)
 
 
+@pytest.mark.dockerd
 def test_failing_classic_build_exits_1_with_the_engines_error(cli: Cli) -> None:
     done = cli.run(
         "build",
@@ -192,6 +193,7 @@ def test_failing_classic_build_exits_1_with_the_engines_error(cli: Cli) -> None:
     )
 
 
+@pytest.mark.dockerd
 def test_failing_buildkit_build_shows_the_error_step(cli: Cli) -> None:
     done = cli.run(
         "build",
@@ -211,6 +213,7 @@ def test_failing_buildkit_build_shows_the_error_step(cli: Cli) -> None:
     assert done.stderr.splitlines()[-1].endswith("exit code: 4")
 
 
+@pytest.mark.dockerd
 def test_quiet_prints_only_the_image_id(cli: Cli, dockerd_http: httpx.Client) -> None:
     done = cli.run("build", "-q", "--network", cli.network, "-t", cli.tag, str(cli.context))
     assert done.returncode == 0, done.stderr
@@ -218,6 +221,7 @@ def test_quiet_prints_only_the_image_id(cli: Cli, dockerd_http: httpx.Client) ->
     assert done.stderr == ""
 
 
+@pytest.mark.dockerd
 def test_iidfile_and_rawjson(cli: Cli, dockerd_http: httpx.Client) -> None:
     iidfile = cli.tmp / "iid"
     done = cli.run(
@@ -240,6 +244,7 @@ def test_iidfile_and_rawjson(cli: Cli, dockerd_http: httpx.Client) -> None:
     assert iidfile.read_text() == image_id
 
 
+@pytest.mark.dockerd
 def test_build_from_stdin_tar(cli: Cli, dockerd_http: httpx.Client) -> None:
     archive = subprocess.run(
         ["tar", "-C", str(cli.context), "-cf", "-", "Dockerfile"],
@@ -269,6 +274,7 @@ def test_build_from_stdin_tar(cli: Cli, dockerd_http: httpx.Client) -> None:
     assert done.stdout.decode() == _image_id(dockerd_http, cli.tag) + "\n"
 
 
+@pytest.mark.dockerd
 def test_info_names_the_engine_and_its_builders(cli: Cli) -> None:
     done = cli.run("info")
     assert done.returncode == 0, done.stderr
@@ -279,6 +285,7 @@ def test_info_names_the_engine_and_its_builders(cli: Cli) -> None:
     assert rows["Engine API"].endswith("to 1.41")
 
 
+@pytest.mark.dockerd
 def test_prune_reports_space_in_human_units(cli: Cli) -> None:
     built = cli.run(
         "build",
@@ -360,6 +367,7 @@ def run_in_pty(
     return PtyProcess(argv, env, cwd, cols=cols, rows=rows).finish()
 
 
+@pytest.mark.dockerd
 def test_live_view_in_a_terminal_on_a_real_buildkit_build(cli: Cli) -> None:
     status, output = run_in_pty(
         [
@@ -549,6 +557,7 @@ def test_live_view_pull_bars_redraw_in_place(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.dockerd
 def test_interrupt_stops_the_build_and_restores_the_terminal(
     cli: Cli, dockerd_http: httpx.Client
 ) -> None:
@@ -587,3 +596,51 @@ def test_interrupt_stops_the_build_and_restores_the_terminal(
     assert "\x1b[?25h" in output  # the cursor is visible again
     # Closing the connection cancelled the build: the tag was never written.
     assert dockerd_http.get(f"/images/{cli.tag}/json").status_code == 404
+
+
+@pytest.mark.podman
+def test_classic_build_on_podman(
+    engines: Engines, podman_http: httpx.Client, tmp_path: Path
+) -> None:
+    assert engines.podman_host is not None
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {engines.base_image}\nRUN echo podman-ok\n")
+    tag = f"buildsdk-cli-test:{uuid.uuid4().hex[:12]}"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(tmp_path),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "buildsdk",
+                "build",
+                "-H",
+                engines.podman_host,
+                "--network",
+                engines.podman_network,
+                "--progress",
+                "plain",
+                "-t",
+                tag,
+                str(context),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "podman-ok" in done.stderr.splitlines()
+        image = podman_http.get(f"/images/{tag}/json")
+        assert image.status_code == 200, image.text
+        short = image.json()["Id"].removeprefix("sha256:")[:12]
+        assert f"Successfully built {short}" in done.stderr
+    finally:
+        podman_http.delete(f"/images/{tag}", params={"force": "1"})
