@@ -1,0 +1,535 @@
+"""BuildKit sessions against the real dockerd: secrets, ssh-agent forwarding, registry
+logins, incremental context transfer, concurrency and cancellation.
+
+Every scenario runs through `Client` and `AsyncClient` (the async one on a fresh event
+loop per test). What is checked is what a user sees: the build log, the build's error,
+the bytes the session had to send, and that no session thread or socket is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buildsdk.aio import AsyncClient
+from buildsdk.auth import DockerConfig
+from buildsdk.build import BuildOptions
+from buildsdk.client import Client
+from buildsdk.errors import BuildError
+from buildsdk.results import BuildResult
+from buildsdk.session import filesync
+from tests.integration.conftest import Engines, client_settings
+
+pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
+
+FLAVORS = ("sync", "async")
+
+
+def _build(flavor: str, settings: dict[str, Any], options: BuildOptions) -> BuildResult:
+    """Run one build to its result with the chosen client flavour."""
+    if flavor == "sync":
+        with Client(**settings) as client:
+            return client.build(options).result()
+
+    async def main() -> BuildResult:
+        async with AsyncClient(**settings) as client:
+            return await client.build(options).result()
+
+    return asyncio.run(main())
+
+
+def _session_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("buildsdk-session")]
+
+
+def _write(directory: Path, files: dict[str, str | bytes]) -> Path:
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            path.write_bytes(content)
+    return directory
+
+
+@pytest.fixture
+def dockerd(engines: Engines) -> dict[str, Any]:
+    """Client settings for the unix-socket dockerd, with an empty Docker configuration."""
+    return client_settings(engines, "dockerd")
+
+
+# -- secrets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_secrets_from_file_env_and_code_reach_run_steps(
+    flavor: str, dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    values = {name: f"{name}-{secrets.token_hex(8)}" for name in ("file", "env", "code")}
+    context = _write(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {engines.base_image}\n"
+            "RUN --mount=type=secret,id=from_file cat /run/secrets/from_file\n"
+            "RUN --mount=type=secret,id=from_env cat /run/secrets/from_env\n"
+            "RUN --mount=type=secret,id=in_code,target=/tmp/c cat /tmp/c\n"
+        },
+    )
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(values["file"])
+    settings = {**dockerd, "env": {"BUILDSDK_TEST_SECRET": values["env"]}}
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        secrets=[
+            f"id=from_file,src={secret_file}",
+            "id=from_env,env=BUILDSDK_TEST_SECRET",
+            {"id": "in_code", "data": values["code"].encode()},
+        ],
+    )
+    result = _build(flavor, settings, options)
+    for value in values.values():
+        assert value in result.log
+    assert not _session_threads()
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_missing_required_secret_fails_with_the_engines_message(
+    flavor: str, dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    context = _write(
+        tmp_path,
+        {
+            "Dockerfile": f"FROM {engines.base_image}\n"
+            "RUN --mount=type=secret,id=optional cat /run/secrets/optional || echo skipped-ok\n"
+            "RUN --mount=type=secret,id=absent,required=true cat /run/secrets/absent\n"
+        },
+    )
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        secrets=[{"id": "given", "data": b"x"}],
+    )
+    with pytest.raises(BuildError) as caught:
+        _build(flavor, dockerd, options)
+    assert "secret absent not found" in str(caught.value)
+    # The optional mount was skipped, not failed: NotFound means "not provided".
+    assert "skipped-ok" in caught.value.log
+
+
+@pytest.mark.parametrize("engine", ["dockerd_tls", "ssh"])
+def test_secrets_over_tls_and_ssh_transports(engine: str, engines: Engines, tmp_path: Path) -> None:
+    value = secrets.token_hex(12)
+    context = _write(
+        tmp_path,
+        {
+            "Dockerfile": f"FROM {engines.base_image}\n"
+            "RUN --mount=type=secret,id=s cat /run/secrets/s\n"
+        },
+    )
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        secrets=[{"id": "s", "data": value}],
+    )
+    settings = client_settings(engines, engine)
+    for flavor in FLAVORS:
+        assert value in _build(flavor, settings, options).log
+    assert not _session_threads()
+
+
+# -- ssh --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ssh_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A fresh ssh-agent holding one generated ed25519 key; yields (socket, key comment)."""
+    for program in ("ssh-agent", "ssh-add", "ssh-keygen"):
+        if shutil.which(program) is None:
+            pytest.fail(f"{program} (Debian's openssh-client) is needed for this test")
+    directory = tmp_path_factory.mktemp("agent")
+    comment = f"buildsdk-{secrets.token_hex(4)}"
+    key = directory / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)],
+        check=True,
+    )
+    sock = directory / "agent.sock"
+    agent = subprocess.Popen(
+        ["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if time.monotonic() > deadline:
+                pytest.fail("ssh-agent did not create its socket")
+            time.sleep(0.05)
+        subprocess.run(
+            ["ssh-add", "-q", str(key)],
+            check=True,
+            env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
+        )
+        yield sock, comment
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(10)
+
+
+def _ssh_add_context(directory: Path, base_image: str) -> Path:
+    """A context whose RUN step lists the agent's keys with the host's own ssh-add.
+
+    busybox has no ssh client and its nc cannot dial unix sockets, so the host's ssh-add
+    travels with the context together with the libraries and loader it links to.
+    """
+    tools = directory / "tools"
+    tools.mkdir(parents=True)
+    ssh_add = shutil.which("ssh-add")
+    assert ssh_add is not None
+    shutil.copy(ssh_add, tools / "ssh-add")
+    libraries = subprocess.run(["ldd", ssh_add], capture_output=True, text=True, check=True)
+    for line in libraries.stdout.splitlines():
+        for word in line.split():
+            if word.startswith("/"):
+                shutil.copy(os.path.realpath(word), tools / os.path.basename(word))
+    loader = next(p.name for p in tools.iterdir() if p.name.startswith("ld-linux"))
+    (directory / "Dockerfile").write_text(
+        f"FROM {base_image}\nCOPY tools /tools\n"
+        f"RUN --mount=type=ssh /tools/{loader} --library-path /tools /tools/ssh-add -l\n"
+    )
+    return directory
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_ssh_agent_is_reachable_from_run_mount(
+    flavor: str,
+    dockerd: dict[str, Any],
+    engines: Engines,
+    ssh_agent: tuple[Path, str],
+    tmp_path: Path,
+) -> None:
+    sock, comment = ssh_agent
+    context = _ssh_add_context(tmp_path / "ctx", engines.base_image)
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        ssh=[f"default={sock}"],
+    )
+    result = _build(flavor, dockerd, options)
+    assert comment in result.log
+    assert "ED25519" in result.log
+
+
+def test_ssh_default_uses_ssh_auth_sock(
+    dockerd: dict[str, Any], engines: Engines, ssh_agent: tuple[Path, str], tmp_path: Path
+) -> None:
+    sock, comment = ssh_agent
+    context = _ssh_add_context(tmp_path / "ctx", engines.base_image)
+    settings = {**dockerd, "env": {"SSH_AUTH_SOCK": str(sock)}}
+    options = BuildOptions(
+        path=context, version="2", nocache=True, network_mode=engines.dockerd_network, ssh="default"
+    )
+    assert comment in _build("sync", settings, options).log
+
+
+# -- registry auth ----------------------------------------------------------------------------
+
+
+def _registry_config(engines: Engines, directory: Path) -> DockerConfig:
+    if not (engines.registry and engines.registry_user and engines.registry_password):
+        pytest.fail("the registry was not started (no BUILDSDK_REGISTRY*)")
+    login = f"{engines.registry_user}:{engines.registry_password}".encode()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(
+        json.dumps({"auths": {engines.registry: {"auth": base64.b64encode(login).decode()}}})
+    )
+    return DockerConfig.load({"DOCKER_CONFIG": str(directory)})
+
+
+@pytest.mark.registry
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_private_base_image_pulls_with_config_json_credentials(
+    flavor: str, dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    config = _registry_config(engines, tmp_path / "docker")
+    marker = secrets.token_hex(6)
+    context = _write(
+        tmp_path / "ctx",
+        {"Dockerfile": f"FROM {engines.registry_image}\nRUN echo pulled-{marker}\n"},
+    )
+    options = BuildOptions(
+        path=context, version="2", pull=True, nocache=True, network_mode=engines.dockerd_network
+    )
+    result = _build(flavor, {**dockerd, "config": config}, options)
+    assert f"pulled-{marker}" in result.log
+
+
+@pytest.mark.registry
+def test_private_base_image_fails_without_credentials(
+    dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    context = _write(tmp_path, {"Dockerfile": f"FROM {engines.registry_image}\nRUN true\n"})
+    base = BuildOptions(
+        path=context, version="2", pull=True, nocache=True, network_mode=engines.dockerd_network
+    )
+    # With a session (opened here for a secret) the engine asks for credentials, gets
+    # none, and reports the registry's refusal.
+    with_session = base.model_copy(
+        update={
+            "secrets": BuildOptions(
+                path=context, version="2", secrets=[{"id": "unused", "data": b"x"}]
+            ).secrets
+        }
+    )
+    with pytest.raises(BuildError) as caught:
+        _build("sync", dockerd, with_session)
+    assert "401 Unauthorized" in str(caught.value)
+    # Without credentials anywhere no session is opened: the pull fails too.
+    with pytest.raises(BuildError):
+        _build("sync", dockerd, base)
+
+
+@pytest.mark.registry
+def test_credentials_given_in_code_win(
+    dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    from pydantic import SecretStr
+
+    from buildsdk.auth import RegistryAuth
+
+    if not (engines.registry and engines.registry_user and engines.registry_password):
+        pytest.fail("the registry was not started (no BUILDSDK_REGISTRY*)")
+    context = _write(tmp_path, {"Dockerfile": f"FROM {engines.registry_image}\nRUN true\n"})
+    options = BuildOptions(
+        path=context, version="2", pull=True, nocache=True, network_mode=engines.dockerd_network
+    )
+    credentials = {
+        engines.registry: RegistryAuth(
+            username=engines.registry_user, password=SecretStr(engines.registry_password)
+        )
+    }
+    assert _build("async", {**dockerd, "credentials": credentials}, options).image_id
+
+
+# -- incremental context ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def transfers(monkeypatch: pytest.MonkeyPatch) -> list[filesync.FileSyncService]:
+    """Every FileSyncService a build creates, to read what it sent."""
+    made: list[filesync.FileSyncService] = []
+    original = filesync.FileSyncService.for_build.__func__  # type: ignore[attr-defined]
+
+    def for_build(
+        cls: type[filesync.FileSyncService], context: str, dockerfile: str | None
+    ) -> filesync.FileSyncService:
+        service: filesync.FileSyncService = original(cls, context, dockerfile)
+        made.append(service)
+        return service
+
+    monkeypatch.setattr(filesync.FileSyncService, "for_build", classmethod(for_build))
+    return made
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_rebuild_transfers_only_the_changed_file(
+    flavor: str,
+    dockerd: dict[str, Any],
+    engines: Engines,
+    tmp_path: Path,
+    transfers: list[filesync.FileSyncService],
+) -> None:
+    context = tmp_path / "ctx"
+    files: dict[str, str | bytes] = {
+        f"blobs/{i:02d}.bin": os.urandom(1024 * 1024) for i in range(48)
+    }
+    files.update(
+        {f"src/pkg{i}/mod{j}.py": f"# {i} {j}\n" * 40 for i in range(20) for j in range(25)}
+    )
+    files["src/changing.txt"] = "before\n"
+    files["ignored/huge.bin"] = os.urandom(4 * 1024 * 1024)
+    files[".dockerignore"] = "ignored\n"
+    files["Dockerfile"] = (
+        f"FROM {engines.base_image}\nCOPY . /app\n"
+        "RUN cat /app/src/changing.txt && du -sk /app/blobs && test ! -e /app/ignored\n"
+    )
+    _write(context, files)
+    options = BuildOptions(
+        path=context, version="2", network_mode=engines.dockerd_network, context_transfer="session"
+    )
+
+    first = _build(flavor, dockerd, options)
+    assert "before" in first.log
+    sent_first = sum(t.data_bytes for t in transfers[-1].transfers)
+    assert sent_first > 48 * 1024 * 1024
+    assert not any(p.startswith("ignored") for t in transfers[-1].transfers for p in t.paths)
+
+    (context / "src/changing.txt").write_text("after, and longer\n")
+    second = _build(flavor, dockerd, options)
+    assert "after, and longer" in second.log
+    report = transfers[-1].transfers
+    assert [p for t in report for p in t.paths] == ["src/changing.txt"]
+    assert sum(t.data_bytes for t in report) == len("after, and longer\n")
+    # Every entry was still listed: the engine decides what changed from the STATs.
+    assert max(t.entries for t in report) >= len(files) - 1
+    assert not _session_threads()
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_session_context_follows_dockerfile_specific_ignore_and_exceptions(
+    flavor: str, dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    context = _write(
+        tmp_path,
+        {
+            "build/app.Dockerfile": f"FROM {engines.base_image}\nCOPY . /c\n"
+            "RUN cd /c && find . | sort | sed 's/^/entry: /'\n",
+            # BuildKit prefers <Dockerfile>.dockerignore next to the Dockerfile.
+            "build/app.Dockerfile.dockerignore": "*\n!**/*.py\n",
+            ".dockerignore": "nothing-from-here\n",
+            "top.txt": "t",
+            "deep/er/x.py": "x",
+            "deep/er/y.txt": "y",
+        },
+    )
+    options = BuildOptions(
+        path=context,
+        dockerfile="build/app.Dockerfile",
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        context_transfer="session",
+    )
+    log = _build(flavor, dockerd, options).log
+    entries = sorted(re.findall(r"^#\d+ entry: (.*)$", log, flags=re.MULTILINE))
+    # The wildcard exception re-includes a file two excluded directories deep, and the
+    # directories are sent for it.
+    assert entries == [".", "./deep", "./deep/er", "./deep/er/x.py"]
+
+
+# -- concurrency and cancellation -------------------------------------------------------------
+
+
+def test_eight_concurrent_session_builds_from_one_async_client(
+    dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    context = _write(
+        tmp_path,
+        {
+            "Dockerfile": f"FROM {engines.base_image}\nARG N\n"
+            "RUN --mount=type=secret,id=s echo build $N && cat /run/secrets/s\n"
+        },
+    )
+    values = [f"build-{i}-{secrets.token_hex(6)}" for i in range(8)]
+
+    async def main() -> list[BuildResult]:
+        async with AsyncClient(**dockerd) as client:
+            builds = [
+                client.build(
+                    BuildOptions(
+                        path=context,
+                        version="2",
+                        nocache=True,
+                        network_mode=engines.dockerd_network,
+                        secrets=[{"id": "s", "data": value}],
+                        # BuildKit merges identical steps of concurrent builds (secrets
+                        # are not part of the cache key): a build arg keeps them apart.
+                        buildargs={"N": str(index)},
+                    )
+                ).result()
+                for index, value in enumerate(values)
+            ]
+            return await asyncio.gather(*builds)
+
+    results = asyncio.run(main())
+    for value, result in zip(values, results, strict=True):
+        assert value in result.log
+        assert all(other not in result.log for other in values if other != value)
+
+
+def test_closing_a_sync_session_build_ends_its_session_promptly(
+    dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    context = _write(
+        tmp_path,
+        {
+            "Dockerfile": f"FROM {engines.base_image}\n"
+            "RUN --mount=type=secret,id=s echo started && sleep 60\n"
+        },
+    )
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        secrets=[{"id": "s", "data": b"x"}],
+    )
+    with Client(**dockerd) as client:
+        build = client.build(options)
+        with build:
+            assert _session_threads()
+            for event in build:
+                if "started" in str(event):
+                    break
+        started = time.monotonic()
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 10
+    while _session_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _session_threads()
+
+
+def test_cancelling_an_async_session_build_ends_both_connections(
+    dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    context = _write(
+        tmp_path,
+        {"Dockerfile": f"FROM {engines.base_image}\nRUN --mount=type=secret,id=s sleep 60\n"},
+    )
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        secrets=[{"id": "s", "data": b"x"}],
+    )
+
+    async def main() -> float:
+        async with AsyncClient(**dockerd) as client:
+            task = asyncio.ensure_future(client.build(options).result())
+            await asyncio.sleep(3)
+            before = len(asyncio.all_tasks())
+            started = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            elapsed = time.monotonic() - started
+            # The session's server task is gone with the build.
+            await asyncio.sleep(0.2)
+            assert len(asyncio.all_tasks()) < before
+            return elapsed
+
+    assert asyncio.run(main()) < 10
