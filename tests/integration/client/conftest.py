@@ -14,6 +14,7 @@ the engine's own API (image inspect, a created container's archive), never throu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -22,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,9 +51,11 @@ __all__ = [
     "BuildRun",
     "HTTPFiles",
     "Runner",
+    "RunnerFactory",
     "anyio_backend",
     "dockerd",
     "dockerd_tls",
+    "dockerd_with",
     "http_files",
     "image_files",
     "inspect_image",
@@ -266,6 +270,30 @@ async def _runner(
     for image in runner.built:
         # Images of finished tests are not needed; vfs storage keeps a full copy of each.
         raw.delete(f"/images/{image}", params={"force": "1", "noprune": "0"})
+
+
+RunnerFactory = Callable[..., AbstractAsyncContextManager[Runner]]
+"""Open a runner on one engine with client settings changed (`api_version=`, `env=`, ...)."""
+
+
+@pytest.fixture(params=FLAVORS)
+def dockerd_with(request: pytest.FixtureRequest, engines: Engines) -> RunnerFactory:
+    """A factory of first-dockerd runners with extra client settings, in both flavours."""
+    flavor: str = request.param
+    raw: httpx.Client = request.getfixturevalue("dockerd_http")
+
+    @contextlib.asynccontextmanager
+    async def make(**overrides: Any) -> AsyncIterator[Runner]:
+        settings = {**client_settings(engines, "dockerd"), **overrides}
+        network = engines.dockerd_network
+        if flavor == "sync":
+            with Client(**settings) as client:
+                yield SyncRunner(flavor, "dockerd", raw, network, client=client)
+        else:
+            async with AsyncClient(**settings) as aclient:
+                yield AsyncRunner(flavor, "dockerd", raw, network, client=aclient)
+
+    return make
 
 
 @pytest.fixture(params=FLAVORS)
