@@ -87,8 +87,8 @@ def _map_entry(data: bytes, what: str) -> tuple[str, bytes]:
 
 
 def _encode_map(number: int, mapping: Mapping[str, bytes]) -> bytes:
-    # Go's protobuf marshals map entries sorted by key (deterministic mode is what gogo
-    # uses for these types); the order is irrelevant to readers but fixed for tests.
+    # Entries sorted by key and with both fields always written, as protobuf's
+    # deterministic mode writes them; readers accept any order and omitted fields.
     out = bytearray()
     for key in sorted(mapping):
         entry = field_string(1, key) + field_bytes(2, mapping[key])
