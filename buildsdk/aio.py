@@ -64,7 +64,10 @@ class AsyncClient(_BaseClient):
             config=config,
             env=env,
         )
-        transport, base_url = create_async_transport(self.endpoint, connect_timeout=CONNECT_TIMEOUT)
+        # env= also decides the proxy of a tcp engine (HTTPS_PROXY, NO_PROXY), as for the CLI.
+        transport, base_url = create_async_transport(
+            self.endpoint, connect_timeout=CONNECT_TIMEOUT, env=self._env
+        )
         self._http = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=None)
         self._lock = asyncio.Lock()
 
