@@ -102,12 +102,10 @@ class SessionServer:
         self._room = asyncio.Event()
         self._closing = False
         self._stopping = False
-        self._reader: asyncio.Task[Any] | None = None
         self.error: BaseException | None = None
 
     async def serve(self) -> None:
         """Answer calls until the engine hangs up or the task is cancelled; then clean up."""
-        self._reader = asyncio.current_task()
         writer = asyncio.ensure_future(self._writer())
         try:
             self._wake_writer.set()
@@ -213,18 +211,20 @@ class SessionServer:
             if data:
                 await self._stream.write(data)
             if self._stopping:
-                self._halt_reading()
+                await self._halt_reading()
                 return
 
-    def _halt_reading(self) -> None:
-        # Ending the read by shutting the socket down, not by cancelling it: a cancelled
-        # read on anyio's unix socket stream can race with the socket becoming readable.
+    async def _halt_reading(self) -> None:
+        # The read is ended by shutting the socket down (or closing a stream that has no
+        # socket, such as an ssh process), never by cancelling it: a cancelled read on
+        # anyio's unix socket stream can race with the socket becoming readable.
         sock = self._stream_socket()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        elif self._reader is not None:
-            self._reader.cancel()
+            return
+        with contextlib.suppress(Exception):
+            await self._stream.aclose()
 
     def _stream_socket(self) -> socket.socket | None:
         get_extra_info = getattr(self._stream, "get_extra_info", None)

@@ -43,6 +43,17 @@ class BuildSecret(BaseModel):
     )
     data: SecretBytes | None = Field(default=None, description="The secret's bytes, given in code.")
 
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            id: str,
+            src: str | os.PathLike[str] | None = None,
+            env: str | None = None,
+            data: bytes | str | SecretBytes | None = None,
+        ) -> None: ...
+
     @field_validator("id", "env")
     @classmethod
     def _not_empty(cls, value: str | None) -> str | None:
@@ -108,7 +119,7 @@ class BuildSecret(BaseModel):
             fields["env"] = fields.pop("src")
         if "src" not in fields and "env" not in fields:
             fields["env" if kind == "env" else "src"] = fields["id"]
-        return cls(**fields)  # type: ignore[arg-type]
+        return cls(**fields)
 
     def read(self, env: Mapping[str, str] | None = None) -> bytes:
         """The secret's value now (`BuildSDKError` naming the source when it is unavailable)."""

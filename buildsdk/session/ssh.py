@@ -49,6 +49,12 @@ class SSHForward(BaseModel):
         default=None, description="Path of the agent's unix socket; None = $SSH_AUTH_SOCK."
     )
 
+    if TYPE_CHECKING:
+
+        def __init__(
+            self, *, id: str = DEFAULT_SSH_ID, socket: str | os.PathLike[str] | None = None
+        ) -> None: ...
+
     @field_validator("id")
     @classmethod
     def _id_not_empty(cls, value: str) -> str:
