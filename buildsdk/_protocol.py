@@ -49,6 +49,8 @@ ERROR_BODY_LIMIT = 1024 * 1024
 USER_AGENT = "buildsdk/0.1.0"
 """The `User-Agent` every request carries."""
 
+_IMAGE_EXPORTERS = frozenset({"moby", "image"})
+
 
 @dataclass(frozen=True)
 class Request:
@@ -236,12 +238,24 @@ class BuildStream:
     """The life of one build's response: bytes in, events out, a result or `BuildError` at
     the end. Both clients feed it whatever the transport delivers."""
 
-    def __init__(self, tags: Sequence[str], *, keep_events: bool = True) -> None:
+    def __init__(
+        self, tags: Sequence[str], *, keep_events: bool = True, expect_image: bool = True
+    ) -> None:
         self._decoder = EventDecoder()
-        self._collector = ResultCollector(tags, keep_events=keep_events)
+        self._collector = ResultCollector(tags, keep_events=keep_events, expect_image=expect_image)
         self._started = time.monotonic()
         self._finished: BuildResult | None = None
         self._ended = False
+
+    @classmethod
+    def for_options(cls, options: BuildOptions, *, keep_events: bool = True) -> BuildStream:
+        """The stream of a build of `options`: its tags, and whether an image id must come.
+
+        Only the `moby` and `image` exporters make an image; a build exporting to
+        `cacheonly`, `local` or `tar` succeeds without reporting one.
+        """
+        expect_image = not options.outputs or options.outputs[0].type in _IMAGE_EXPORTERS
+        return cls(options.tag, keep_events=keep_events, expect_image=expect_image)
 
     def feed(self, data: bytes) -> list[BuildEvent]:
         """Decode a piece of the response body into the events it completes."""

@@ -231,7 +231,7 @@ class AsyncBuild:
     def __init__(self, client: AsyncClient, options: BuildOptions, *, keep_events: bool) -> None:
         self._client = client
         self.options = options
-        self._stream = _protocol.BuildStream(options.tag, keep_events=keep_events)
+        self._stream = _protocol.BuildStream.for_options(options, keep_events=keep_events)
         self._response: httpx.Response | None = None
         self._events: AsyncGenerator[BuildEvent, None] | None = None
         self._closed = False

@@ -335,7 +335,7 @@ class Build:
     def __init__(self, client: Client, options: BuildOptions, *, keep_events: bool) -> None:
         self._client = client
         self.options = options
-        self._stream = _protocol.BuildStream(options.tag, keep_events=keep_events)
+        self._stream = _protocol.BuildStream.for_options(options, keep_events=keep_events)
         self._response: httpx.Response | None = None
         self._events: Generator[BuildEvent, None, None] | None = None
         self._closed = False

@@ -410,3 +410,28 @@ async def test_a_broken_upload_asks_the_engine_why(
     assert [size > 0 for size in sizes] == [True, False, True, False]
     builds = [r for r in engine.requests if r.url.path.endswith("/build")]
     assert builds[0].url.params == builds[1].url.params
+
+
+@pytest.mark.parametrize(("exporter", "succeeds"), [("cacheonly", True), ("moby", False)])
+async def test_only_image_exporters_must_report_an_image_id(
+    mock_engine: Callable[[Handler], None], tmp_path: Path, exporter: str, succeeds: bool
+) -> None:
+    engine = _Recorder()
+    engine.build_answer = lambda request: _stream({"stream": "exported\n"})
+    mock_engine(engine)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    options = BuildOptions(path=tmp_path, version="2", outputs=[{"type": exporter}])
+    with Client(**_settings()) as c:
+        build = c.build(options)
+        if succeeds:
+            assert build.result().image_id == ""
+        else:
+            with pytest.raises(BuildError, match="without reporting an image id"):
+                build.result()
+    async with AsyncClient(**_settings()) as ac:
+        abuild = ac.build(options)
+        if succeeds:
+            assert (await abuild.result()).log == "exported\n"
+        else:
+            with pytest.raises(BuildError, match="without reporting an image id"):
+                await abuild.result()

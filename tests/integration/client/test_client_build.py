@@ -237,3 +237,22 @@ async def test_classic_log_holds_run_output_and_image_id_comes_from_aux(
     texts = "".join(e.text for e in run.events if isinstance(e, LogEvent))
     assert "Step 2/2 : RUN echo" in texts
     assert result.log == texts
+
+
+async def test_buildkit_cacheonly_output_succeeds_without_an_image(
+    dockerd: Runner, tmp_path: Path
+) -> None:
+    context = _context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo cache only\n"})
+    options = BuildOptions(
+        path=context,
+        version="2",
+        network_mode=dockerd.network,
+        outputs=[{"type": "cacheonly"}],
+        nocache=True,
+    )
+    run = await dockerd.build(options)
+    result = run.ok()
+
+    assert result.image_id == ""
+    assert not [e for e in run.events if isinstance(e, ImageIdEvent)]
+    assert "[2/2] RUN echo cache only\n" in result.log
