@@ -821,7 +821,15 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _reason(exc: BaseException) -> str:
-    return _redact(str(exc).strip() or type(exc).__name__)
+    text = str(exc).strip()
+    if not text or text == "All connection attempts failed":
+        # anyio (under the async transports) empties the reason or sums it up; the errno
+        # further down the chain is what the sync transports report, so say it the same way.
+        for cause in _causes(exc):
+            if isinstance(cause, OSError) and cause.errno:
+                text = f"[Errno {cause.errno}] {os.strerror(cause.errno)}"
+                break
+    return _redact(text or type(exc).__name__)
 
 
 def _hint(endpoint: Endpoint, exc: BaseException) -> str:

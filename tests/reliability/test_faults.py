@@ -436,7 +436,14 @@ def test_async_reset_during_upload(
     error, elapsed = expect_error(
         StreamError, lambda: _async_build(fault_engine.host(transport), big_context)
     )
-    assert "broke" in str(error)
+    # Either the write or the read meets the reset first; either way the errno is named
+    # (anyio's own exception has an empty message).
+    assert str(error) in (
+        f"the engine at {fault_engine.host(transport)} broke off or sent invalid HTTP: "
+        "Server disconnected without sending a response.",
+        f"the connection to the engine at {fault_engine.host(transport)} broke: "
+        "[Errno 104] Connection reset by peer",
+    )
     measure.error(f"async: reset during upload ({transport})", error, elapsed)
 
 
@@ -548,14 +555,8 @@ def test_async_refused(
     error, elapsed = expect_error(
         EngineUnreachable, lambda: _async_build(fault_engine.host(transport), small_context)
     )
-    assert str(fault_engine.port if transport == "tcp" else fault_engine.socket_path) in str(error)
+    assert error.address == fault_engine.host(transport)
+    # The same words as the sync client, not anyio's "All connection attempts failed".
+    assert error.reason == "[Errno 111] Connection refused"
     assert "Is the docker daemon running?" in str(error)
-    # anyio sums up a refused TCP connect as "All connection attempts failed"; the errno is
-    # in the cause chain.
-    causes = []
-    current: BaseException | None = error
-    while current is not None:
-        causes.append(current)
-        current = current.__cause__ or current.__context__
-    assert any(getattr(c, "errno", None) == 111 for c in causes) or "refused" in error.reason
     measure.error(f"async: connection refused ({transport})", error, elapsed)
