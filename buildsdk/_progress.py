@@ -349,12 +349,12 @@ class PlainProgress:
                 open_status = True
                 last = self._last_counts.get(status_id)
                 if last is not None:
-                    # Throttle byte counters as BuildKit does: print again after 10% more
+                    # Throttle byte counters as BuildKit does: print again after 5% more
                     # of the total or five seconds, whichever comes first.
                     current, stamp = last
                     grown = (status.current - current) / status.total if status.total else 0.0
                     waited = _seconds(stamp, status.timestamp)
-                    if grown < 0.1 and waited < 5.0:
+                    if grown < 0.05 and waited < 5.0:
                         continue
             self._last_counts[status_id] = (status.current, status.timestamp)
             self._write(f"#{vertex.index} {self._status_line(status)}\n")

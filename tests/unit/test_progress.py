@@ -498,3 +498,30 @@ def test_tty_tick_moves_the_timer_of_a_silent_step() -> None:
     view.close()
     view.tick()  # after close: the final screen stays as it is
     assert out.getvalue().endswith("\x1b[?25h")
+
+
+def test_byte_counters_print_again_after_five_percent_or_five_seconds() -> None:
+    v = "sha256:v"
+
+    def counter(current: int, seconds: float) -> VertexStatusEvent:
+        return VertexStatusEvent(
+            id="layer",
+            vertex=v,
+            current=current,
+            total=1000,
+            started=T0,
+            timestamp=T0 + timedelta(seconds=seconds),
+        )
+
+    events: list[BuildEvent] = [
+        _vertex(v, "pull", started=T0),
+        counter(100, 1),
+        counter(140, 2),  # +4%, 1 s later: skipped
+        counter(160, 3),  # +6% since the last printed line: printed
+        counter(170, 8.5),  # +1%, but 5.5 s since the last printed line: printed
+    ]
+    assert plain(events).splitlines()[1:] == [
+        "#1 layer 100B / 1000B 1.0s",
+        "#1 layer 160B / 1000B 3.0s",
+        "#1 layer 170B / 1000B 8.5s",
+    ]
