@@ -55,7 +55,7 @@ class Engine:
     def call(
         self,
         method: str,
-        message: bytes | None = b"",
+        message: bytes | list[bytes] | None = b"",
         *,
         metadata: tuple[tuple[str, str], ...] = (),
         end: bool = True,
@@ -72,7 +72,10 @@ class Engine:
             *metadata,
         ]
         self.h2.send_headers(stream_id, headers)
-        if message is not None:
+        if isinstance(message, list):
+            body = b"".join(frame_message(m) for m in message)
+            self.h2.send_data(stream_id, body, end_stream=end)
+        elif message is not None:
             self.h2.send_data(stream_id, frame_message(message), end_stream=end)
         elif end:
             self.h2.end_stream(stream_id)
@@ -263,7 +266,7 @@ class MemoryStream:
 
 async def _serve_and_call(
     handlers: Mapping[str, Callable[[Call], Awaitable[None]]],
-    calls: list[tuple[str, bytes | None, tuple[tuple[str, str], ...]]],
+    calls: list[tuple[str, bytes | list[bytes] | None, tuple[tuple[str, str], ...]]],
     *,
     settle: Callable[[Engine], bool] | None = None,
 ) -> tuple[Engine, list[int]]:
