@@ -396,10 +396,36 @@ class RawJsonProgress:
 
 
 class QuietProgress:
-    """Prints nothing; the command prints the image id at the end."""
+    """Prints nothing while the build runs, but keeps the engine's text for a failure.
+
+    As `docker build -q` does, the command shows that text only when the build fails, so
+    the reason is not lost; the text kept is capped at `limit` characters (the latest).
+    """
+
+    def __init__(self, limit: int = 1 << 20) -> None:
+        self._limit = limit
+        self._parts: list[str] = []
+        self._size = 0
 
     def feed(self, event: BuildEvent) -> None:
-        """Ignore the event."""
+        """Keep the text of a log or status event."""
+        if isinstance(event, LogEvent):
+            text = event.text
+        elif isinstance(event, StatusEvent):
+            text = f"{event.id}: {event.status}\n" if event.id else event.status + "\n"
+        elif isinstance(event, VertexLogEvent):
+            text = event.data.decode("utf-8", "replace")
+        else:
+            return
+        self._parts.append(text)
+        self._size += len(text)
+        while self._size > self._limit and len(self._parts) > 1:
+            self._size -= len(self._parts.pop(0))
+
+    @property
+    def text(self) -> str:
+        """The text kept so far (the latest `limit` characters or so)."""
+        return "".join(self._parts)
 
     def close(self) -> None:
         """Nothing to write."""

@@ -651,6 +651,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 progress.close()
             result = build.result()
     except BuildError as exc:
+        if isinstance(progress, QuietProgress):
+            # Quiet hid the output; a failure shows it, as `docker build -q` does.
+            err.write(progress.text)
         print(exc.message, file=err)
         return EXIT_BUILD_FAILED
     except (UnsupportedOption, ValidationError) as exc:

@@ -222,6 +222,17 @@ def test_quiet_prints_only_the_image_id(cli: Cli, dockerd_http: httpx.Client) ->
 
 
 @pytest.mark.dockerd
+def test_quiet_failure_shows_the_hidden_output(cli: Cli) -> None:
+    done = cli.run(
+        "build", "-q", "--network", cli.network, "-f", "ctx/Dockerfile.fail", str(cli.context)
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "about to fail" in done.stderr.splitlines()
+    assert done.stderr.splitlines()[-1].endswith("returned a non-zero code: 4")
+
+
+@pytest.mark.dockerd
 def test_iidfile_and_rawjson(cli: Cli, dockerd_http: httpx.Client) -> None:
     iidfile = cli.tmp / "iid"
     done = cli.run(

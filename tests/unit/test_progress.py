@@ -339,11 +339,23 @@ def test_rawjson_prints_each_event_as_its_json() -> None:
     assert json.loads(lines[0])["kind"] == "vertex"
 
 
-def test_quiet_prints_nothing() -> None:
+def test_quiet_keeps_the_text_for_a_failure() -> None:
     progress = QuietProgress()
-    for event in recorded("classic_ok"):
+    events = recorded("classic_fail")
+    for event in events:
         progress.feed(event)
-    progress.close()  # nothing to assert but that it accepts every event without output
+    progress.close()
+    assert progress.text == "".join(e.text for e in events if isinstance(e, LogEvent))
+    assert "about to fail\n" in progress.text
+
+
+def test_quiet_keeps_only_the_latest_text() -> None:
+    progress = QuietProgress(limit=100)
+    for i in range(50):
+        progress.feed(LogEvent(text=f"line {i:02d}\n"))
+    assert progress.text.endswith("line 49\n")
+    assert len(progress.text) <= 108
+    assert "line 00" not in progress.text
 
 
 # -- sizes -------------------------------------------------------------------------------------
