@@ -635,21 +635,23 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.iidfile:
         # Like the CLI: a stale ID file must not survive a failed build.
         Path(args.iidfile).unlink(missing_ok=True)
-    progress, err = _choose_progress(args)
     client = _client(args)
+    progress, err = _choose_progress(args)
     ticker = _Ticker(progress) if isinstance(progress, TtyProgress) else None
     try:
-        with client, client.build(options) as build:
-            try:
+        try:
+            with client, client.build(options) as build:
                 if ticker is not None:
                     ticker.start()
                 for event in build:
                     progress.feed(event)
-            finally:
-                if ticker is not None:
-                    ticker.stop()
-                progress.close()
-            result = build.result()
+                result = build.result()
+        finally:
+            # Whatever happened, the view is finished (and the cursor shown again)
+            # before any error message is printed below it.
+            if ticker is not None:
+                ticker.stop()
+            progress.close()
     except BuildError as exc:
         if isinstance(progress, QuietProgress):
             # Quiet hid the output; a failure shows it, as `docker build -q` does.

@@ -655,3 +655,33 @@ def test_classic_build_on_podman(
         assert f"Successfully built {short}" in done.stderr
     finally:
         podman_http.delete(f"/images/{tag}", params={"force": "1"})
+
+
+def test_live_view_restores_the_cursor_when_no_engine_answers(tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    status, output = run_in_pty(
+        [
+            sys.executable,
+            "-m",
+            "buildsdk",
+            "build",
+            "-H",
+            "unix:///nonexistent/engine.sock",
+            "--progress",
+            "tty",
+            str(context),
+        ],
+        {
+            "PATH": os.environ.get("PATH", ""),
+            "DOCKER_CONFIG": str(tmp_path),
+            "PYTHONPATH": str(REPO_ROOT),
+            "TERM": "xterm",
+        },
+        tmp_path,
+    )
+    assert status == 3, output
+    hidden = output.rfind("\x1b[?25l")
+    assert output.rfind("\x1b[?25h") > hidden
+    assert "cannot reach the engine at unix:///nonexistent/engine.sock" in output
