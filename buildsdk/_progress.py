@@ -13,10 +13,11 @@ the command only chooses one and feeds it. Four renderers exist:
   from a step that has not finished, `#N ...` marks the interruption.
 * `TtyProgress` keeps a live region at the bottom of a terminal (BuildKit steps with timers,
   their latest log lines and byte counters; classic pull progress bars per layer) and
-  redraws it in place with ANSI cursor movement, at most once per `interval` seconds.
-  Finished text scrolls above it.
+  redraws it in place with ANSI cursor movement, at most once per `interval` seconds
+  (`tick` redraws without an event, so timers move during a silent step). Finished text
+  scrolls above it.
 * `RawJsonProgress` prints each event as one line of its JSON form.
-* `QuietProgress` prints nothing.
+* `QuietProgress` prints nothing, but keeps the engine's text to show if the build fails.
 
 Limits, admitted: the BuildKit plain printer here prints a vertex as soon as its update
 arrives, while BuildKit's own printer batches updates and chooses which of several running
@@ -110,7 +111,6 @@ class _Vertex:
     status_updates: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
     logs_partial: bool = False
-    logs_printed: int = 0
     partial_offset: int = 0
     warnings: list[str] = field(default_factory=list)
     warnings_printed: int = 0
@@ -192,7 +192,6 @@ class _Trace:
         if self.keep_logs is not None and len(vertex.logs) > 2 * self.keep_logs:
             drop = len(vertex.logs) - self.keep_logs
             del vertex.logs[:drop]
-            vertex.logs_printed = max(0, vertex.logs_printed - drop)
         return vertex
 
     def on_warning(self, event: VertexWarningEvent) -> _Vertex:
@@ -306,15 +305,16 @@ class PlainProgress:
                 w("\n")
             vertex.logs_partial = False
             vertex.logs.clear()
-            vertex.logs_printed = vertex.partial_offset = 0
+            vertex.partial_offset = 0
             vertex.closing = self._closing(vertex)
             w(f"#{vertex.index} {vertex.closing}\n")
 
     def _print_logs(self, vertex: _Vertex, *, continuing: bool) -> None:
         last = len(vertex.logs) - 1
-        for i in range(vertex.logs_printed, len(vertex.logs)):
-            line = vertex.logs[i]
-            if i == vertex.logs_printed and vertex.partial_offset and continuing:
+        # `logs` holds only what is not printed yet, except that a partial last line stays
+        # (its printed part is `partial_offset` characters long).
+        for i, line in enumerate(vertex.logs):
+            if i == 0 and vertex.partial_offset and continuing:
                 # The start of this line is already on screen: print only what was added.
                 self._write(line[vertex.partial_offset :])
             else:
@@ -327,7 +327,6 @@ class PlainProgress:
         else:
             vertex.partial_offset = 0
             vertex.logs.clear()
-        vertex.logs_printed = 0
 
     @staticmethod
     def _closing(vertex: _Vertex) -> str:
