@@ -537,3 +537,15 @@ def test_byte_counters_print_again_after_five_percent_or_five_seconds() -> None:
         "#1 layer 160B / 1.00kB 3.0s",
         "#1 layer 170B / 1.00kB 8.5s",
     ]
+
+
+def test_partial_line_is_repeated_in_full_after_an_interruption() -> None:
+    events: list[BuildEvent] = [
+        _vertex("sha256:a", "RUN a", started=T0),
+        VertexLogEvent(vertex="sha256:a", data=b"hel", timestamp=T0),
+        _vertex("sha256:b", "RUN b", started=T0),
+        VertexLogEvent(vertex="sha256:a", data=b"lo\n", timestamp=T0),
+    ]
+    assert plain(events) == (
+        "#1 RUN a\n#1 0.000 hel\n#1 ...\n\n#2 RUN b\n#2 ...\n\n#1 RUN a\n#1 0.000 hello\n"
+    )
