@@ -253,8 +253,10 @@ class Client(_BaseClient):
             response = self._send(probe, self._short_timeout(), content=None)
         except BuildSDKError:
             raise broken from None
-        if response.status_code < 400:
+        if not 400 <= response.status_code < 500:
             # The query is fine, so the upload really broke; closing ends the empty build.
+            # A 5xx is the empty body's own verdict (classic dockerd: "Cannot locate
+            # specified Dockerfile"), not the reason the upload broke.
             response.close()
             raise broken
         try:
