@@ -255,7 +255,7 @@ class APIClient:
         pinned = None if version in (None, "auto") else version
         config = DockerConfig.load(credstore_env=credstore_env) if credstore_env else None
         self.base_url = base_url
-        """The `base_url` given (docker-py rewrites it; the resolved address is `endpoint`)."""
+        """The `base_url` as given; the address in use is `client.endpoint`."""
         self.timeout = timeout
         """Timeout of calls other than build and prune, in seconds."""
         self.credstore_env = dict(credstore_env) if credstore_env else None
