@@ -285,6 +285,8 @@ def run_buildsdk(
 def _run_docker(
     args: Sequence[str], env: dict[str, str], *, cwd: Path, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
+    # The comparison is the point of this file: a missing CLI is a failure, not a skip.
+    assert Path(DOCKER).is_file(), f"the Docker CLI is expected at {DOCKER}"
     return subprocess.run(
         [DOCKER, *args],
         env=env,
