@@ -685,3 +685,39 @@ def test_live_view_restores_the_cursor_when_no_engine_answers(tmp_path: Path) ->
     hidden = output.rfind("\x1b[?25l")
     assert output.rfind("\x1b[?25h") > hidden
     assert "cannot reach the engine at unix:///nonexistent/engine.sock" in output
+
+
+def test_option_too_new_for_the_engine_exits_2_without_sending(tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    with recording_engine(api_version="1.31") as engine:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "buildsdk",
+                "build",
+                "-H",
+                engine.host,
+                "--platform",
+                "linux/amd64",
+                str(context),
+            ],
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "DOCKER_CONFIG": str(tmp_path),
+                "PYTHONPATH": str(REPO_ROOT),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        requests = [(r.method, r.path) for r in engine.requests]
+    assert done.returncode == 2, done.stderr
+    assert "needs API version 1.32 or newer; the engine speaks 1.31" in done.stderr
+    assert "--platform" in done.stderr
+    # The engine was asked its version, and nothing was built.
+    assert requests
+    assert all(path.endswith("/_ping") for _, path in requests)
