@@ -3,6 +3,7 @@ a parameter in the middle of a large upload, an engine that cannot be reached or
 
 from __future__ import annotations
 
+import random
 import tarfile
 import time
 from pathlib import Path
@@ -14,9 +15,9 @@ from buildsdk.aio import AsyncClient
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
 from buildsdk.config import TLSConfig
-from buildsdk.errors import BadRequest, EngineUnreachable
+from buildsdk.errors import BadRequest, EngineTimeout, EngineUnreachable
 from buildsdk.events import ErrorEvent
-from tests.integration.client.conftest import Runner
+from tests.integration.client.conftest import Runner, processes_running
 from tests.integration.conftest import Engines, client_settings
 
 __all__: list[str] = []
@@ -174,3 +175,20 @@ async def test_missing_socket_names_the_address_async(tmp_path: Path) -> None:
             await client.ping()
     assert unreachable.value.address == host
     assert host in str(unreachable.value)
+
+
+@pytest.mark.dockerd
+async def test_build_timeout_bounds_a_silent_step(dockerd: Runner, tmp_path: Path) -> None:
+    # The classic builder prints nothing while a step runs: only BuildOptions.timeout ends it,
+    # and the connection it closes makes the engine stop the step.
+    needle = f"sleep {random.randint(300_000, 999_999)}"
+    (tmp_path / "Dockerfile").write_text(f"FROM busybox\nRUN {needle}\n")
+    options = BuildOptions(path=tmp_path, timeout=1.5, network_mode=dockerd.network, nocache=True)
+    started = time.monotonic()
+    with pytest.raises(EngineTimeout, match="read timeout"):
+        await dockerd.build(options)
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 10
+    while processes_running(needle):
+        assert time.monotonic() < deadline, f"{needle!r} still runs after the timeout"
+        time.sleep(0.1)
