@@ -162,4 +162,4 @@ def test_quick_run_prints_every_row(engines: Engines, tmp_path: Path) -> None:
                 assert row in SKIPPED, f"unexpected row {row!r} in {matching[0]!r}"
                 assert cells[0] == "skipped"
     assert "Machine:" in printed
-    assert re.search(r"Total time: \d+ s\.", printed)
+    assert re.search(r"Total time: \d+ s; load average at end: [\d. ]+\.", printed)
