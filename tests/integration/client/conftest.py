@@ -39,12 +39,12 @@ from buildsdk._protocol import PingResult, VersionInfo
 from buildsdk.aio import AsyncClient
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
-from buildsdk.errors import BuildError
+from buildsdk.errors import BuildError, BuildSDKError
 from buildsdk.events import BuildEvent
 from buildsdk.prune import PruneOptions, PruneResult
 from buildsdk.results import BuildResult
 from buildsdk.versions import ApiVersion
-from tests.integration.conftest import Engines, client_settings
+from tests.integration.conftest import Engines, client_settings, engines_unavailable
 
 __all__ = [
     "FLAVORS",
@@ -265,6 +265,10 @@ async def _runner(
         yield runner
     else:
         async with AsyncClient(**client_settings(engines, engine)) as aclient:
+            try:
+                await aclient.ping()
+            except BuildSDKError as exc:
+                engines_unavailable(f"{engine} does not answer buildsdk's ping: {exc}")
             runner = AsyncRunner(flavor, engine, raw, network, client=aclient)
             yield runner
     for image in runner.built:
