@@ -254,6 +254,7 @@ class APIClient:
         host, tls_setting = _host_and_tls(base_url, tls)
         pinned = None if version in (None, "auto") else version
         config = DockerConfig.load(credstore_env=credstore_env) if credstore_env else None
+        self._credstore_env = credstore_env
         self.base_url = base_url
         """The `base_url` as given; the address in use is `client.endpoint`."""
         self.timeout = timeout
@@ -289,6 +290,12 @@ class APIClient:
     def close(self) -> None:
         """Close the connections; the client cannot be used afterwards."""
         self._client.close()
+
+    def _refresh_credentials(self) -> None:
+        # docker-py reads config.json again before a build when the copy it holds has no
+        # credentials, so a `docker login` made after the client was created still counts.
+        if not self._client.docker_config.contains_auth:
+            self._client._config = DockerConfig.load(credstore_env=self._credstore_env)
 
     def _with_user_agent(self, request: _protocol.Request) -> _protocol.Request:
         if self._user_agent is None:
@@ -456,6 +463,8 @@ class APIClient:
             use_config_proxy=use_config_proxy,
         )
         client = self._client
+        self._refresh_credentials()
+        # docker-py's keywords cannot ask for BuildKit, so no build here needs a session.
         request, context = client._prepare_build(options, client.api_version())
         request = self._with_user_agent(request)
         body = iter(context) if context is not None else None

@@ -13,6 +13,7 @@ directory), so a developer's credentials or proxies cannot change the requests.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -29,6 +30,7 @@ import pytest
 
 from buildsdk import compat
 from buildsdk.errors import APIError, BuildSDKError
+from tests.integration.client.conftest import HTTPFiles, http_files
 from tests.integration.conftest import Engines, engines_unavailable
 
 __all__ = [
@@ -46,6 +48,9 @@ __all__ = [
 ]
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
+
+# A fixture of the client tests, shared here: naming it makes pytest see it in this module.
+_ = http_files
 
 BASE = "busybox:latest"
 _HEX_ID = re.compile(r"\b[0-9a-f]{12}\b|[0-9a-f]{64}")
@@ -495,3 +500,55 @@ def test_images_build_matches_docker_py_images_build(
         )
     finally:
         high.close()
+
+
+def test_remote_context_url(pair: Pair, http_files: HTTPFiles) -> None:
+    name = f"context-{uuid.uuid4().hex[:8]}.tar"
+    archive = _tar(
+        {
+            "Dockerfile": f"FROM {BASE}\nCOPY note.txt /note.txt\nRUN cat /note.txt\n".encode(),
+            "note.txt": b"fetched by the engine\n",
+        }
+    )
+    (http_files.root / name).write_bytes(archive)
+    ours, theirs = build_both(
+        pair, path=http_files.url(name), decode=True, nocache=True, rm=True, network_mode="host"
+    )
+    assert comparable(ours) == comparable(theirs)
+    assert "fetched by the engine\n" in "".join(m.get("stream", "") for m in ours)
+
+
+def test_gzip_and_platform(pair: Pair, tmp_path: Path) -> None:
+    context = write_context(
+        tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY a.txt /a.txt\n", "a.txt": "a\n"}
+    )
+    ours, theirs = build_both(
+        pair, path=context, gzip=True, platform="linux/amd64", decode=True, nocache=True, rm=True
+    )
+    assert comparable(ours) == comparable(theirs)
+    image = pair.theirs.inspect_image(image_id_of(ours))
+    assert (image["Os"], image["Architecture"]) == ("linux", "amd64")
+
+
+@pytest.mark.registry
+def test_private_base_image_with_config_json_credentials(
+    engines: Engines, pair: Pair, docker_config: Path
+) -> None:
+    if not (engines.registry_image and engines.registry_user and engines.registry_password):
+        engines_unavailable("the registry was not started (no BUILDSDK_REGISTRY_*)")
+    dockerfile = f"FROM {engines.registry_image}\nLABEL private=yes\n".encode()
+    # No credentials: the engine's pull fails in the stream, for both, with the same words.
+    ours, theirs = build_both(pair, fileobj=dockerfile, pull=True, decode=True, rm=True)
+    assert comparable(ours) == comparable(theirs)
+    assert "no basic auth credentials" in ours[-1]["error"]
+    # `docker login`'s config.json entry: both send it in X-Registry-Config. The clients
+    # read the file when they build, so the same clients now pull.
+    token = base64.b64encode(
+        f"{engines.registry_user}:{engines.registry_password}".encode()
+    ).decode()
+    registry = engines.registry_image.split("/", 1)[0]
+    (docker_config / "config.json").write_text(json.dumps({"auths": {registry: {"auth": token}}}))
+    ours, theirs = build_both(pair, fileobj=dockerfile, pull=True, decode=True, rm=True)
+    assert comparable(ours) == comparable(theirs)
+    assert "error" not in ours[-1]
+    assert config_of(pair.theirs, image_id_of(ours))["Labels"] == {"private": "yes"}

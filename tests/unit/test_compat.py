@@ -7,6 +7,7 @@ the caller's loop receives.
 
 from __future__ import annotations
 
+import base64
 import inspect
 import io
 import itertools
@@ -430,3 +431,28 @@ def test_credstore_env_reaches_the_configuration(tmp_path: Path) -> None:
     with compat.APIClient(base_url="unix:///x.sock", credstore_env={"A": "1"}) as api:
         assert api.credstore_env == {"A": "1"}
         assert api.client.docker_config._helper_env()["A"] == "1"
+
+
+def _registry_config(request: httpx.Request) -> dict[str, Any]:
+    header = request.headers["X-Registry-Config"]
+    decoded: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
+    )
+    return decoded
+
+
+def test_a_login_after_the_client_was_made_counts_as_in_docker_py(tmp_path: Path) -> None:
+    handler, seen = _recording(_ok([_body(_MESSAGES)]))
+    with _client(handler) as api:
+        list(api.build(fileobj=io.BytesIO(b"FROM x\n")))
+        token = base64.b64encode(b"me:secret").decode()
+        (tmp_path / "config.json").write_text(
+            json.dumps({"auths": {"reg.example:5000": {"auth": token}}})
+        )
+        list(api.build(fileobj=io.BytesIO(b"FROM x\n")))
+        # Once credentials are known the file is not read again for every build.
+        (tmp_path / "config.json").write_text("{}")
+        list(api.build(fileobj=io.BytesIO(b"FROM x\n")))
+    assert _registry_config(seen[0]) == {}
+    assert _registry_config(seen[1])["reg.example:5000"]["username"] == "me"
+    assert "reg.example:5000" in _registry_config(seen[2])
