@@ -256,3 +256,13 @@ async def test_buildkit_cacheonly_output_succeeds_without_an_image(
     assert result.image_id == ""
     assert not [e for e in run.events if isinstance(e, ImageIdEvent)]
     assert "[2/2] RUN echo cache only\n" in result.log
+
+
+async def test_classic_warnings_reach_the_result(dockerd: Runner, tmp_path: Path) -> None:
+    context = _context(tmp_path, {"Dockerfile": "FROM busybox\nLABEL warned=yes\n"})
+    options = BuildOptions(path=context, buildargs={"NOT_DECLARED": "x"}, nocache=True)
+    result = (await dockerd.build(options)).ok()
+
+    assert result.warnings == ("One or more build-args [NOT_DECLARED] were not consumed",)
+    assert result.duration > 0
+    assert result.events_count > 0
