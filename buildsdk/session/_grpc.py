@@ -89,7 +89,7 @@ class CallReset:
 
 @dataclass(frozen=True)
 class WindowOpened:
-    """Flow control allowed more data out; producers waiting on `buffered()` may go on."""
+    """The engine granted more flow-control room: queued replies can go out."""
 
 
 @dataclass(frozen=True)
@@ -157,9 +157,12 @@ class GrpcServerConnection:
             self.closed = True
             return [ConnectionEnded(int(h2.errors.ErrorCodes.PROTOCOL_ERROR))]
         events: list[GrpcEvent] = []
+        opened = False
         for event in h2_events:
+            if isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                opened = True
             events.extend(self._translate(event))
-        if self._flush_pending():
+        if opened:
             events.append(WindowOpened())
         return events
 
@@ -231,8 +234,8 @@ class GrpcServerConnection:
         if call is None or call.trailers is not None:
             return
         self._ensure_headers(stream_id, call)
+        # Flushed by data_to_send(): small messages queued together share DATA frames.
         call.outbound += frame_message(message)
-        self._flush_pending()
 
     def finish(self, stream_id: int, status: int, message: str = "") -> None:
         """End a call with `status` (trailers after any queued messages).
@@ -253,7 +256,6 @@ class GrpcServerConnection:
             self._forget(stream_id)
             return
         call.trailers = trailers
-        self._flush_pending()
 
     def buffered(self, stream_id: int) -> int:
         """Bytes queued on a call that flow control has not let out yet."""
@@ -271,7 +273,11 @@ class GrpcServerConnection:
             self._h2.close_connection()
 
     def data_to_send(self) -> bytes:
-        """The bytes to write to the connection now (may be empty)."""
+        """The bytes to write to the connection now (may be empty).
+
+        Queued replies go out here, as far as flow control allows.
+        """
+        self._flush_pending()
         return self._h2.data_to_send()
 
     # -- internals ----------------------------------------------------------------------
@@ -296,7 +302,7 @@ class GrpcServerConnection:
     def _flush_pending(self) -> bool:
         """Move queued reply bytes into h2 as far as flow control allows.
 
-        Returns True when some call's buffer shrank, so producers may be woken.
+        Returns True when some call's buffer shrank.
         """
         progressed = False
         for stream_id, call in list(self._calls.items()):

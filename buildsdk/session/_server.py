@@ -145,7 +145,7 @@ class SessionServer:
             elif isinstance(event, _grpc.CallReset):
                 self._cancel_call(event.stream_id)
             elif isinstance(event, _grpc.WindowOpened):
-                self._room.set()
+                self._wake_writer.set()
 
     def _start_call(self, event: _grpc.CallStarted) -> None:
         if event.method == HEALTH_CHECK:
@@ -202,12 +202,18 @@ class SessionServer:
         while protocol.is_open(stream_id) and protocol.buffered(stream_id) > _HIGH_WATER:
             self._room.clear()
             await self._room.wait()
+            if protocol.buffered(stream_id) > _HIGH_WATER:
+                # Still full: flow control is closed; wait for the engine's WINDOW_UPDATE,
+                # which wakes the writer, which wakes us.
+                continue
 
     async def _writer(self) -> None:
         while True:
             await self._wake_writer.wait()
             self._wake_writer.clear()
             data = self._protocol.data_to_send()
+            # Producers waiting for their queue to drain look again.
+            self._room.set()
             if data:
                 await self._stream.write(data)
             if self._stopping:
