@@ -19,7 +19,7 @@ from buildsdk import _protocol
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
 from buildsdk.client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _BaseClient
-from buildsdk.config import TLSConfig
+from buildsdk.config import Endpoint, TLSConfig
 from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.prune import PruneOptions, PruneResult
 from buildsdk.session._runtime import AsyncSession, needs_session, open_async_session
@@ -237,7 +237,8 @@ class AsyncBuild:
         self._response: httpx.Response | None = None
         self._events: AsyncGenerator[BuildEvent, None] | None = None
         self._closed = False
-        self._session: AsyncSession | None = None
+        # See `Build`: the event generator shares this list, not `self`.
+        self._sessions: list[AsyncSession] = []
 
     async def __aenter__(self) -> Self:
         await self._start()
@@ -265,8 +266,9 @@ class AsyncBuild:
             )
         )
         if wanted:
-            self._session = await open_async_session(client, options, api_version)
-            options = self._session.options
+            session = await open_async_session(client, options, api_version)
+            self._sessions.append(session)
+            options = session.options
         try:
             # Reading .dockerignore, walking the tree and running credential helpers block.
             request, context = await anyio.to_thread.run_sync(
@@ -275,27 +277,10 @@ class AsyncBuild:
             body = context.__aiter__() if context is not None else None
             response = await client._send_build(request, client._build_timeout(self.options), body)
         except BaseException:
-            await self._close_session()
+            await _close_sessions(self._sessions)
             raise
         self._response = response
-        self._events = self._read(response)
-
-    async def _read(self, response: httpx.Response) -> AsyncGenerator[BuildEvent, None]:
-        try:
-            with translate_transport_errors(self._client.endpoint):
-                async for chunk in response.aiter_raw():
-                    for event in self._stream.feed(chunk):
-                        yield event
-            for event in self._stream.end():
-                yield event
-        finally:
-            await response.aclose()
-            await self._close_session()
-
-    async def _close_session(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.aclose()
+        self._events = _read_events(response, self._stream, client.endpoint, self._sessions)
 
     def __aiter__(self) -> AsyncIterator[BuildEvent]:
         return self
@@ -322,7 +307,30 @@ class AsyncBuild:
             await self._response.aclose()
         if self._events is not None:
             await self._events.aclose()
-        await self._close_session()
+        await _close_sessions(self._sessions)
+
+
+async def _read_events(
+    response: httpx.Response,
+    stream: _protocol.BuildStream,
+    endpoint: Endpoint,
+    sessions: list[AsyncSession],
+) -> AsyncGenerator[BuildEvent, None]:
+    try:
+        with translate_transport_errors(endpoint):
+            async for chunk in response.aiter_raw():
+                for event in stream.feed(chunk):
+                    yield event
+        for event in stream.end():
+            yield event
+    finally:
+        await response.aclose()
+        await _close_sessions(sessions)
+
+
+async def _close_sessions(sessions: list[AsyncSession]) -> None:
+    while sessions:
+        await sessions.pop().aclose()
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

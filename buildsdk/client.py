@@ -341,7 +341,10 @@ class Build:
         self._response: httpx.Response | None = None
         self._events: Generator[BuildEvent, None, None] | None = None
         self._closed = False
-        self._session: SyncSession | None = None
+        # Holds the open session, if any: the event generator shares this list, not `self`,
+        # so a Build dropped after `break` is freed (and its connection closed) at once
+        # instead of waiting for the garbage collector to break a cycle.
+        self._sessions: list[SyncSession] = []
 
     def __enter__(self) -> Self:
         self._start()
@@ -364,32 +367,18 @@ class Build:
         api_version = client.api_version()
         options = self.options
         if needs_session(options, config=client.docker_config, credentials=client._credentials):
-            self._session = open_session(client, options, api_version)
-            options = self._session.options
+            session = open_session(client, options, api_version)
+            self._sessions.append(session)
+            options = session.options
         try:
             request, context = client._prepare_build(options, api_version)
             body = iter(context) if context is not None else None
             response = client._send_build(request, client._build_timeout(self.options), body)
         except BaseException:
-            self._close_session()
+            _close_sessions(self._sessions)
             raise
         self._response = response
-        self._events = self._read(response)
-
-    def _read(self, response: httpx.Response) -> Generator[BuildEvent, None, None]:
-        try:
-            with translate_transport_errors(self._client.endpoint):
-                for chunk in response.iter_raw():
-                    yield from self._stream.feed(chunk)
-            yield from self._stream.end()
-        finally:
-            response.close()
-            self._close_session()
-
-    def _close_session(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            session.close()
+        self._events = _read_events(response, self._stream, client.endpoint, self._sessions)
 
     def __iter__(self) -> Iterator[BuildEvent]:
         return self
@@ -416,7 +405,28 @@ class Build:
             self._response.close()
         if self._events is not None:
             self._events.close()
-        self._close_session()
+        _close_sessions(self._sessions)
+
+
+def _read_events(
+    response: httpx.Response,
+    stream: _protocol.BuildStream,
+    endpoint: Endpoint,
+    sessions: list[SyncSession],
+) -> Generator[BuildEvent, None, None]:
+    try:
+        with translate_transport_errors(endpoint):
+            for chunk in response.iter_raw():
+                yield from stream.feed(chunk)
+        yield from stream.end()
+    finally:
+        response.close()
+        _close_sessions(sessions)
+
+
+def _close_sessions(sessions: list[SyncSession]) -> None:
+    while sessions:
+        sessions.pop().close()
 
 
 def _read_capped(response: httpx.Response) -> bytes:

@@ -7,6 +7,7 @@ processes in other namespaces) until that `sleep` is gone.
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from pathlib import Path
@@ -177,3 +178,40 @@ async def test_cancelling_the_task_stops_the_build(
     _wait_gone(needle)
     # The client is still usable after a cancelled build.
     assert (await dockerd_aclient.ping()).api_version
+
+
+def test_breaking_out_of_the_loop_stops_the_build_sync(
+    dockerd_client: Client, engines: Engines, tmp_path: Path
+) -> None:
+    options, needle = _sleeper(tmp_path, engines.dockerd_network)
+    # Without a with block: dropping the Build must close it at once, not at the next
+    # garbage collection (disabled here to prove it).
+    gc.disable()
+    try:
+        for event in dockerd_client.build(options):
+            if _sleeping(event):
+                _wait_running(needle)
+                break
+        _wait_gone(needle)
+    finally:
+        gc.enable()
+
+
+async def test_breaking_out_of_the_async_loop_stops_the_build(
+    dockerd_aclient: AsyncClient, engines: Engines, tmp_path: Path
+) -> None:
+    options, needle = _sleeper(tmp_path, engines.dockerd_network)
+    gc.disable()
+    try:
+        async for event in dockerd_aclient.build(options):
+            if _sleeping(event):
+                _wait_running(needle)
+                break
+        # asyncio closes an abandoned async generator on its loop: give it a turn.
+        for _ in range(100):
+            await anyio.sleep(0.05)
+            if not processes_running(needle):
+                break
+        _wait_gone(needle)
+    finally:
+        gc.enable()
