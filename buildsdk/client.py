@@ -8,7 +8,10 @@ to speak, which credentials and proxies the Docker CLI's configuration gives.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
+import socket
 import threading
 from collections.abc import Generator, Iterator, Mapping
 from types import TracebackType
@@ -399,8 +402,21 @@ class Build:
         return self._stream.result()
 
     def close(self) -> None:
-        """Stop reading and close the connection (the engine cancels a running build)."""
+        """Stop reading and close the connection (the engine cancels a running build).
+
+        May be called from another thread (a watchdog): the read blocked there then ends
+        with `StreamError`, and that thread closes the response itself.
+        """
         self._closed = True
+        running = self._events is not None and (
+            inspect.getgeneratorstate(self._events) == inspect.GEN_RUNNING
+        )
+        if running:
+            # Closing a socket does not wake a recv() blocked on it in another thread, and
+            # the generator cannot be closed while it runs; shutting the socket down does
+            # wake the reader, whose own `finally` then closes the response.
+            _shutdown_socket(self._response)
+            return
         if self._response is not None:
             self._response.close()
         if self._events is not None:
@@ -427,6 +443,14 @@ def _read_events(
 def _close_sessions(sessions: list[SyncSession]) -> None:
     while sessions:
         sessions.pop().close()
+
+
+def _shutdown_socket(response: httpx.Response | None) -> None:
+    stream = response.extensions.get("network_stream") if response is not None else None
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _read_capped(response: httpx.Response) -> bytes:

@@ -376,6 +376,57 @@ def test_never_answers_build(
     measure.error(f"never answers, timeout=1.5 ({transport})", error, elapsed)
 
 
+def test_close_from_another_thread_unblocks_a_silent_build(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    """The sync user's own deadline: `Build.close()` from a watchdog thread ends the read
+    that waits on a silent engine (no read timeout set), and the engine sees the close."""
+    closed = threading.Event()
+
+    def silent_after_one_line(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.start_response(200)
+        exchange.send_chunk(b'{"stream":"Step 1/1\\n"}\r\n')
+        if exchange.wait_closed(60):
+            closed.set()
+        exchange.close()
+
+    fault_engine.handler = silent_after_one_line
+    build = client.build(BuildOptions(path=str(small_context)))
+    outcome: list[object] = []
+
+    def read() -> None:
+        try:
+            outcome.extend(build)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while not outcome and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert outcome, "the first event never arrived"
+    started = time.monotonic()
+    build.close()
+    reader.join(10)
+    elapsed = time.monotonic() - started
+    assert not reader.is_alive(), "close() from another thread did not end the read"
+    assert closed.wait(10), "the engine never saw the connection close"
+    assert isinstance(outcome[0], LogEvent)
+    # The reader learns that the stream it was reading is gone.
+    assert len(outcome) == 1 or isinstance(outcome[-1], StreamError)
+    measure.record(
+        f"Build.close() from another thread, silent engine ({transport})",
+        "the blocked read ends; the engine sees the close",
+        elapsed,
+    )
+
+
 def test_never_answers_ping(
     fault_engine: FaultEngine, transport: str, small_context: Path, measure: Measure
 ) -> None:
