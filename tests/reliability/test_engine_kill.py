@@ -12,6 +12,7 @@ after the engine is restarted on the same socket, the very same `Client` builds 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -28,9 +29,11 @@ from typing import IO
 import pytest
 
 from buildsdk import BuildSDKError, StreamError
+from buildsdk.aio import AsyncClient
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
 from buildsdk.events import LogEvent
+from buildsdk.results import BuildResult
 from tests.integration.conftest import Engines
 from tests.reliability.conftest import Measure, clean_config
 
@@ -275,6 +278,40 @@ def _kill_mid_build(
     assert result.image_id.startswith("sha256:")
 
 
+def _kill_mid_build_async(
+    engine: PrivateEngine, tmp_path: Path, network: str, measure: Measure, label: str
+) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    options = BuildOptions(path=str(_sleeper(tmp_path, run_id)), network_mode=network)
+    again = BuildOptions(path=str(_quick(tmp_path, run_id)), network_mode=network)
+
+    async def main() -> tuple[BaseException | None, float | None, BuildResult]:
+        killed_at: float | None = None
+        error: BaseException | None = None
+        async with AsyncClient(engine.host, env={}, config=clean_config()) as client:
+            try:
+                async with client.build(options) as build:
+                    async for event in build:
+                        if isinstance(event, LogEvent) and f"started-{run_id}" in event.text:
+                            engine.kill()
+                            killed_at = time.monotonic()
+                    await build.result()
+            except BuildSDKError as exc:
+                error = exc
+            elapsed = None if killed_at is None else time.monotonic() - killed_at
+            await asyncio.to_thread(engine.restart)
+            result = await client.build(again).result()
+        return error, elapsed, result
+
+    error, elapsed, result = asyncio.run(main())
+    assert elapsed is not None, "the build never printed its marker"
+    assert isinstance(error, StreamError), repr(error)
+    assert engine.socket_path in str(error)
+    assert elapsed < 10
+    measure.error(f"{label} SIGKILLed mid-build (AsyncClient)", error, elapsed)
+    assert f"again-{run_id}" in result.log
+
+
 class _SlowTar:
     """A tar file object of a 256 MiB entry, read slowly once 4 MiB went out.
 
@@ -373,6 +410,13 @@ def test_dockerd_killed_mid_build(
 
 
 @pytest.mark.dockerd
+def test_dockerd_killed_mid_build_async(
+    private_dockerd: PrivateEngine, engines: Engines, tmp_path: Path, measure: Measure
+) -> None:
+    _kill_mid_build_async(private_dockerd, tmp_path, engines.dockerd_network, measure, "dockerd")
+
+
+@pytest.mark.dockerd
 def test_dockerd_killed_mid_upload(
     private_dockerd: PrivateEngine, engines: Engines, tmp_path: Path, measure: Measure
 ) -> None:
@@ -384,6 +428,13 @@ def test_podman_killed_mid_build(
     private_podman: PrivateEngine, engines: Engines, tmp_path: Path, measure: Measure
 ) -> None:
     _kill_mid_build(private_podman, tmp_path, engines.podman_network, measure, "Podman")
+
+
+@pytest.mark.podman
+def test_podman_killed_mid_build_async(
+    private_podman: PrivateEngine, engines: Engines, tmp_path: Path, measure: Measure
+) -> None:
+    _kill_mid_build_async(private_podman, tmp_path, engines.podman_network, measure, "Podman")
 
 
 @pytest.mark.podman
