@@ -64,6 +64,7 @@ class Series:
     name: str
     samples: list[Sample] = field(default_factory=list)
     note: str = ""
+    failures: list[str] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -137,7 +138,8 @@ class Table:
         lines.append("|" + "---|" * len(head))
         for row in self.rows:
             if not row.samples:
-                cells = [row.name, "skipped", "", *([""] if self.rate else []), row.note]
+                status = "failed" if row.failures else "skipped"
+                cells = [row.name, status, "", *([""] if self.rate else []), row.note]
                 if with_rss:
                     cells.append("")
                 lines.append("| " + " | ".join(cells) + " |")
@@ -159,6 +161,13 @@ class Table:
             if with_rss:
                 cells.append(_fmt_mib(row.peak_rss))
             lines.append("| " + " | ".join(cells) + " |")
+        for row in self.rows:
+            if row.failures:
+                lines.append("")
+                lines.append(
+                    f"{row.name}: {len(row.failures)} run(s) failed and are not counted: "
+                    + "; ".join(sorted(set(row.failures)))
+                )
         for note in self.notes:
             lines.append("")
             lines.append(note)
