@@ -271,9 +271,12 @@ async def _runner(
                 engines_unavailable(f"{engine} does not answer buildsdk's ping: {exc}")
             runner = AsyncRunner(flavor, engine, raw, network, client=aclient)
             yield runner
-    for image in runner.built:
-        # Images of finished tests are not needed; vfs storage keeps a full copy of each.
-        raw.delete(f"/images/{image}", params={"force": "1", "noprune": "0"})
+    # Images of finished tests are not needed (vfs storage keeps a full copy of each), but a
+    # build that added nothing to its base has the base's id: that one must stay.
+    base = raw.get(f"/images/{engines.base_image}/json")
+    keep = {base.json()["Id"]} if base.status_code == 200 else set()
+    for image in set(runner.built) - keep:
+        raw.delete(f"/images/{image}", params={"force": "1"})
 
 
 RunnerFactory = Callable[..., AbstractAsyncContextManager[Runner]]
