@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -27,13 +28,16 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from pydantic import SecretStr
 
 from buildsdk import BuildSDKError, StreamError
 from buildsdk.aio import AsyncClient
+from buildsdk.auth import RegistryAuth
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
-from buildsdk.events import LogEvent
+from buildsdk.events import LogEvent, VertexLogEvent
 from buildsdk.results import BuildResult
+from buildsdk.session._runtime import needs_session
 from tests.integration.conftest import Engines
 from tests.reliability.conftest import Measure, clean_config
 
@@ -56,6 +60,10 @@ def _processes_mentioning(marker: str) -> list[int]:
         if marker.encode() in cmdline:
             pids.append(int(entry))
     return pids
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 def _is_zombie_or_gone(pid: int) -> bool:
@@ -312,6 +320,50 @@ def _kill_mid_build_async(
     assert f"again-{run_id}" in result.log
 
 
+def _kill_mid_buildkit_build(
+    engine: PrivateEngine, tmp_path: Path, network: str, measure: Measure
+) -> None:
+    """BuildKit opens a session (a second, hijacked connection) beside the build stream:
+    after the kill both end, and no session thread or socket is left behind."""
+    run_id = uuid.uuid4().hex[:8]
+    options = BuildOptions(path=str(_sleeper(tmp_path, run_id)), network_mode=network, version="2")
+    marker = f"started-{run_id}".encode()
+    # Registry credentials make the client open a session for BuildKit's registry login.
+    credentials = {"registry.example": RegistryAuth(username="u", password=SecretStr("p"))}
+    assert needs_session(options, config=clean_config(), credentials=credentials)
+    gc.collect()
+    start_fds, start_threads = _fds(), threading.active_count()
+    with Client(engine.host, env={}, config=clean_config(), credentials=credentials) as client:
+        killed: list[float] = []
+
+        def watch_and_kill() -> None:
+            with client.build(options) as build:
+                for event in build:
+                    if isinstance(event, VertexLogEvent) and marker in event.data and not killed:
+                        engine.kill()
+                        killed.append(time.monotonic())
+                build.result()
+
+        with pytest.raises(StreamError) as info:
+            watch_and_kill()
+        assert killed, "the build never printed its marker"
+        elapsed = time.monotonic() - killed[0]
+        assert elapsed < 10
+        measure.error("dockerd SIGKILLed mid-build (BuildKit, session open)", info.value, elapsed)
+        engine.restart()
+        again = BuildOptions(path=str(_quick(tmp_path, run_id)), network_mode=network, version="2")
+        result = client.build(again).result()
+    assert f"again-{run_id}" in result.log
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        gc.collect()
+        if _fds() <= start_fds and threading.active_count() <= start_threads:
+            break
+        time.sleep(0.2)
+    assert _fds() <= start_fds, f"{_fds() - start_fds} file descriptors leaked"
+    assert threading.active_count() <= start_threads, "session threads left running"
+
+
 class _SlowTar:
     """A tar file object of a 256 MiB entry, read slowly once 4 MiB went out.
 
@@ -414,6 +466,13 @@ def test_dockerd_killed_mid_build_async(
     private_dockerd: PrivateEngine, engines: Engines, tmp_path: Path, measure: Measure
 ) -> None:
     _kill_mid_build_async(private_dockerd, tmp_path, engines.dockerd_network, measure, "dockerd")
+
+
+@pytest.mark.dockerd
+def test_dockerd_killed_mid_buildkit_build(
+    private_dockerd: PrivateEngine, engines: Engines, tmp_path: Path, measure: Measure
+) -> None:
+    _kill_mid_buildkit_build(private_dockerd, tmp_path, engines.dockerd_network, measure)
 
 
 @pytest.mark.dockerd
