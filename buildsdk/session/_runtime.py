@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import secrets as _random
 import socket
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from buildsdk.versions import ApiVersion
 
 __all__ = ["AsyncSession", "SyncSession", "needs_session", "open_async_session", "open_session"]
+
+logger = logging.getLogger("buildsdk.session")
 
 _BASE36: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
 _UPGRADE_TIMEOUT: Final = 30.0
@@ -186,6 +189,11 @@ async def _serve(
         server = SessionServer(stream, plan.handlers)
         ready.set_result(server)
         await server.serve()
+        if not server.stopping:
+            # The engine then fails the build with its own words ("no active session..."),
+            # which do not say why; this does.
+            reason = f": {server.error}" if server.error is not None else " (the engine hung up)"
+            logger.warning("the BuildKit session ended before its build%s", reason)
     finally:
         with contextlib.suppress(Exception):
             await response.aclose()

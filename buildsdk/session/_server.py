@@ -239,6 +239,11 @@ class SessionServer:
         sock = get_extra_info("socket")
         return sock if isinstance(sock, socket.socket) else None
 
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop()` was called (else an end of `serve()` means the session died)."""
+        return self._stopping
+
     def stop(self) -> None:
         """Say GOAWAY, then end the connection; `serve()` returns soon after."""
         if self._stopping:
