@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from buildsdk.build import BuildOptions
-from buildsdk.errors import BuildSDKError
+from buildsdk.errors import BuildSDKError, api_error_for_status
 from buildsdk.session import h2_available, require_h2
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from buildsdk.aio import AsyncClient
     from buildsdk.auth import DockerConfig, RegistryAuth
     from buildsdk.client import Client
+    from buildsdk.config import Endpoint
     from buildsdk.session._server import Handler, SessionServer
     from buildsdk.versions import ApiVersion
 
@@ -144,33 +145,48 @@ def _headers(plan: _Plan, base: Mapping[str, str]) -> list[tuple[str, str]]:
 
 
 async def _upgrade(
-    http: httpx.AsyncClient, path: str, headers: list[tuple[str, str]]
+    http: httpx.AsyncClient, endpoint: Endpoint, path: str, headers: list[tuple[str, str]]
 ) -> httpx.Response:
     import httpx
 
     from buildsdk import _protocol
+    from buildsdk.transports import translate_transport_errors
 
     request = http.build_request(
         "POST", path, headers=headers, timeout=httpx.Timeout(_UPGRADE_TIMEOUT, read=None)
     )
-    response = await http.send(request, stream=True)
+    with translate_transport_errors(endpoint):
+        response = await http.send(request, stream=True)
     if response.status_code != 101:
         try:
-            body = await response.aread()
+            with translate_transport_errors(endpoint):
+                body = await response.aread()
         finally:
             await response.aclose()
         if response.status_code < 400:
             raise BuildSDKError(
                 f"the engine did not open a BuildKit session (HTTP {response.status_code})"
             )
-        raise _protocol.error_from_response(
+        error = _protocol.error_from_response(
             response.status_code, response.headers, body, method="POST", path=path
         )
+        if response.status_code in (404, 405, 501):
+            # Podman and engines without BuildKit have no /session endpoint.
+            raise api_error_for_status(
+                response.status_code,
+                f"the engine does not support BuildKit sessions ({error.message}); secrets, "
+                "ssh, registry logins under BuildKit and context_transfer='session' need "
+                "dockerd with BuildKit",
+                method="POST",
+                path=path,
+            )
+        raise error
     return response
 
 
 async def _serve(
     http: httpx.AsyncClient,
+    endpoint: Endpoint,
     path: str,
     plan: _Plan,
     headers: Mapping[str, str],
@@ -179,7 +195,7 @@ async def _serve(
     from buildsdk.session._server import SessionServer
 
     try:
-        response = await _upgrade(http, path, _headers(plan, headers))
+        response = await _upgrade(http, endpoint, path, _headers(plan, headers))
     except BaseException as exc:
         if not ready.done():
             ready.set_exception(exc)
@@ -222,6 +238,9 @@ async def _stop(task: asyncio.Task[None], ready: asyncio.Future[SessionServer]) 
             return
     task.cancel()
     await asyncio.wait({task}, timeout=_CLOSE_TIMEOUT)
+    if task.done() and not task.cancelled():
+        # Already raised to the caller through `ready`; marked as seen here.
+        task.exception()
 
 
 class AsyncSession:
@@ -247,7 +266,9 @@ async def open_async_session(
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[SessionServer] = loop.create_future()
     path = _session_path(client.endpoint.base_path, api_version)
-    task = asyncio.ensure_future(_serve(client._http, path, plan, client._headers(), ready))
+    task = asyncio.ensure_future(
+        _serve(client._http, client.endpoint, path, plan, client._headers(), ready)
+    )
     session = AsyncSession(plan, task, ready)
     try:
         await ready
@@ -301,12 +322,13 @@ class SyncSession:
             )
             async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
                 self._task = asyncio.ensure_future(
-                    _serve(http, path, self._plan, client._headers(), ready)
+                    _serve(http, client.endpoint, path, self._plan, client._headers(), ready)
                 )
                 self._server_ready = ready
                 try:
                     await ready
                 except BaseException as exc:
+                    await asyncio.gather(self._task, return_exceptions=True)
                     self._ready.set_exception(exc)
                     return
                 self._ready.set_result(None)
@@ -332,9 +354,13 @@ class SyncSession:
     def close(self) -> None:
         """End the session and wait for its thread (bounded: a stuck engine cannot hang us)."""
         loop, task, ready = self._loop, self._task, self._server_ready
-        if loop is not None and task is not None and ready is not None:
-            with contextlib.suppress(RuntimeError):
-                asyncio.run_coroutine_threadsafe(_stop(task, ready), loop)
+        if loop is not None and task is not None and ready is not None and not task.done():
+            stop = _stop(task, ready)
+            try:
+                asyncio.run_coroutine_threadsafe(stop, loop)
+            except RuntimeError:
+                # The loop already ended: the session is over.
+                stop.close()
         thread = self._thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             thread.join(_CLOSE_TIMEOUT)

@@ -533,3 +533,17 @@ def test_cancelling_an_async_session_build_ends_both_connections(
             return elapsed
 
     assert asyncio.run(main()) < 10
+
+
+@pytest.mark.podman
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_engine_without_sessions_is_a_clear_error(
+    flavor: str, engines: Engines, tmp_path: Path
+) -> None:
+    from buildsdk.errors import NotFound
+
+    context = _write(tmp_path, {"Dockerfile": f"FROM {engines.base_image}\n"})
+    options = BuildOptions(path=context, version="2", secrets=[{"id": "s", "data": b"x"}])
+    with pytest.raises(NotFound, match="does not support BuildKit sessions"):
+        _build(flavor, client_settings(engines, "podman"), options)
+    assert not _session_threads()
