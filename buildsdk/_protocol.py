@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from buildsdk.auth import RegistryAuth, registry_config_header
 from buildsdk.build import BuildOptions
-from buildsdk.errors import APIError, UnsupportedOption, api_error_for_status
+from buildsdk.errors import APIError, StreamError, UnsupportedOption, api_error_for_status
 from buildsdk.events import BuildEvent, EventDecoder
 from buildsdk.proxy import merge_proxy_build_args
 from buildsdk.prune import PruneOptions
@@ -27,6 +27,7 @@ from buildsdk.results import BuildResult, ResultCollector
 from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion
 
 __all__ = [
+    "AUX_ID_MIN_VERSION",
     "ERROR_BODY_LIMIT",
     "USER_AGENT",
     "BuildStream",
@@ -50,6 +51,9 @@ USER_AGENT = "buildsdk/0.1.0"
 """The `User-Agent` every request carries."""
 
 _IMAGE_EXPORTERS = frozenset({"moby", "image"})
+
+AUX_ID_MIN_VERSION = ApiVersion(1, 30)
+"""The first API version whose classic builder reports the built image's id (`aux.ID`)."""
 
 
 @dataclass(frozen=True)
@@ -218,8 +222,6 @@ def error_from_response(
 
 def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
     """Decode a JSON object answer; anything else is a `StreamError` naming `what`."""
-    from buildsdk.errors import StreamError
-
     try:
         data = json.loads(body)
     except ValueError as exc:
@@ -242,10 +244,14 @@ class BuildStream:
         self, tags: Sequence[str], *, keep_events: bool = True, expect_image: bool = True
     ) -> None:
         self._decoder = EventDecoder()
+        self._tags = tuple(tags)
+        self._keep_events = keep_events
+        self._expect_image = expect_image
         self._collector = ResultCollector(tags, keep_events=keep_events, expect_image=expect_image)
         self._started = time.monotonic()
         self._finished: BuildResult | None = None
         self._ended = False
+        self._legacy: ApiVersion | None = None
 
     @classmethod
     def for_options(cls, options: BuildOptions, *, keep_events: bool = True) -> BuildStream:
@@ -256,6 +262,34 @@ class BuildStream:
         """
         expect_image = not options.outputs or options.outputs[0].type in _IMAGE_EXPORTERS
         return cls(options.tag, keep_events=keep_events, expect_image=expect_image)
+
+    def use_api_version(self, api_version: ApiVersion) -> None:
+        """Adapt to the API version the build is sent in; call it before feeding any byte.
+
+        Engines before API 1.30 report no image id (`aux.ID` came with 1.30). Their
+        successful build is then not an error: the id is looked up by the first tag once the
+        stream ended (`image_lookup`), and an untagged build's result says in its warnings
+        that the engine did not tell.
+        """
+        if api_version < AUX_ID_MIN_VERSION and self._expect_image:
+            self._legacy = api_version
+            self._collector = ResultCollector(
+                self._tags, keep_events=self._keep_events, expect_image=False
+            )
+
+    def image_lookup(self, base_path: str = "") -> Request | None:
+        """`GET /images/{first tag}/json` when a successful old-engine build needs its id."""
+        if self._legacy is None or not self._tags or self.result().image_id:
+            return None
+        return Request("GET", _versioned(base_path, self._legacy, f"/images/{self._tags[0]}/json"))
+
+    def resolve_image(self, inspected: Mapping[str, Any]) -> BuildResult:
+        """Complete the result with the `Id` of the engine's image inspect answer."""
+        image_id = inspected.get("Id")
+        if not isinstance(image_id, str) or not image_id:
+            raise StreamError("the engine's image inspect answer has no Id")
+        self._finished = self.result().model_copy(update={"image_id": image_id})
+        return self._finished
 
     def feed(self, data: bytes) -> list[BuildEvent]:
         """Decode a piece of the response body into the events it completes."""
@@ -282,5 +316,12 @@ class BuildStream:
     def result(self) -> BuildResult:
         """The build's result, or `BuildError` with the whole log when it failed."""
         if self._finished is None:
-            self._finished = self._collector.finish(time.monotonic() - self._started)
+            result = self._collector.finish(time.monotonic() - self._started)
+            if self._legacy is not None and not self._tags and not result.image_id:
+                warning = (
+                    f"the engine speaks API {self._legacy}, which does not report the id of "
+                    f"the image it built (API {AUX_ID_MIN_VERSION} does); tag the build to get it"
+                )
+                result = result.model_copy(update={"warnings": (*result.warnings, warning)})
+            self._finished = result
         return self._finished

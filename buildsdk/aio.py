@@ -259,6 +259,7 @@ class AsyncBuild:
             raise BuildSDKError("this build was closed; start a new one with client.build()")
         client = self._client
         api_version = await client.api_version()
+        self._stream.use_api_version(api_version)
         options = self.options
         wanted = await anyio.to_thread.run_sync(
             lambda: needs_session(
@@ -298,7 +299,12 @@ class AsyncBuild:
             pass
         if not self._stream.ended:
             raise StreamError("the build's stream was closed before it ended")
-        return self._stream.result()
+        result = self._stream.result()
+        lookup = self._stream.image_lookup(self._client.endpoint.base_path)
+        if lookup is not None:
+            body = await self._client._call(lookup)
+            result = self._stream.resolve_image(_protocol.parse_json_object(body, "image inspect"))
+        return result
 
     async def close(self) -> None:
         """Stop reading and close the connection (the engine cancels a running build)."""

@@ -368,6 +368,7 @@ class Build:
             raise BuildSDKError("this build was closed; start a new one with client.build()")
         client = self._client
         api_version = client.api_version()
+        self._stream.use_api_version(api_version)
         options = self.options
         if needs_session(options, config=client.docker_config, credentials=client._credentials):
             session = open_session(client, options, api_version)
@@ -399,7 +400,12 @@ class Build:
             pass
         if not self._stream.ended:
             raise StreamError("the build's stream was closed before it ended")
-        return self._stream.result()
+        result = self._stream.result()
+        lookup = self._stream.image_lookup(self._client.endpoint.base_path)
+        if lookup is not None:
+            body = self._client._call(lookup)
+            result = self._stream.resolve_image(_protocol.parse_json_object(body, "image inspect"))
+        return result
 
     def close(self) -> None:
         """Stop reading and close the connection (the engine cancels a running build).

@@ -435,3 +435,28 @@ async def test_only_image_exporters_must_report_an_image_id(
         else:
             with pytest.raises(BuildError, match="without reporting an image id"):
                 await abuild.result()
+
+
+async def test_an_old_engines_image_id_is_read_from_the_first_tag(
+    mock_engine: Callable[[Handler], None], tmp_path: Path
+) -> None:
+    engine = _Recorder()
+    engine.build_answer = lambda request: _stream({"stream": "Successfully built 0123456789ab\n"})
+    inspected = "sha256:" + "c" * 64
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1.29/images/"):
+            engine.requests.append(request)
+            return httpx.Response(200, stream=_Chunks([json.dumps({"Id": inspected}).encode()]))
+        return engine(request)
+
+    mock_engine(answer)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    options = BuildOptions(path=tmp_path, tag=["first:1", "second:2"])
+
+    async def asynchronous(c: AsyncClient) -> BuildResult:
+        return await c.build(options).result()
+
+    results = await _both(lambda c: c.build(options).result(), asynchronous, api_version="1.29")
+    assert [r.image_id for r in results] == [inspected, inspected]
+    assert engine.calls() == ["POST /v1.29/build", "GET /v1.29/images/first:1/json"] * 2

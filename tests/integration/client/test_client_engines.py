@@ -140,3 +140,19 @@ async def test_docker_api_version_env_pins_the_version(
     async with dockerd_with(env={"DOCKER_API_VERSION": "1.99"}) as runner:
         with pytest.raises(BadRequest, match="too new"):
             await runner.build(BuildOptions(path=tmp_path))
+
+
+@pytest.mark.dockerd
+async def test_before_api_1_30_the_image_id_comes_from_the_tag(
+    dockerd_with: RunnerFactory, tmp_path: Path
+) -> None:
+    # Engines before API 1.30 send no aux.ID: a successful build must still succeed.
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nLABEL old=api\n")
+    tag = unique_tag("old-api")
+    async with dockerd_with(api_version="1.29") as runner:
+        tagged = (await runner.build(BuildOptions(path=tmp_path, tag=tag))).ok()
+        untagged = (await runner.build(BuildOptions(path=tmp_path))).ok()
+    assert tagged.image_id == inspect_image(runner.raw, tag)["Id"]
+    assert untagged.image_id == ""
+    assert any("API 1.29" in warning for warning in untagged.warnings), untagged.warnings
+    runner.raw.delete(f"/images/{tag}", params={"force": "1"})
