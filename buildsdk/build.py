@@ -119,7 +119,6 @@ _PARAM_OPTION: Final = {
     "shmsize": "shmsize",
 }
 _NULL_BUILDARGS_MIN_VERSION: Final = ApiVersion(1, 25)
-_BUILDER_VERSION_MIN: Final = ApiVersion(1, 38)
 
 
 @runtime_checkable
@@ -297,7 +296,9 @@ class ContainerLimits(BaseModel):
     cpuperiod: int | None = Field(
         default=None, description="CFS period in microseconds (1000 to 1000000)."
     )
-    cpuquota: int | None = Field(default=None, description="CFS quota in microseconds (>= 1000).")
+    cpuquota: int | None = Field(
+        default=None, description="CFS quota in microseconds: -1 (no limit) or >= 1000."
+    )
     cpusetmems: str | None = Field(default=None, description="Memory nodes to use, e.g. '0'.")
 
     if TYPE_CHECKING:
@@ -362,8 +363,12 @@ class ContainerLimits(BaseModel):
     @field_validator("cpuquota")
     @classmethod
     def _quota_min(cls, value: int | None) -> int | None:
-        if value is not None and value < 1000:
-            raise ValueError(f"cpuquota must be at least 1000 microseconds, got {value}")
+        # -1 is the kernel's "no limit", which the CLI passes through; the engine refuses
+        # only positive quotas below 1 ms.
+        if value is not None and value != -1 and value < 1000:
+            raise ValueError(
+                f"cpuquota must be -1 (no limit) or at least 1000 microseconds, got {value}"
+            )
         return value if value is None else _int64(value, "cpuquota")
 
     @field_validator("cpusetcpus", "cpusetmems")
@@ -1014,7 +1019,12 @@ class BuildOptions(BaseModel):
             for key, value in self.container_limits.query_pairs():
                 put(key, value)
         name = dockerfile if dockerfile is not None else self.dockerfile
-        put("dockerfile", name if name else "Dockerfile")
+        if name:
+            put("dockerfile", name)
+        elif not self.custom_context:
+            # The CLI names the default for directory contexts; for a ready-made archive
+            # (`docker build - < ctx.tar`) it sends nothing and lets the engine look.
+            put("dockerfile", "Dockerfile")
         if self.extra_hosts:
             put("extrahosts", *self.extra_hosts)
         if self.forcerm:
@@ -1061,11 +1071,12 @@ class BuildOptions(BaseModel):
         return [(key, value) for key in sorted(query) for value in query[key]]
 
     def _check_api_version(self, version: ApiVersion, query: dict[str, list[str]]) -> None:
-        """Drop or refuse parameters `version` does not understand."""
-        if version < _BUILDER_VERSION_MIN and self.version == "1":
-            # Engines before 1.38 have only the classic builder: asking for it is a no-op.
-            del query["version"]
+        """Refuse parameters `version` does not understand."""
         for key in query:
+            if key == "version" and self.version == "1":
+                # The CLI sends version=1 to every engine; older ones ignore what they
+                # do not know, and only have the classic builder anyway.
+                continue
             required = BUILD_PARAM_MIN_VERSION.get(key)
             if required is not None and version < required:
                 option = _PARAM_OPTION.get(key, key)

@@ -453,11 +453,6 @@ def test_relative_context_and_dockerfile(workspace: Workspace) -> None:
     _assert_same(docker, ours)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the CLI sends no `dockerfile` for a stdin archive without -f; BuildOptions.to_query "
-    "always sends dockerfile=Dockerfile (reported to the owner of build.py)",
-)
 def test_context_from_stdin_tar(workspace: Workspace) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -492,11 +487,6 @@ def test_iidfile_written_like_docker(workspace: Workspace) -> None:
     assert (workspace.root / "docker.txt").read_text() == IMAGE_ID
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the CLI sends version=1 to engines older than API 1.38 too; BuildOptions.to_query "
-    "drops it there (reported to the owner of build.py)",
-)
 def test_same_request_as_docker_on_an_older_engine(workspace: Workspace) -> None:
     context = str(workspace.context)
     with recording_engine(api_version="1.37") as engine:

@@ -322,7 +322,10 @@ def _limits_message(**kwargs: Any) -> str:
         ),
         (
             {"cpuquota": 10},
-            "cpuquota: Value error, cpuquota must be at least 1000 microseconds, got 10",
+            (
+                "cpuquota: Value error, cpuquota must be -1 (no limit) or at least 1000 "
+                "microseconds, got 10"
+            ),
         ),
         (
             {"cpusetcpus": "0-3,"},

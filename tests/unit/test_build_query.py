@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -369,10 +370,22 @@ def test_outputs_need_api_1_40() -> None:
         opts.to_query("1.39")
 
 
-def test_classic_builder_version_is_dropped_before_1_38() -> None:
+def test_classic_builder_version_is_sent_before_1_38_like_the_cli() -> None:
+    # Engines before 1.38 ignore `version`; the CLI sends it anyway, and so do we.
     opts = BuildOptions(path=HERE)
-    assert opts.to_query("1.37") == [("dockerfile", "Dockerfile")]
-    assert opts.to_query("1.24") == [("dockerfile", "Dockerfile")]
+    assert opts.to_query("1.37") == [("dockerfile", "Dockerfile"), ("version", "1")]
+
+
+def test_ready_made_archive_names_no_dockerfile_like_the_cli() -> None:
+    opts = BuildOptions(fileobj=io.BytesIO(b""), custom_context=True)
+    assert opts.to_query("1.41") == [("version", "1")]
+    named = BuildOptions(fileobj=io.BytesIO(b""), custom_context=True, dockerfile="ci/Dockerfile")
+    assert ("dockerfile", "ci/Dockerfile") in named.to_query("1.41")
+
+
+def test_classic_builder_version_is_sent_on_every_api_version() -> None:
+    opts = BuildOptions(path=HERE)
+    assert opts.to_query("1.24") == [("dockerfile", "Dockerfile"), ("version", "1")]
     assert opts.to_query(ApiVersion(1, 38)) == [("dockerfile", "Dockerfile"), ("version", "1")]
 
 
