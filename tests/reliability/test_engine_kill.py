@@ -165,10 +165,17 @@ class PrivateEngine:
         self.process.wait(timeout=30)
 
     def _kill_leftovers(self) -> None:
+        killed = []
         for marker in (str(self.directory), self.tag):
             for pid in _processes_mentioning(marker):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+        # SIGKILL is not instant: wait until each is dead (a zombie counts), so that the
+        # next start does not find one of them still alive.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not all(map(_is_zombie_or_gone, killed)):
+            time.sleep(0.05)
 
     def restart(self) -> None:
         """Start again after a kill, as a service manager would.
