@@ -16,8 +16,23 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from buildsdk._protocol import PingResult, VersionInfo
 from buildsdk.build import BuildOptions, BuildOutput, ContainerLimits, Ulimit
+from buildsdk.config import TLSConfig
+from buildsdk.events import (
+    AuxEvent,
+    ErrorEvent,
+    ImageIdEvent,
+    LogEvent,
+    StatusEvent,
+    UnknownEvent,
+    VertexEvent,
+    VertexLogEvent,
+    VertexStatusEvent,
+    VertexWarningEvent,
+)
 from buildsdk.prune import PruneFilters, PruneOptions, PruneResult
+from buildsdk.results import BuildResult
 
 __all__ = ["MODELS", "SCHEMA_DIR", "main", "render", "write"]
 
@@ -29,6 +44,20 @@ MODELS: list[type[BaseModel]] = [
     PruneOptions,
     PruneFilters,
     PruneResult,
+    BuildResult,
+    LogEvent,
+    StatusEvent,
+    ImageIdEvent,
+    AuxEvent,
+    ErrorEvent,
+    VertexEvent,
+    VertexStatusEvent,
+    VertexLogEvent,
+    VertexWarningEvent,
+    UnknownEvent,
+    PingResult,
+    VersionInfo,
+    TLSConfig,
 ]
 """Every model whose schema is published; extend this list to publish more."""
 
