@@ -63,6 +63,7 @@ __all__ = [
 
 DIFF_COPY: Final = "/moby.filesync.v1.FileSync/DiffCopy"
 _CHUNK: Final = 256 * 1024
+_INLINE_READ: Final = 1024 * 1024
 _MODE_DIR: Final = 1 << 31
 _MODE_SYMLINK: Final = 1 << 27
 _MODE_DEVICE: Final = 1 << 26
@@ -449,19 +450,38 @@ class FileSyncService:
             path = os.path.join(synced.path, *rel.split("/"))
             report.files += 1
             report.paths.append(rel)
-            try:
-                handle = await asyncio.to_thread(open, path, "rb")
-            except OSError:
-                # fsutil sends the end marker alone when the file vanished.
-                handle = None
-            if handle is not None:
-                try:
-                    while True:
-                        chunk = await asyncio.to_thread(handle.read, _CHUNK)
-                        if not chunk:
-                            break
-                        report.data_bytes += len(chunk)
-                        await call.send(Packet(PACKET_DATA, id=ident, data=chunk).encode())
-                finally:
-                    handle.close()
+            if stats[ident].size <= _INLINE_READ:
+                # Most context files are small and in the page cache: a thread hop per
+                # file would cost more than the read and stall the engine's pipeline.
+                for chunk in _read_small(path):
+                    report.data_bytes += len(chunk)
+                    await call.send(Packet(PACKET_DATA, id=ident, data=chunk).encode())
+            else:
+                await self._send_large(call, path, ident, report)
             await call.send(Packet(PACKET_DATA, id=ident).encode())
+
+    async def _send_large(self, call: Call, path: str, ident: int, report: TransferStats) -> None:
+        try:
+            handle = await asyncio.to_thread(open, path, "rb")
+        except OSError:
+            # fsutil sends the end marker alone when the file vanished.
+            return
+        try:
+            while True:
+                chunk = await asyncio.to_thread(handle.read, _CHUNK)
+                if not chunk:
+                    return
+                report.data_bytes += len(chunk)
+                await call.send(Packet(PACKET_DATA, id=ident, data=chunk).encode())
+        finally:
+            handle.close()
+
+
+def _read_small(path: str) -> list[bytes]:
+    """A small file's contents in chunks; nothing when it vanished or cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return []
+    return [data[i : i + _CHUNK] for i in range(0, len(data), _CHUNK)]
