@@ -261,6 +261,60 @@ def test_garbage_stream(
     measure.error(f"non-JSON stream: {message} ({transport})", error, elapsed)
 
 
+def test_invalid_http_status_line(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    def bad_status(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.send(b"HTTP/1.1 OK\r\n\r\n")
+        exchange.close()
+
+    fault_engine.handler = bad_status
+    error, elapsed = expect_error(StreamError, lambda: _build(client, small_context))
+    assert str(error) == (
+        f"the engine at {fault_engine.host(transport)} broke off or sent invalid HTTP: "
+        "illegal status line: bytearray(b'HTTP/1.1 OK')"
+    )
+    measure.error(f"invalid HTTP status line ({transport})", error, elapsed)
+
+
+def test_huge_error_body_is_capped(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    """A proxy's 50 MB error page: read up to the cap, never buffered whole."""
+    size = 50 * 1024 * 1024
+
+    def huge_error(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.start_response(
+            502, [("Content-Type", "text/html")], chunked=False, content_length=size
+        )
+        block = b"<p>bad gateway</p>" * 4096
+        sent = 0
+        while sent < size:
+            exchange.send(block[: size - sent])
+            sent += len(block[: size - sent])
+
+    fault_engine.handler = huge_error
+    error, elapsed = expect_error(ServerError, lambda: _build(client, small_context))
+    assert error.status_code == 502
+    assert error.message.startswith("<p>bad gateway</p>")
+    assert len(error.message) <= 1024 * 1024
+    measure.record(
+        f"502 with a 50 MB HTML body ({transport})",
+        f"ServerError: 502: <p>bad gateway</p>... (message cut at {len(error.message)} chars)",
+        elapsed,
+    )
+
+
 def test_messages_in_one_unchunked_body(
     fault_engine: FaultEngine, client: Client, transport: str, small_context: Path
 ) -> None:
