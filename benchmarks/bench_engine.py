@@ -180,6 +180,13 @@ def _end_to_end(
             f"Whole processes, no cache, {repeat} run(s) each, clients in turns. The "
             "BuildKit row is another builder doing the same Dockerfile: compare it with "
             "nothing but itself across versions."
+            + (
+                " One run each (about two minutes per build here): differences smaller than "
+                "the engine's own run-to-run noise (often 10-20 % on a shared engine) are "
+                "not significant."
+                if repeat == 1 and not quick
+                else ""
+            )
         )
         table.print()
         tables.append(table)
