@@ -40,6 +40,7 @@ POSIX only: devices, FIFOs, hard links and modes are read as Linux reports them.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -774,6 +775,23 @@ def _now_item(name: str, data: bytes) -> _Item:
     return _Item(name, "file", len(data), _NAME_FILE_MODE, mtime, "", None, data=data)
 
 
+def _read_regular_file(path: str) -> bytes:
+    """Read a whole file that must be a regular one (symlinks followed, as the CLI's Open).
+
+    A FIFO would block the open until a writer comes and a device such as /dev/zero would
+    never end; the CLI hangs on both. Opened non-blocking and checked before reading, they
+    are an `OSError` instead, which callers report as a `ContextError`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return f.read()
+
+
 def _resolve_dockerfile(root: str, dockerfile: str | None) -> str:
     """The real path of the Dockerfile, following the CLI (lowercase fallback, symlinks)."""
     if dockerfile is None:
@@ -882,8 +900,7 @@ def _prepare_directory(
         rel_dockerfile = os.path.relpath(resolved, root)
         if rel_dockerfile.startswith("../"):
             try:
-                with open(resolved, "rb") as f:
-                    extra = f.read()
+                extra = _read_regular_file(resolved)
             except OSError as exc:
                 raise ContextError(
                     f"unable to open Dockerfile: {resolved!r}: {exc.strerror}", resolved
@@ -892,8 +909,7 @@ def _prepare_directory(
     ignore_path = os.path.join(root, ".dockerignore")
     ignore_bytes: bytes | None
     try:
-        with open(ignore_path, "rb") as f:
-            ignore_bytes = f.read()
+        ignore_bytes = _read_regular_file(ignore_path)
     except FileNotFoundError:
         ignore_bytes = None
     except OSError as exc:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +368,32 @@ def test_directory_vanishing_before_the_walk(tmp_path: Path) -> None:
     sub.rmdir()
     # The tar is produced by a second walk: what is gone by then is simply not sent.
     assert _tar_names(b"".join(context)) == ["Dockerfile"]
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo outside", "fifo .dockerignore"])
+def test_special_files_where_a_file_is_read_whole(tmp_path: Path, kind: str) -> None:
+    """/dev/zero as the Dockerfile, a FIFO as the outside Dockerfile or as .dockerignore:
+    the CLI blocks or reads forever on these; here they are a ContextError, at once."""
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    dockerfile: str | None = None
+    if kind == "device":
+        dockerfile = "/dev/zero"
+    elif kind == "fifo outside":
+        os.mkfifo(tmp_path / "Dockerfile.fifo")
+        dockerfile = "../Dockerfile.fifo"
+    else:
+        os.mkfifo(context / ".dockerignore")
+    started = time.monotonic()
+    with pytest.raises(ContextError) as info:
+        prepare_context(path=context, dockerfile=dockerfile)
+    assert time.monotonic() - started < 5
+    assert info.value.message.endswith(": not a regular file")
+    if kind == "fifo .dockerignore":
+        assert info.value.message == "error reading .dockerignore: not a regular file"
+    else:
+        assert info.value.message.startswith("unable to open Dockerfile: ")
 
 
 _AS_NOBODY = textwrap.dedent(
