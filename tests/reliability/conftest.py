@@ -48,7 +48,7 @@ __all__ = [
     "watchdog",
 ]
 
-TEST_BOUND = 240.0
+TEST_BOUND = 420.0
 """Seconds any one test may take before the watchdog dumps all stacks and ends the run."""
 
 _E = TypeVar("_E", bound=BaseException)
