@@ -37,8 +37,12 @@ __all__ = [
     "build_request",
     "cancel_request",
     "error_from_response",
+    "parse_json_object",
     "parse_ping",
+    "ping_failed",
+    "ping_get_request",
     "ping_request",
+    "probe_rejected",
     "prune_request",
     "upload_probe",
     "version_request",
@@ -96,6 +100,20 @@ class VersionInfo(BaseModel):
 def ping_request(base_path: str = "") -> Request:
     """`HEAD /_ping`, unversioned, as the Go client sends it (clients fall back to GET)."""
     return Request("HEAD", f"{base_path}/_ping")
+
+
+def ping_get_request(base_path: str = "") -> Request:
+    """`GET /_ping`, for engines and proxies that do not answer `HEAD /_ping` with 200."""
+    return Request("GET", f"{base_path}/_ping")
+
+
+def ping_failed(status_code: int, headers: Mapping[str, str]) -> bool:
+    """Whether a `GET /_ping` answer is an error rather than the engine's facts.
+
+    A GET that fails with 500 still carries the headers that matter, as the Go client
+    relies on; only an answer without them is an error.
+    """
+    return status_code != 200 and not any(k.lower() == "api-version" for k in headers)
 
 
 def parse_ping(headers: Mapping[str, str]) -> PingResult:
@@ -168,6 +186,16 @@ def upload_probe(request: Request) -> Request:
     return Request(request.method, request.path, request.params, headers)
 
 
+def probe_rejected(status_code: int) -> bool:
+    """Whether the `upload_probe` answer is the engine's verdict on the query.
+
+    Only a 4xx is. A 2xx means the query is fine, so the upload really broke; a 5xx is
+    the empty body's own verdict (classic dockerd: "Cannot locate specified Dockerfile"),
+    not the reason the upload broke.
+    """
+    return 400 <= status_code < 500
+
+
 def prune_request(
     options: PruneOptions, api_version: ApiVersion, *, base_path: str = ""
 ) -> Request:
@@ -229,11 +257,6 @@ def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise StreamError(f"the engine's {what} answer is not a JSON object")
     return data
-
-
-def select_tags(options: BuildOptions) -> Sequence[str]:
-    """The tags a successful build of `options` carries, in the order they were given."""
-    return tuple(options.tag)
 
 
 class BuildStream:

@@ -120,8 +120,10 @@ class AsyncClient(_BaseClient):
             path=request.path,
         )
 
-    async def _call(self, request: _protocol.Request) -> bytes:
-        response = await self._send(request, self._short_timeout())
+    async def _call(
+        self, request: _protocol.Request, timeout: httpx.Timeout | None = None
+    ) -> bytes:
+        response = await self._send(request, timeout or self._short_timeout())
         await self._check(request, response)
         try:
             with translate_transport_errors(self.endpoint):
@@ -149,10 +151,8 @@ class AsyncClient(_BaseClient):
             response = await self._send(probe, self._short_timeout(), content=None)
         except BuildSDKError:
             raise broken from None
-        if not 400 <= response.status_code < 500:
-            # The query is fine, so the upload really broke; closing ends the empty build.
-            # A 5xx is the empty body's own verdict (classic dockerd: "Cannot locate
-            # specified Dockerfile"), not the reason the upload broke.
+        if not _protocol.probe_rejected(response.status_code):
+            # Closing ends the empty build a good query started.
             await response.aclose()
             raise broken
         try:
@@ -168,12 +168,10 @@ class AsyncClient(_BaseClient):
         await response.aclose()
         if response.status_code == 200:
             return _protocol.parse_ping(response.headers)
-        request = _protocol.Request("GET", request.path)
+        request = _protocol.ping_get_request(self.endpoint.base_path)
         response = await self._send(request, self._short_timeout())
         await response.aclose()
-        # A GET that fails with 500 still carries the headers that matter, as the Go
-        # client relies on; only an answer without them is an error.
-        if response.status_code != 200 and "api-version" not in response.headers:
+        if _protocol.ping_failed(response.status_code, response.headers):
             await self._check(request, response)
         return _protocol.parse_ping(response.headers)
 
@@ -204,14 +202,7 @@ class AsyncClient(_BaseClient):
         request = _protocol.prune_request(
             options or PruneOptions(), await self.api_version(), base_path=self.endpoint.base_path
         )
-        # Pruning a large cache takes long; it has no read timeout, like a build.
-        response = await self._send(request, httpx.Timeout(None, connect=CONNECT_TIMEOUT))
-        await self._check(request, response)
-        try:
-            with translate_transport_errors(self.endpoint):
-                body = await response.aread()
-        finally:
-            await response.aclose()
+        body = await self._call(request, self._prune_timeout())
         return PruneResult.from_json(_protocol.parse_json_object(body, "prune"))
 
     async def cancel_build(self, build_id: str) -> None:

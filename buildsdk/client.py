@@ -87,6 +87,10 @@ class _BaseClient:
         # long is too long, so the read timeout is theirs and off by default.
         return httpx.Timeout(None, connect=CONNECT_TIMEOUT, read=options.timeout)
 
+    def _prune_timeout(self) -> httpx.Timeout:
+        # Pruning a large cache takes long; it has no read timeout, like a build.
+        return httpx.Timeout(None, connect=CONNECT_TIMEOUT)
+
     def _accept_ping(self, ping: _protocol.PingResult) -> ApiVersion:
         if self._pinned is not None:
             return self._pinned
@@ -227,8 +231,8 @@ class Client(_BaseClient):
             path=request.path,
         )
 
-    def _call(self, request: _protocol.Request) -> bytes:
-        response = self._send(request, self._short_timeout())
+    def _call(self, request: _protocol.Request, timeout: httpx.Timeout | None = None) -> bytes:
+        response = self._send(request, timeout or self._short_timeout())
         self._check(request, response)
         try:
             with translate_transport_errors(self.endpoint):
@@ -256,10 +260,8 @@ class Client(_BaseClient):
             response = self._send(probe, self._short_timeout(), content=None)
         except BuildSDKError:
             raise broken from None
-        if not 400 <= response.status_code < 500:
-            # The query is fine, so the upload really broke; closing ends the empty build.
-            # A 5xx is the empty body's own verdict (classic dockerd: "Cannot locate
-            # specified Dockerfile"), not the reason the upload broke.
+        if not _protocol.probe_rejected(response.status_code):
+            # Closing ends the empty build a good query started.
             response.close()
             raise broken
         try:
@@ -275,12 +277,10 @@ class Client(_BaseClient):
         response.close()
         if response.status_code == 200:
             return _protocol.parse_ping(response.headers)
-        request = _protocol.Request("GET", request.path)
+        request = _protocol.ping_get_request(self.endpoint.base_path)
         response = self._send(request, self._short_timeout())
         response.close()
-        # A GET that fails with 500 still carries the headers that matter, as the Go
-        # client relies on; only an answer without them is an error.
-        if response.status_code != 200 and "api-version" not in response.headers:
+        if _protocol.ping_failed(response.status_code, response.headers):
             self._check(request, response)
         return _protocol.parse_ping(response.headers)
 
@@ -294,7 +294,8 @@ class Client(_BaseClient):
 
     def version(self) -> _protocol.VersionInfo:
         """The engine's release, API range, OS and components (`GET /version`)."""
-        body = self._call(_protocol.version_request(self.api_version(), self.endpoint.base_path))
+        request = _protocol.version_request(self.api_version(), self.endpoint.base_path)
+        body = self._call(request)
         return _protocol.VersionInfo.model_validate(_protocol.parse_json_object(body, "version"))
 
     def build(self, options: BuildOptions, *, keep_events: bool = True) -> Build:
@@ -310,23 +311,15 @@ class Client(_BaseClient):
         request = _protocol.prune_request(
             options or PruneOptions(), self.api_version(), base_path=self.endpoint.base_path
         )
-        # Pruning a large cache takes long; it has no read timeout, like a build.
-        response = self._send(request, httpx.Timeout(None, connect=CONNECT_TIMEOUT))
-        self._check(request, response)
-        try:
-            with translate_transport_errors(self.endpoint):
-                body = response.read()
-        finally:
-            response.close()
+        body = self._call(request, self._prune_timeout())
         return PruneResult.from_json(_protocol.parse_json_object(body, "prune"))
 
     def cancel_build(self, build_id: str) -> None:
         """Ask the engine to stop the BuildKit build started with `build_id`."""
-        self._call(
-            _protocol.cancel_request(
-                build_id, self.api_version(), base_path=self.endpoint.base_path
-            )
+        request = _protocol.cancel_request(
+            build_id, self.api_version(), base_path=self.endpoint.base_path
         )
+        self._call(request)
 
 
 class Build:

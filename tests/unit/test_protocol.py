@@ -45,6 +45,29 @@ def test_ping_without_headers_knows_nothing() -> None:
 
 
 @pytest.mark.parametrize(
+    ("status", "headers", "failed"),
+    [
+        (200, {}, False),
+        (500, {"API-Version": "1.41"}, False),
+        (500, {}, True),
+        (404, {"Content-Type": "text/plain"}, True),
+    ],
+)
+def test_a_ping_answer_fails_only_without_the_engines_headers(
+    status: int, headers: dict[str, str], failed: bool
+) -> None:
+    assert _protocol.ping_failed(status, headers) is failed
+    assert _protocol.ping_get_request("/docker") == _protocol.Request("GET", "/docker/_ping")
+
+
+@pytest.mark.parametrize(
+    ("status", "rejected"), [(200, False), (400, True), (499, True), (500, False)]
+)
+def test_only_a_4xx_probe_answer_is_the_engines_verdict(status: int, rejected: bool) -> None:
+    assert _protocol.probe_rejected(status) is rejected
+
+
+@pytest.mark.parametrize(
     ("status", "cls"),
     [(400, BadRequest), (404, NotFound), (500, ServerError), (503, ServiceUnavailable)],
 )
