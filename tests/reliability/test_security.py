@@ -25,7 +25,7 @@ from buildsdk import BuildSDKError, EngineUnreachable, StreamError
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
-from buildsdk.config import TLSConfig
+from buildsdk.config import ConfigError, TLSConfig, resolve_endpoint
 from buildsdk.errors import BuildError
 from tests.integration.conftest import Engines, TLSFiles
 from tests.reliability.conftest import Measure, clean_config, expect_error
@@ -368,6 +368,34 @@ def test_tls_env_verify_and_explicit_off(
                     verify=False)  # fmt: skip
     with Client(host, tls=off, env={}, config=clean_config()) as client:
         assert client.ping().api_version
+
+
+def test_tls_verification_defaults(tmp_path: Path) -> None:
+    """Every way to turn TLS on verifies, except the CLI's own opt-out, DOCKER_TLS alone."""
+    host = "tcp://127.0.0.1:2376"
+    assert TLSConfig().verify is True
+    on = resolve_endpoint(host, tls=True, env={})
+    assert on.tls is not None
+    assert on.tls.verify is True
+    # DOCKER_TLS_VERIFY without the files is an error, never a silent unverified connection.
+    with pytest.raises(ConfigError) as info:
+        resolve_endpoint(
+            env={"DOCKER_HOST": host, "DOCKER_TLS_VERIFY": "1", "HOME": "/nonexistent"}
+        )
+    assert "DOCKER_CERT_PATH" in str(info.value)
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("")
+    cli_verify = resolve_endpoint(
+        env={"DOCKER_HOST": host, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path)}
+    )
+    assert cli_verify.tls is not None
+    assert cli_verify.tls.verify is True
+    assert cli_verify.tls.ca_cert == tmp_path / "ca.pem"
+    # `docker --tls` without --tlsverify encrypts without verifying; DOCKER_TLS=1 is that.
+    cli_tls_only = resolve_endpoint(env={"DOCKER_HOST": host, "DOCKER_TLS": "1"})
+    assert cli_tls_only.tls is not None
+    assert cli_tls_only.tls.verify is False
+    assert resolve_endpoint(env={"DOCKER_HOST": host}).tls is None
 
 
 def test_plain_http_to_tls_port_is_a_clear_error(fault_engine: FaultEngine, tmp_path: Path) -> None:
