@@ -9,6 +9,7 @@ generous bound. The measured times feed docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -17,9 +18,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from buildsdk import (
     BadRequest,
+    BuildSDKError,
     EngineTimeout,
     EngineUnreachable,
     ServerError,
@@ -691,3 +695,89 @@ def test_async_refused(
     assert error.reason == "[Errno 111] Connection refused"
     assert "Is the docker daemon running?" in str(error)
     measure.error(f"async: connection refused ({transport})", error, elapsed)
+
+
+# -- anything at all -----------------------------------------------------------------------------
+
+_status_lines = st.sampled_from(
+    [b"HTTP/1.1 200 OK", b"HTTP/1.1 400 Bad Request", b"HTTP/1.1 500 X", b"HTTP/1.0 200 OK",
+     b"HTTP/1.1 302 Found", b"HTTP/1.1 101 Switching", b"HTTP/2 200", b"HTTP/1.1 999 ?",
+     b"garbage", b""]
+)  # fmt: skip
+_headers = st.lists(
+    st.sampled_from(
+        [b"Content-Type: application/json", b"Transfer-Encoding: chunked",
+         b"Content-Length: 5", b"Content-Length: 100000", b"Content-Length: -1",
+         b"Connection: close", b"Content-Encoding: gzip", b"X: \xff", b"Bad header"]
+    ),
+    max_size=4,
+)  # fmt: skip
+_bodies = st.one_of(
+    st.binary(max_size=300),
+    st.lists(
+        st.sampled_from(
+            [b'{"stream":"a\\n"}\r\n', b'{"aux":{"ID":"sha256:' + b"a" * 64 + b'"}}\r\n',
+             b'{"error":"e"}\r\n', b"5\r\nhello\r\n", b"0\r\n\r\n", b"zz\r\n", b"{"]
+        ),
+        max_size=6,
+    ).map(b"".join),
+)  # fmt: skip
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(status=_status_lines, headers=_headers, body=_bodies, reset=st.booleans())
+def test_any_answer_gives_a_result_or_a_buildsdk_error(
+    fault_engine: FaultEngine,
+    small_context: Path,
+    status: bytes,
+    headers: list[bytes],
+    body: bytes,
+    reset: bool,
+) -> None:
+    """Whatever bytes come back, the user gets a result or a BuildSDKError, quickly."""
+
+    def answer(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.send(b"\r\n".join([status, *headers]) + b"\r\n\r\n" + body)
+        if reset:
+            exchange.reset()
+        else:
+            exchange.close()
+
+    fault_engine.handler = answer
+    with Client(fault_engine.unix_host, env={}, config=clean_config(), timeout=5.0) as client:
+        started = time.monotonic()
+        with contextlib.suppress(BuildSDKError):
+            _build(client, small_context, timeout=5.0)
+        assert time.monotonic() - started < 10
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(status=_status_lines, headers=_headers, body=_bodies, reset=st.booleans())
+def test_any_answer_async(
+    fault_engine: FaultEngine,
+    small_context: Path,
+    status: bytes,
+    headers: list[bytes],
+    body: bytes,
+    reset: bool,
+) -> None:
+    """The same for `AsyncClient`."""
+
+    def answer(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.send(b"\r\n".join([status, *headers]) + b"\r\n\r\n" + body)
+        if reset:
+            exchange.reset()
+        else:
+            exchange.close()
+
+    fault_engine.handler = answer
+    started = time.monotonic()
+    with contextlib.suppress(BuildSDKError):
+        _async_build(fault_engine.unix_host, small_context, timeout=5.0)
+    assert time.monotonic() - started < 10
