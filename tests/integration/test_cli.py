@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import REPO_ROOT, Engines
-from tests.integration.test_cli_vs_docker import recording_engine
+from tests.recording_engine import recording_engine
 from tests.unit.test_progress import render_screen
 
 __all__: list[str] = []

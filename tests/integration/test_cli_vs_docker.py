@@ -1,8 +1,9 @@
 """`buildsdk build` sends the request `docker build` sends, flag for flag.
 
-Both commands run against the same recording endpoint: a small threaded HTTP server on a
-unix socket that answers `/_ping` like an API 1.41 engine, records every `POST /build`
-(path, query pairs in order, headers, body) and answers with a short successful stream.
+Both commands run against the same recording endpoint (`tests.recording_engine`): a small
+threaded HTTP server on a unix socket that answers `/_ping` like an API 1.41 engine, records
+every `POST /build` (path, query pairs in order, headers, body) and answers with a short
+successful stream.
 The Docker CLI (28.2.2, classic builder via `DOCKER_BUILDKIT=0`) and `buildsdk` get the
 same flags, the same context directory, the same isolated `DOCKER_CONFIG` (one registry
 login, a second one, proxies and an extra HTTP header), and the recorded requests must
@@ -16,198 +17,27 @@ The flag combinations here are the ones the recorded vectors in
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import io
 import json
 import os
-import shutil
-import socketserver
 import subprocess
 import sys
 import tarfile
-import tempfile
-import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from tests.integration.conftest import REPO_ROOT
+from tests.recording_engine import IMAGE_ID, RecordedRequest, recording_engine
 
-__all__ = ["RecordedRequest", "RecordingEngine", "recording_engine", "run_buildsdk"]
+__all__ = ["run_buildsdk"]
 
 DOCKER = "/usr/local/bin/docker"
 VECTORS = REPO_ROOT / ".." / "shared" / "vectors" / "cli_build_requests.json"
-IMAGE_ID = "sha256:" + "ab" * 32
-
-_DEFAULT_STREAM: tuple[bytes, ...] = (
-    b'{"stream":"Step 1/1 : FROM scratch\\n"}\r\n',
-    b'{"aux":{"ID":"' + IMAGE_ID.encode() + b'"}}\r\n',
-    b'{"stream":"Successfully built abababababab\\n"}\r\n',
-)
-
-
-@dataclass
-class RecordedRequest:
-    """One request the recording engine received."""
-
-    method: str
-    path: str
-    query: list[tuple[str, str]]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class RecordingEngine:
-    """A fake engine on a unix socket: answers pings, records builds, replays a stream."""
-
-    socket_path: Path
-    api_version: str = "1.41"
-    stream: Sequence[bytes] = _DEFAULT_STREAM
-    delay: float = 0.0
-    requests: list[RecordedRequest] = field(default_factory=list)
-
-    @property
-    def host(self) -> str:
-        """The `unix://` address to give `-H` or `DOCKER_HOST`."""
-        return f"unix://{self.socket_path}"
-
-    def builds(self) -> list[RecordedRequest]:
-        """The recorded `POST …/build` requests, oldest first."""
-        return [r for r in self.requests if r.method == "POST" and r.path.endswith("/build")]
-
-
-def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
-    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        body = bytearray()
-        while True:
-            size_line = handler.rfile.readline()
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                return bytes(body)
-            body += handler.rfile.read(size)
-            handler.rfile.readline()
-    length = int(handler.headers.get("Content-Length") or 0)
-    return handler.rfile.read(length) if length else b""
-
-
-def _handler_for(engine: RecordingEngine) -> type[BaseHTTPRequestHandler]:
-    import time
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def address_string(self) -> str:
-            return "unix"
-
-        def _common_headers(self) -> None:
-            self.send_header("Api-Version", engine.api_version)
-            self.send_header("Ostype", "linux")
-            self.send_header("Docker-Experimental", "true")
-            self.send_header("Server", "Docker/20.10.24 (linux)")
-
-        def _record(self) -> RecordedRequest:
-            parts = urlsplit(self.path)
-            body = _read_body(self)
-            request = RecordedRequest(
-                self.command,
-                parts.path,
-                parse_qsl(parts.query, keep_blank_values=True),
-                dict(self.headers.items()),
-                body,
-            )
-            engine.requests.append(request)
-            return request
-
-        def do_HEAD(self) -> None:
-            self._record()
-            self.send_response(200)
-            self._common_headers()
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-
-        def do_GET(self) -> None:
-            request = self._record()
-            if request.path.endswith("/_ping"):
-                body = b"OK"
-                ctype = "text/plain; charset=utf-8"
-            elif request.path.endswith("/version"):
-                body = json.dumps(
-                    {
-                        "Version": "20.10.24",
-                        "ApiVersion": engine.api_version,
-                        "MinAPIVersion": "1.12",
-                        "Os": "linux",
-                        "Arch": "amd64",
-                        "Components": [{"Name": "Engine", "Version": "20.10.24"}],
-                    }
-                ).encode()
-                ctype = "application/json"
-            else:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self._common_headers()
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:
-            request = self._record()
-            if not request.path.endswith("/build"):
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self._common_headers()
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for message in engine.stream:
-                if engine.delay:
-                    time.sleep(engine.delay)
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(message), message))
-                self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-
-    return Handler
-
-
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    # Closing waits for every connection's thread, so no socket outlives the server (the
-    # clients are separate processes that have exited by then, closing their ends).
-    daemon_threads = False
-    block_on_close = True
-
-
-@contextlib.contextmanager
-def recording_engine(**options: Any) -> Iterator[RecordingEngine]:
-    """Serve a `RecordingEngine` on a fresh short unix socket path for the `with` block."""
-    directory = Path(tempfile.mkdtemp(prefix="bsrec", dir="/tmp"))
-    engine = RecordingEngine(directory / "engine.sock", **options)
-    server = _Server(str(engine.socket_path), _handler_for(engine))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield engine
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 # -- running both commands ----------------------------------------------------------------

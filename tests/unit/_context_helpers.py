@@ -6,9 +6,12 @@ import io
 import json
 import os
 import socket
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
+
+from tests.recording_engine import recording_engine
 
 VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
 
@@ -94,71 +97,18 @@ def vector_entry(info: tarfile.TarInfo) -> dict[str, Any]:
     }
 
 
-def capture_cli_context(docker: str, context_dir: Path, sock_path: Path) -> bytes:
+def capture_cli_context(docker: str, context_dir: Path, home: Path) -> bytes:
     """Run `DOCKER_BUILDKIT=0 docker build` against a fake engine and return the tar it sent.
 
     The fake engine answers `/_ping` and records the `POST /build` body; nothing is built.
+    `home` holds the CLI's home directory and its (empty) configuration.
     """
-    import http.server
-    import socketserver
-    import subprocess
-    import threading
-
-    captured: list[bytes] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _reply(self, body: bytes, content_type: str = "text/plain") -> None:
-            self.send_response(200)
-            self.send_header("API-Version", "1.41")
-            self.send_header("OSType", "linux")
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_HEAD(self) -> None:
-            self._reply(b"")
-
-        def do_GET(self) -> None:
-            self._reply(b"OK")
-
-        def do_POST(self) -> None:
-            parts = []
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0], 16)
-                    if size == 0:
-                        self.rfile.readline()
-                        break
-                    parts.append(self.rfile.read(size))
-                    self.rfile.readline()
-            else:
-                parts.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-            captured.append(b"".join(parts))
-            aux = b'{"aux":{"ID":"sha256:' + b"0" * 64 + b'"}}\r\n'
-            self._reply(aux, "application/json")
-
-    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-        daemon_threads = True
-
-        def get_request(self) -> tuple[Any, Any]:
-            request, _ = super().get_request()
-            return request, ("local", 0)
-
-    server = Server(str(sock_path), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with recording_engine() as engine:
         env = {
             "PATH": os.environ.get("PATH", ""),
-            "HOME": str(sock_path.parent),
-            "DOCKER_CONFIG": str(sock_path.parent / "docker-config"),
-            "DOCKER_HOST": f"unix://{sock_path}",
+            "HOME": str(home),
+            "DOCKER_CONFIG": str(home / "docker-config"),
+            "DOCKER_HOST": engine.host,
             "DOCKER_BUILDKIT": "0",
         }
         subprocess.run(
@@ -168,8 +118,6 @@ def capture_cli_context(docker: str, context_dir: Path, sock_path: Path) -> byte
             capture_output=True,
             timeout=120,
         )
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert len(captured) == 1
-    return captured[0]
+    builds = engine.builds()
+    assert len(builds) == 1
+    return builds[0].body

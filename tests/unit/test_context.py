@@ -537,7 +537,7 @@ def test_bytes_equal_docker_cli_for_tricky_tree(tmp_path: Path) -> None:
         os.link(root / "capbin", root / "capbin2")
     except OSError:
         pass  # no privilege or no xattr support here: the rest is still compared
-    assert _body(root) == capture_cli_context(docker, root, tmp_path / "d.sock")
+    assert _body(root) == capture_cli_context(docker, root, tmp_path)
 
 
 _CAP_V2 = bytes.fromhex("01000002" + "00040000" + "00" * 12)

@@ -215,7 +215,7 @@ def test_random_tree_bytes_equal_docker_cli(seed: int, tmp_path: Path) -> None:
         "\n".join(rnd.sample(_PATTERNS, rnd.randint(0, 6))) + "\n", encoding="utf-8"
     )
     try:
-        expected = capture_cli_context(docker, root, tmp_path / "d.sock")
+        expected = capture_cli_context(docker, root, tmp_path)
     except subprocess.CalledProcessError as exc:
         message = exc.stderr.decode().strip().splitlines()[-1]
         with pytest.raises(ContextError) as info:
