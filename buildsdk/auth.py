@@ -53,6 +53,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from buildsdk._configfile import ConfigFileError, config_dir, load_config_file
+from buildsdk.build import go_json
 from buildsdk.errors import CredentialsError
 from buildsdk.proxy import ProxyConfig
 
@@ -875,38 +876,23 @@ def registry_config_header(auths: Mapping[str, RegistryAuth]) -> str:
             if auth_config_key(name) == INDEX_SERVER:
                 entries[INDEX_SERVER] = entries.pop(name)
                 break
-    body = (
-        "{"
-        + ",".join(
-            f"{_go_string(key)}:{_go_object(entries[key].to_engine_json())}"
+    body = go_json(
+        {
+            _valid_utf8(key): {
+                _valid_utf8(k): _valid_utf8(v) for k, v in entries[key].to_engine_json().items()
+            }
             for key in sorted(entries)
-        )
-        + "}"
+        }
     )
     return base64.urlsafe_b64encode(body.encode("utf-8")).decode("ascii")
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_GO_HTML_ESCAPES = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
 
 
-def _go_string(text: str) -> str:
-    """A JSON string as Go's encoding/json writes it (HTML-safe, UTF-8, \\b and \\f short)."""
+def _valid_utf8(text: str) -> str:
     # Go sees invalid UTF-8 (here: lone surrogates) and writes U+FFFD for it.
-    encoded = json.dumps(_SURROGATE.sub("\ufffd", text), ensure_ascii=False)
-    for raw, escaped in _GO_HTML_ESCAPES.items():
-        encoded = encoded.replace(raw, escaped)
-    return encoded
-
-
-def _go_object(fields: Mapping[str, str]) -> str:
-    return "{" + ",".join(f"{_go_string(k)}:{_go_string(v)}" for k, v in fields.items()) + "}"
+    return _SURROGATE.sub("\ufffd", text)
 
 
 # --------------------------------------------------------------------------- BuildKit
