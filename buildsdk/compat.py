@@ -553,11 +553,5 @@ class APIClient:
         request = self._with_user_agent(request)
         # docker-py gives prune its 60 s default; pruning a large cache takes longer, so
         # like a build it has no read timeout here.
-        response = client._send(request, httpx.Timeout(None, connect=30.0))
-        client._check(request, response)
-        try:
-            with translate_transport_errors(client.endpoint):
-                body = response.read()
-        finally:
-            response.close()
+        body = client._call(request, client._prune_timeout())
         return _protocol.parse_json_object(body, "prune")
