@@ -953,11 +953,11 @@ class BuildOptions(BaseModel):
                 "context is sent as given"
             )
         if self.context_transfer == "session" and (
-            self.path is None or self.remote_url is not None or self.fileobj is not None
+            self.path is None or self.remote_url is not None or self.custom_context
         ):
             raise ValueError(
-                "context_transfer='session' needs a local directory path (and no fileobj): "
-                "the engine pulls the files from it"
+                "context_transfer='session' needs a local directory path (fileobj may give "
+                "the Dockerfile): the engine pulls the files from it"
             )
         self._check_text()
         return self

@@ -115,7 +115,11 @@ def _plan(
     if options.context_transfer == "session" and local and directory is not None:
         from buildsdk.session.filesync import FileSyncService
 
-        service = FileSyncService.for_build(directory, options.dockerfile)
+        data: bytes | None = None
+        if options.fileobj is not None:
+            raw = options.fileobj.read()
+            data = raw.encode("utf-8") if isinstance(raw, str) else raw
+        service = FileSyncService.for_build(directory, options.dockerfile, dockerfile_data=data)
         handlers.update(service.handlers())
         updated = options.model_copy(
             update={

@@ -33,7 +33,8 @@ import asyncio
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -341,10 +342,27 @@ class TransferStats:
 
 @dataclass(frozen=True)
 class SyncedDir:
-    """A local directory the engine may pull under a name (`context`, `dockerfile`)."""
+    """A directory the engine may pull under a name (`context`, `dockerfile`): a local path,
+    or files held in memory (a Dockerfile given as `fileobj`)."""
 
     name: str
     path: str
+    files: Mapping[str, bytes] | None = None
+
+    def stats(
+        self, excludes: Sequence[str], includes: Sequence[str], follow: Sequence[str]
+    ) -> list[Stat]:
+        """The entries to send, filtered as the engine asked."""
+        if self.files is None:
+            return list(
+                walk_stats(self.path, excludes=excludes, includes=includes, followpaths=follow)
+            )
+        # Files in memory are new on every build: a fresh mtime makes the engine take them.
+        now = time.time_ns()
+        return [
+            Stat(path=name, mode=0o644, size=len(data), mod_time=now)
+            for name, data in sorted(self.files.items())
+        ]
 
 
 class FileSyncService:
@@ -356,12 +374,18 @@ class FileSyncService:
         self.transfers: list[TransferStats] = []
 
     @classmethod
-    def for_build(cls, context: str, dockerfile: str | None) -> FileSyncService:
+    def for_build(
+        cls, context: str, dockerfile: str | None, *, dockerfile_data: bytes | None = None
+    ) -> FileSyncService:
         """Serve `context` and the directory of its Dockerfile (relative to the context,
-        `Dockerfile` by default, `dockerfile` when only that exists)."""
+        `Dockerfile` by default, `dockerfile` when only that exists), or a Dockerfile given
+        as bytes (`dockerfile_data`), served as `Dockerfile` from memory."""
         root = os.path.realpath(context)
         if not os.path.isdir(root):
             raise ContextError(f"context {context!r} is not a directory", path=context)
+        if dockerfile_data is not None:
+            memory = SyncedDir("dockerfile", "", {"Dockerfile": dockerfile_data})
+            return cls([SyncedDir("context", root), memory], "Dockerfile")
         if dockerfile is None:
             name = "Dockerfile"
             if not os.path.lexists(os.path.join(root, name)) and os.path.lexists(
@@ -391,13 +415,7 @@ class FileSyncService:
         includes = call.metadata.get("include-patterns", ())
         followpaths = call.metadata.get("followpaths", ())
         try:
-            stats = await asyncio.to_thread(
-                lambda: list(
-                    walk_stats(
-                        synced.path, excludes=excludes, includes=includes, followpaths=followpaths
-                    )
-                )
-            )
+            stats = await asyncio.to_thread(synced.stats, excludes, includes, followpaths)
         except (ContextError, OSError) as exc:
             await call.send(Packet(PACKET_ERR, data=str(exc).encode()).encode())
             raise GrpcError(Status.INVALID_ARGUMENT, str(exc)) from None
@@ -450,7 +468,12 @@ class FileSyncService:
             path = os.path.join(synced.path, *rel.split("/"))
             report.files += 1
             report.paths.append(rel)
-            if stats[ident].size <= _INLINE_READ:
+            if synced.files is not None:
+                data = synced.files[rel]
+                report.data_bytes += len(data)
+                if data:
+                    await call.send(Packet(PACKET_DATA, id=ident, data=data).encode())
+            elif stats[ident].size <= _INLINE_READ:
                 # Most context files are small and in the page cache: a thread hop per
                 # file would cost more than the read and stall the engine's pipeline.
                 for chunk in _read_small(path):

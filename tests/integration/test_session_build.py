@@ -547,3 +547,23 @@ def test_engine_without_sessions_is_a_clear_error(
     with pytest.raises(NotFound, match="does not support BuildKit sessions"):
         _build(flavor, client_settings(engines, "podman"), options)
     assert not _session_threads()
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_session_context_with_a_dockerfile_from_memory(
+    flavor: str, dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    import io
+
+    marker = secrets.token_hex(6)
+    context = _write(tmp_path, {"data.txt": marker, "Dockerfile": "FROM scratch\n"})
+    dockerfile = f"FROM {engines.base_image}\nCOPY data.txt /\nRUN cat /data.txt\n"
+    options = BuildOptions(
+        path=context,
+        fileobj=io.BytesIO(dockerfile.encode()),
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        context_transfer="session",
+    )
+    assert marker in _build(flavor, dockerd, options).log

@@ -229,3 +229,25 @@ def test_diff_copy_refuses_unknown_directories(tmp_path: Path) -> None:
         )
     )
     assert engine.status(stream) == (5, "no access allowed to dir '/etc'")
+
+
+def test_dockerfile_from_memory_is_served_as_dockerfile(tmp_path: Path) -> None:
+    _tree(tmp_path, {"a": ""})
+    service = FileSyncService.for_build(str(tmp_path), None, dockerfile_data=b"FROM mem\n")
+    requests = [Packet(PACKET_REQ, id=0), Packet(PACKET_FIN)]
+    engine, (stream,) = asyncio.run(
+        _serve_and_call(
+            service.handlers(),  # type: ignore[arg-type]
+            [
+                (
+                    "/moby.filesync.v1.FileSync/DiffCopy",
+                    [p.encode() for p in requests],
+                    (("dir-name", "dockerfile"), ("followpaths", "Dockerfile")),
+                )
+            ],
+        )
+    )
+    packets = [Packet.decode(m) for m in engine.messages(stream)]
+    assert [p.stat.path for p in packets if p.stat is not None] == ["Dockerfile"]
+    assert b"".join(p.data for p in packets if p.type == PACKET_DATA) == b"FROM mem\n"
+    assert service.dockerfile_name == "Dockerfile"

@@ -174,11 +174,15 @@ def test_session_context_transfer_needs_a_local_directory(tmp_path: Path) -> Non
         BuildOptions(remote="https://example.com/repo.git", version="2", context_transfer="session")
     with pytest.raises(ValidationError, match="needs a local directory"):
         BuildOptions(
-            path=tmp_path,
-            fileobj=io.BytesIO(b"FROM x\n"),
-            version="2",
-            context_transfer="session",
+            fileobj=io.BytesIO(b"tar"), custom_context=True, version="2", context_transfer="session"
         )
+    # A Dockerfile from memory with a directory is fine: it is served from memory.
+    options = BuildOptions(
+        path=tmp_path, fileobj=io.BytesIO(b"FROM x\n"), version="2", context_transfer="session"
+    )
+    plan = _plan(options, env={}, credentials={}, lookup=lambda host: None)
+    assert plan.options.dockerfile == "Dockerfile"
+    assert plan.options.fileobj is None
 
 
 def _config(auths: dict[str, Any] | None = None) -> DockerConfig:
