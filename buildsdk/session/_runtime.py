@@ -19,7 +19,7 @@ import os
 import secrets as _random
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -92,8 +92,8 @@ def _plan(
     options: BuildOptions,
     *,
     env: Mapping[str, str] | None,
-    credentials: Mapping[str, Any],
-    lookup: Any,
+    credentials: Mapping[str, RegistryAuth],
+    lookup: Callable[[str], RegistryAuth | None],
 ) -> _Plan:
     require_h2()
     from buildsdk.session.auth import AuthService
