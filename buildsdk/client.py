@@ -28,7 +28,12 @@ from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.proxy import proxy_build_args
 from buildsdk.prune import PruneOptions, PruneResult
 from buildsdk.session._runtime import SyncSession, needs_session, open_session
-from buildsdk.transports import create_transport, translate_transport_errors
+from buildsdk.transports import (
+    DEFAULT_CONNECT_TIMEOUT,
+    SSH_BASE_URL,
+    create_transport,
+    translate_transport_errors,
+)
 from buildsdk.versions import ApiVersion, negotiate
 
 if TYPE_CHECKING:
@@ -44,7 +49,7 @@ logger = logging.getLogger("buildsdk")
 DEFAULT_TIMEOUT = 60.0
 """Seconds the short calls (ping, version, cancel) may take; builds have no read timeout."""
 
-CONNECT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = DEFAULT_CONNECT_TIMEOUT
 """Seconds a connection may take to open, for every call (as the CLI's ssh ConnectTimeout)."""
 
 
@@ -138,7 +143,7 @@ class _BaseClient:
         # config.json keys per-engine proxies by the host string the CLI's client reports,
         # which for ssh is the dummy URL it speaks HTTP to.
         if self.endpoint.scheme == "ssh":
-            return "http://docker.example.com"
+            return SSH_BASE_URL
         return self.endpoint.host
 
     def _headers(self) -> dict[str, str]:

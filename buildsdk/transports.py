@@ -213,9 +213,9 @@ def _no_proxy_matches(entry: str, host: str, port: int) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# httpx <-> httpcore for the ssh pools
+# httpx <-> httpcore for the ssh pools and the sync unix pool
 #
-# httpx.HTTPTransport cannot take a network backend, so these two small classes do what it
+# httpx.HTTPTransport cannot take a network backend, so these small classes do what it
 # does around httpcore: translate the request, and turn httpcore's errors into httpx's so
 # that callers see the same exceptions whatever the transport.
 
