@@ -1,8 +1,10 @@
 """`AsyncClient`: the asynchronous mirror of `Client`.
 
-Same methods in the same order as `client.py`; a diff of the two shows only `async`,
-`await` and the async iterator protocol. Credential helpers and file reads, which block,
-run in worker threads so the event loop keeps serving other builds.
+Same methods in the same order as `client.py`; a diff of the two shows `async`, `await`,
+the async iterator protocol and two deliberate differences. Credential helpers and file
+reads, which block, run in worker threads so the event loop keeps serving other builds.
+Only the sync `Build.close` has to wake a read blocked in another thread; here a task is
+cancelled instead.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ class AsyncClient(_BaseClient):
             return await self._http.send(http_request, stream=True)
 
     async def _check(self, request: _protocol.Request, response: httpx.Response) -> None:
-        if response.status_code < 400:
+        # A redirect is an error too, as in the Go client: the answer is not the engine's.
+        if response.status_code < 300:
             return
         try:
             with translate_transport_errors(self.endpoint):
