@@ -1,8 +1,10 @@
 """Shared machinery of the benchmarks: timing, peak memory, the fake engine, tables.
 
-Whole-process measurements run the program under GNU time (`/usr/bin/time -f %M`), which
-reports its peak resident set (for a shell pipeline, the largest of its processes); the
-wall time is measured here around the whole run. Clients are run in turns (A, B, C, A, B,
+Whole-process measurements run the program under GNU time (`/usr/bin/time`), which
+reports its peak resident set (for a shell pipeline, the largest of its processes) and its
+CPU time (user + system, children included); the wall time is measured here around the
+whole run. CPU time is shown because it hardly moves when other work loads the machine,
+while wall time does. Clients are run in turns (A, B, C, A, B,
 C, ...) after one warm-up round, so that slow drifts of the machine spread over all of
 them equally.
 """
@@ -51,10 +53,11 @@ _TIME = shutil.which("time", path="/usr/bin:/bin")
 
 @dataclass(frozen=True)
 class Sample:
-    """One measured run: wall seconds and peak RSS in bytes (0 when not measured)."""
+    """One measured run: wall seconds, peak RSS in bytes, CPU seconds (0 when not measured)."""
 
     seconds: float
     peak_rss: int = 0
+    cpu: float = 0.0
 
 
 @dataclass
@@ -80,6 +83,11 @@ class Series:
     def high(self) -> float:
         """Slowest run in seconds."""
         return max(s.seconds for s in self.samples)
+
+    @property
+    def cpu(self) -> float:
+        """Median CPU time (user + system) in seconds; 0 when not measured."""
+        return statistics.median(s.cpu for s in self.samples)
 
     @property
     def peak_rss(self) -> int:
@@ -127,11 +135,14 @@ class Table:
     def markdown(self) -> str:
         """The table as GitHub markdown, with its title and notes."""
         ref = self._ref()
-        with_rss = any(r.peak_rss for r in self.rows)
+        with_rss = any(r.peak_rss for r in self.rows if r.samples)
+        with_cpu = any(r.cpu for r in self.rows if r.samples)
         head = ["contender", "median", "min-max"]
         if self.rate:
             head.append(self.rate[1])
         head.append(f"ratio to {self.reference}")
+        if with_cpu:
+            head += ["CPU (median)", "CPU ratio"]
         if with_rss:
             head.append("peak RSS")
         lines = [f"### {self.title}", "", "| " + " | ".join(head) + " |"]
@@ -140,6 +151,8 @@ class Table:
             if not row.samples:
                 status = "failed" if row.failures else "skipped"
                 cells = [row.name, status, "", *([""] if self.rate else []), row.note]
+                if with_cpu:
+                    cells += ["", ""]
                 if with_rss:
                     cells.append("")
                 lines.append("| " + " | ".join(cells) + " |")
@@ -158,6 +171,14 @@ class Table:
                     cells.append(f"{row.median / ref.median:.2f}x")
             else:
                 cells.append("-")
+            if with_cpu:
+                cells.append(_fmt_seconds(row.cpu))
+                if ref is not None and ref.samples and ref.cpu and row.cpu:
+                    # Same direction as the wall-time ratio: throughput in rate tables.
+                    ratio = ref.cpu / row.cpu if self.rate else row.cpu / ref.cpu
+                    cells.append(f"{ratio:.2f}x")
+                else:
+                    cells.append("-")
             if with_rss:
                 cells.append(_fmt_mib(row.peak_rss))
             lines.append("| " + " | ".join(cells) + " |")
@@ -187,13 +208,14 @@ def run_process(
 ) -> Sample:
     """Run a process to its end, discarding its output; return wall time and peak RSS.
 
-    The peak RSS comes from GNU time, not from our own `wait4`: a child forked from this
+    Peak RSS and CPU time (user + system, whole process and its children) come from
+    GNU time, not from our own `wait4`: a child forked from this
     (large) Python process is charged with our pages until it execs, which would hide
     the measured program's own peak. Raises RuntimeError (with the tail of its stderr)
     when the process fails and `check` is set.
     """
     with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
-        command = [_TIME, "-f", "%M", "-o", rss.name, *argv] if _TIME else list(argv)
+        command = [_TIME, "-f", "%M %U %S", "-o", rss.name, *argv] if _TIME else list(argv)
         start = time.perf_counter()
         proc = subprocess.Popen(
             command,
@@ -209,9 +231,13 @@ def run_process(
             err.seek(0)
             tail = err.read()[-2000:].decode(errors="replace")
             raise RuntimeError(f"{argv[0]} exited with {proc.returncode}: {tail}")
-        lines = rss.read().split()
-    peak = int(lines[-1]) * 1024 if lines and lines[-1].isdigit() else 0
-    return Sample(elapsed, peak)
+        # GNU time prints "Command exited with non-zero status N" first when it did.
+        fields = rss.read().splitlines()[-1:] or [""]
+    try:
+        peak_kib, user, system = fields[0].split()
+        return Sample(elapsed, int(peak_kib) * 1024, float(user) + float(system))
+    except ValueError:
+        return Sample(elapsed)
 
 
 def run_rounds(

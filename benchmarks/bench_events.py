@@ -183,9 +183,10 @@ _STATUS_RESPONSE: list[Any] = []
 
 def _measure(fn: Callable[[list[bytes]], int], chunks: list[bytes]) -> Sample:
     gc.collect()
+    cpu = time.process_time()
     start = time.perf_counter()
     fn(chunks)
-    return Sample(time.perf_counter() - start)
+    return Sample(time.perf_counter() - start, cpu=time.process_time() - cpu)
 
 
 def _compare(
