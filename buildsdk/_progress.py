@@ -66,27 +66,29 @@ class Progress(Protocol):
         """Write whatever is still pending; the build is over."""
 
 
-def format_bytes(n: int) -> str:
-    """Format a byte count as BuildKit's printer does: `82B`, `9.41kB`, `27.51MB` (SI units)."""
-    if n < 1000:
-        return f"{n}B"
-    value = float(n)
-    for unit in ("kB", "MB", "GB", "TB", "PB"):
-        value /= 1000.0
-        if value < 1000.0 or unit == "PB":
-            return f"{value:.2f}{unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
+_SI_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
 
 
-def human_size(n: float) -> str:
-    """Format a size with four significant digits as the Docker CLI does: `12.35MB`, `512B`."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+def _si_scaled(n: float, units: tuple[str, ...]) -> tuple[float, str]:
+    # Divide by 1000 until the value is below 1000 or the largest unit is reached.
     value = float(n)
     i = 0
     while value >= 1000.0 and i < len(units) - 1:
         value /= 1000.0
         i += 1
-    return f"{value:.4g}{units[i]}"
+    return value, units[i]
+
+
+def format_bytes(n: int) -> str:
+    """Format a byte count as BuildKit's printer does: `82B`, `9.41kB`, `27.51MB` (SI units)."""
+    value, unit = _si_scaled(n, _SI_UNITS[:-1])
+    return f"{n}B" if unit == "B" else f"{value:.2f}{unit}"
+
+
+def human_size(n: float) -> str:
+    """Format a size with four significant digits as the Docker CLI does: `12.35MB`, `512B`."""
+    value, unit = _si_scaled(n, _SI_UNITS)
+    return f"{value:.4g}{unit}"
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float:
