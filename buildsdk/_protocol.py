@@ -230,7 +230,13 @@ def error_from_response(
 
     Like the Go client, the JSON `message` is used when the body is JSON; otherwise the
     body text itself (cut to `ERROR_BODY_LIMIT`), or the status when there is no body.
+    A 3xx is "unexpected redirect in response", as the Go client says (a proxy in the way;
+    the Location is not repeated, it may carry credentials).
     """
+    if 300 <= status_code < 400:
+        return api_error_for_status(
+            status_code, "unexpected redirect in response", method=method, path=path
+        )
     body = body[:ERROR_BODY_LIMIT]
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
     message = ""

@@ -221,7 +221,8 @@ class Client(_BaseClient):
             return self._http.send(http_request, stream=True)
 
     def _check(self, request: _protocol.Request, response: httpx.Response) -> None:
-        if response.status_code < 400:
+        # A redirect is an error too, as in the Go client: the answer is not the engine's.
+        if response.status_code < 300:
             return
         try:
             with translate_transport_errors(self.endpoint):

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from buildsdk import (
+    APIError,
     BadRequest,
     BuildSDKError,
     EngineTimeout,
@@ -284,6 +285,36 @@ def test_invalid_http_status_line(
         "illegal status line: bytearray(b'HTTP/1.1 OK')"
     )
     measure.error(f"invalid HTTP status line ({transport})", error, elapsed)
+
+
+def test_redirect_is_an_error(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    """A proxy that redirects: an APIError saying so, never read as an (empty) build."""
+
+    def redirect(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.start_response(
+            302,
+            [("Location", "http://user:secret@elsewhere.example/build")],
+            chunked=False,
+            content_length=0,
+        )
+
+    fault_engine.handler = redirect
+    error, elapsed = expect_error(APIError, lambda: _build(client, small_context))
+    assert error.status_code == 302
+    assert str(error) == "302: unexpected redirect in response (POST /v1.41/build)"
+    assert "secret" not in repr(error)
+    assert len(fault_engine.builds()) == 1  # not followed
+    with pytest.raises(APIError) as info:
+        _async_build(fault_engine.host(transport), small_context)
+    assert info.value.message == "unexpected redirect in response"
+    measure.error(f"302 redirect ({transport})", error, elapsed)
 
 
 def test_huge_error_body_is_capped(
