@@ -468,9 +468,8 @@ class APIClient:
         request, context = client._prepare_build(options, client.api_version())
         request = self._with_user_agent(request)
         body = iter(context) if context is not None else None
-        response = client._send(request, client._build_timeout(options), content=body)
         try:
-            client._check(request, response)
+            response = client._send_build(request, client._build_timeout(options), body)
         except _errors.APIError as exc:
             return _raise_on_first_next(exc)
         stream: Iterator[bytes] | Iterator[dict[str, Any]]

@@ -241,6 +241,27 @@ def test_http_error_is_raised_on_first_iteration() -> None:
     assert error.value.status_code == 400
 
 
+def test_a_query_refused_during_the_upload_is_the_engines_error_as_in_client() -> None:
+    # The engine answers a bad query with 400 at once and closes the connection while the
+    # context is still being sent; the clients ask again without a body to learn why.
+    sizes: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sizes.append(len(request.read()))
+        if sizes[-1]:
+            raise httpx.WriteError("Broken pipe")
+        body = b'{"message":"squash needs experimental"}'
+        headers = {"Content-Type": "application/json"}
+        return httpx.Response(400, headers=headers, stream=_Pieces([body]))
+
+    with _client(answer) as api:
+        stream = api.build(fileobj=io.BytesIO(b"FROM x\n"), squash=True)
+        with pytest.raises(BadRequest, match="squash needs experimental") as error:
+            next(stream)
+    assert isinstance(error.value.__cause__, StreamError)
+    assert [size > 0 for size in sizes] == [True, False]
+
+
 def test_failed_build_yields_the_error_message_and_raises_nothing() -> None:
     failure = {
         "errorDetail": {"code": 2, "message": "The command returned a non-zero code: 2"},
