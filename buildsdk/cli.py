@@ -811,9 +811,10 @@ def _explain(root: Path, target: str, as_json: bool) -> int:
     return EXIT_OK
 
 
-def _cmd_prune(args: argparse.Namespace) -> int:
+def _prune_filters(items: list[str]) -> dict[str, Any]:
+    # `--filter` values as the CLI takes them: KEY=VALUE, each key once, flag-like booleans.
     filters: dict[str, Any] = {}
-    for item in args.filter:
+    for item in items:
         key, sep, value = item.partition("=")
         key = key.strip().lower()
         if key in ("inuse", "shared", "private"):
@@ -827,6 +828,11 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         if key in filters:
             raise _UsageError(f"invalid filter {item!r}: {key} may be given only once")
         filters[key] = value
+    return filters
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    filters = _prune_filters(args.filter)
     fields: dict[str, Any] = {"all": args.all}
     if filters:
         fields["filters"] = filters
