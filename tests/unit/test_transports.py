@@ -119,6 +119,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._answer(received)
 
 
+def _get(endpoint: Endpoint, path: str, *, timeout: httpx.Timeout | float = 5.0) -> httpx.Response:
+    """GET `path` through `endpoint`'s sync transport, with buildsdk's error translation."""
+    transport, base_url = create_transport(endpoint)
+    with (
+        httpx.Client(transport=transport, base_url=base_url, timeout=timeout) as client,
+        translate_transport_errors(endpoint),
+    ):
+        return client.get(path)
+
+
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
@@ -192,13 +202,8 @@ def test_async_unix_transport(unix_server: tuple[str, ServerState]) -> None:
 
 def test_missing_unix_socket_is_engine_unreachable_with_hint(short_dir: Path) -> None:
     endpoint = resolve_endpoint(f"unix://{short_dir}/absent.sock", env={})
-    transport, base_url = create_transport(endpoint)
-    with (
-        httpx.Client(transport=transport, base_url=base_url) as client,
-        pytest.raises(EngineUnreachable) as caught,
-        translate_transport_errors(endpoint),
-    ):
-        client.get("/_ping")
+    with pytest.raises(EngineUnreachable) as caught:
+        _get(endpoint, "/_ping")
     assert caught.value.address == f"unix://{short_dir}/absent.sock"
     assert "No such file or directory" in caught.value.reason
     assert caught.value.hint is not None
@@ -238,26 +243,15 @@ def test_errors_other_than_transport_errors_pass_through() -> None:
 def test_read_timeout_is_engine_timeout(unix_server: tuple[str, ServerState]) -> None:
     path, _ = unix_server
     endpoint = resolve_endpoint(f"unix://{path}", env={})
-    transport, base_url = create_transport(endpoint)
-    timeout = httpx.Timeout(5.0, read=0.3)
-    with (
-        httpx.Client(transport=transport, base_url=base_url, timeout=timeout) as client,
-        pytest.raises(EngineTimeout, match=r"unix://.*engine\.sock sent nothing"),
-        translate_transport_errors(endpoint),
-    ):
-        client.get("/hang")
+    with pytest.raises(EngineTimeout, match=r"unix://.*engine\.sock sent nothing"):
+        _get(endpoint, "/hang", timeout=httpx.Timeout(5.0, read=0.3))
 
 
 def test_truncated_response_is_stream_error(unix_server: tuple[str, ServerState]) -> None:
     path, _ = unix_server
     endpoint = resolve_endpoint(f"unix://{path}", env={})
-    transport, base_url = create_transport(endpoint)
-    with (
-        httpx.Client(transport=transport, base_url=base_url) as client,
-        pytest.raises(StreamError, match="broke off"),
-        translate_transport_errors(endpoint),
-    ):
-        client.get("/truncated")
+    with pytest.raises(StreamError, match="broke off"):
+        _get(endpoint, "/truncated")
 
 
 def test_npipe_is_refused_with_a_clear_error() -> None:
@@ -381,13 +375,8 @@ def test_tls_with_the_wrong_ca_is_a_clear_error(
         ca_cert=certs.other_ca, client_cert=certs.client_cert, client_key=certs.client_key
     )
     endpoint = resolve_endpoint(f"tcp://127.0.0.1:{port}", tls=tls, env={})
-    transport, base_url = create_transport(endpoint)
-    with (
-        httpx.Client(transport=transport, base_url=base_url) as client,
-        pytest.raises(EngineUnreachable) as caught,
-        translate_transport_errors(endpoint),
-    ):
-        client.get("/_ping")
+    with pytest.raises(EngineUnreachable) as caught:
+        _get(endpoint, "/_ping")
     assert "CERTIFICATE_VERIFY_FAILED" in caught.value.reason
     assert caught.value.hint is not None
     assert "certificate is not trusted" in caught.value.hint
@@ -430,13 +419,8 @@ def test_refused_tcp_port_is_engine_unreachable() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     endpoint = resolve_endpoint(f"tcp://127.0.0.1:{port}", env={})
-    transport, base_url = create_transport(endpoint)
-    with (
-        httpx.Client(transport=transport, base_url=base_url) as client,
-        pytest.raises(EngineUnreachable, match="Connection refused"),
-        translate_transport_errors(endpoint),
-    ):
-        client.get("/_ping")
+    with pytest.raises(EngineUnreachable, match="Connection refused"):
+        _get(endpoint, "/_ping")
 
 
 def test_tcp_goes_through_the_proxy_from_the_environment() -> None:
@@ -671,13 +655,8 @@ def test_ssh_login_failure_says_what_ssh_printed(fake_ssh: FakeSSH, run: Any) ->
 def test_ssh_dying_mid_response_is_stream_error_with_stderr(fake_ssh: FakeSSH) -> None:
     fake_ssh.mode("die")
     endpoint = resolve_endpoint("ssh://engine.example", env={})
-    transport, base_url = create_transport(endpoint)
-    with (
-        httpx.Client(transport=transport, base_url=base_url) as client,
-        pytest.raises(StreamError, match="Broken pipe") as caught,
-        translate_transport_errors(endpoint),
-    ):
-        client.get("/truncated")
+    with pytest.raises(StreamError, match="Broken pipe") as caught:
+        _get(endpoint, "/truncated")
     assert "ssh exited with status 255" in str(caught.value)
 
 
