@@ -30,6 +30,8 @@ __all__ = [
     "CapturedRequest",
     "Exchange",
     "FaultEngine",
+    "Handler",
+    "answer_build",
     "build_stream",
 ]
 
@@ -197,6 +199,7 @@ class Exchange:
 
 
 Handler = Callable[[Exchange], None]
+"""What a test scripts: a function that answers one request (anything but /_ping)."""
 
 
 def build_stream(image_id: str, lines: Iterable[str] = ("Step 1/1 : FROM scratch\n",)) -> bytes:
