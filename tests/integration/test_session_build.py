@@ -567,3 +567,30 @@ def test_session_context_with_a_dockerfile_from_memory(
         context_transfer="session",
     )
     assert marker in _build(flavor, dockerd, options).log
+
+
+@pytest.mark.parametrize("engine", ["dockerd_tls", "ssh"])
+def test_session_context_over_tls_and_ssh_transports(
+    engine: str, engines: Engines, tmp_path: Path
+) -> None:
+    import hashlib
+
+    blob = os.urandom(6 * 1024 * 1024)
+    context = _write(
+        tmp_path,
+        {
+            "blob.bin": blob,
+            "Dockerfile": f"FROM {engines.base_image}\nCOPY blob.bin /\nRUN sha256sum /blob.bin\n",
+        },
+    )
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        context_transfer="session",
+    )
+    settings = client_settings(engines, engine)
+    for flavor in FLAVORS:
+        assert hashlib.sha256(blob).hexdigest() in _build(flavor, settings, options).log
+    assert not _session_threads()
