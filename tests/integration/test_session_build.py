@@ -594,3 +594,50 @@ def test_session_context_over_tls_and_ssh_transports(
     for flavor in FLAVORS:
         assert hashlib.sha256(blob).hexdigest() in _build(flavor, settings, options).log
     assert not _session_threads()
+
+
+def test_a_session_that_dies_is_reported(
+    dockerd: dict[str, Any],
+    engines: Engines,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import socket
+
+    from buildsdk.session import _server
+
+    servers: list[_server.SessionServer] = []
+    original_init = _server.SessionServer.__init__
+
+    def capture(self: _server.SessionServer, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        servers.append(self)
+
+    monkeypatch.setattr(_server.SessionServer, "__init__", capture)
+    context = _write(
+        tmp_path,
+        {
+            "Dockerfile": f"FROM {engines.base_image}\n"
+            "RUN --mount=type=secret,id=s echo started && sleep 5\n"
+        },
+    )
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        secrets=[{"id": "s", "data": b"x"}],
+    )
+    with Client(**dockerd) as client, client.build(options) as build:
+        for event in build:
+            if "started" in str(event):
+                sock = servers[0]._stream_socket()
+                assert sock is not None
+                sock.shutdown(socket.SHUT_RDWR)
+                break
+        deadline = time.monotonic() + 10
+        while not any("ended before its build" in r.message for r in caplog.records):
+            assert time.monotonic() < deadline, "no warning about the dead session"
+            time.sleep(0.05)
+    assert not _session_threads()
