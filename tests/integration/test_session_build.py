@@ -343,9 +343,9 @@ def transfers(monkeypatch: pytest.MonkeyPatch) -> list[filesync.FileSyncService]
     original = filesync.FileSyncService.for_build.__func__  # type: ignore[attr-defined]
 
     def for_build(
-        cls: type[filesync.FileSyncService], context: str, dockerfile: str | None
+        cls: type[filesync.FileSyncService], context: str, dockerfile: str | None, **kwargs: Any
     ) -> filesync.FileSyncService:
-        service: filesync.FileSyncService = original(cls, context, dockerfile)
+        service: filesync.FileSyncService = original(cls, context, dockerfile, **kwargs)
         made.append(service)
         return service
 
