@@ -343,7 +343,7 @@ def transfers(monkeypatch: pytest.MonkeyPatch) -> list[filesync.FileSyncService]
     original = filesync.FileSyncService.for_build.__func__  # type: ignore[attr-defined]
 
     def for_build(
-        cls: type[filesync.FileSyncService], context: str, dockerfile: str | None, **kwargs: Any
+        cls: type[filesync.FileSyncService], /, context: str, dockerfile: str | None, **kwargs: Any
     ) -> filesync.FileSyncService:
         service: filesync.FileSyncService = original(cls, context, dockerfile, **kwargs)
         made.append(service)
