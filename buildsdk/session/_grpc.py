@@ -20,7 +20,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import h2.config
 import h2.connection
@@ -328,8 +328,3 @@ class GrpcServerConnection:
                 self._forget(stream_id)
                 progressed = True
         return progressed
-
-
-def decode_message_text(value: str) -> str:
-    """Undo the percent-encoding of a `grpc-message` trailer."""
-    return unquote(value)
