@@ -38,7 +38,14 @@ if TYPE_CHECKING:
     from buildsdk.session._server import Handler, SessionServer
     from buildsdk.versions import ApiVersion
 
-__all__ = ["AsyncSession", "SyncSession", "needs_session", "open_async_session", "open_session"]
+__all__ = [
+    "AsyncSession",
+    "SyncSession",
+    "needs_session",
+    "open_async_session",
+    "open_session",
+    "shared_key",
+]
 
 logger = logging.getLogger("buildsdk.session")
 
