@@ -16,6 +16,8 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from buildsdk.auth import RegistryAuth
@@ -455,3 +457,41 @@ def test_handler_errors_become_statuses() -> None:
     )
     assert engine.status(refused) == (Status.INVALID_ARGUMENT, "bad request")
     assert engine.status(crashed) == (Status.INTERNAL, "RuntimeError: boom")
+
+
+@given(
+    st.lists(st.binary(max_size=3000), max_size=6),
+    st.lists(st.integers(1, 5000), min_size=1, max_size=20),
+)
+def test_any_chunking_of_request_messages_yields_the_same_messages(
+    messages: list[bytes], cuts: list[int]
+) -> None:
+    engine, server = Engine(), GrpcServerConnection()
+    stream = engine.call("/x/Y", None, end=False)
+    _pump(engine, server)
+    wire = b"".join(frame_message(m) for m in messages)
+    received: list[Any] = []
+    position = 0
+    for cut in cuts * (len(wire) // max(1, sum(cuts)) + 1):
+        if position >= len(wire):
+            break
+        engine.h2.send_data(stream, wire[position : position + cut])
+        position += cut
+        received += _pump(engine, server)
+    engine.h2.end_stream(stream)
+    received += _pump(engine, server)
+    assert [e.message for e in received if isinstance(e, MessageReceived)] == messages
+    assert CallEnded(stream) in received
+
+
+@given(st.lists(st.binary(max_size=70_000), min_size=1, max_size=4))
+def test_replies_of_any_size_arrive_whole_and_in_order(messages: list[bytes]) -> None:
+    engine, server = Engine(), GrpcServerConnection()
+    stream = engine.call("/x/Y")
+    _pump(engine, server)
+    for message in messages:
+        server.send_message(stream, message)
+    server.finish(stream, Status.OK)
+    _pump(engine, server)
+    assert engine.messages(stream) == messages
+    assert engine.status(stream) == (0, "")
