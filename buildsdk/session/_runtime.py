@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from buildsdk.build import BuildOptions
-from buildsdk.errors import BuildSDKError, api_error_for_status
+from buildsdk.errors import APIError, BuildSDKError, api_error_for_status
 from buildsdk.session import h2_available, require_h2
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ class _Plan:
     key: str
     handlers: dict[str, Handler]
     options: BuildOptions
+    optional: bool = False
+    """Opened only for registry logins: an engine without sessions gets the build without."""
 
 
 def _plan(
@@ -137,7 +139,8 @@ def _plan(
                 "fileobj": None,
             }
         )
-    return _Plan(session_id, name, key, handlers, updated)
+    optional = not (options.secrets or options.ssh or options.context_transfer == "session")
+    return _Plan(session_id, name, key, handlers, updated, optional)
 
 
 def _headers(plan: _Plan, base: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -183,7 +186,7 @@ async def _upgrade(
         )
         if response.status_code in (404, 405, 501):
             # Podman and engines without BuildKit have no /session endpoint.
-            raise api_error_for_status(
+            raise _refused(
                 response.status_code,
                 f"the engine does not support BuildKit sessions ({error.message}); secrets, "
                 "ssh, registry logins under BuildKit and context_transfer='session' need "
@@ -226,6 +229,18 @@ async def _serve(
             await response.aclose()
 
 
+class _SessionRefused(Exception):
+    """The engine has no /session endpoint; `error` is what the user sees if it matters."""
+
+    def __init__(self, error: APIError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _refused(status_code: int, message: str, *, method: str, path: str) -> _SessionRefused:
+    return _SessionRefused(api_error_for_status(status_code, message, method=method, path=path))
+
+
 def _session_path(base_path: str, api_version: ApiVersion) -> str:
     return f"{base_path}/v{api_version}/session"
 
@@ -258,15 +273,19 @@ class AsyncSession:
     """A running session of an `AsyncClient` build; `aclose()` ends it."""
 
     def __init__(
-        self, plan: _Plan, task: asyncio.Task[None], ready: asyncio.Future[SessionServer]
+        self,
+        options: BuildOptions,
+        task: asyncio.Task[None] | None,
+        ready: asyncio.Future[SessionServer] | None,
     ) -> None:
-        self.options = plan.options
+        self.options = options
         self._task = task
         self._ready = ready
 
     async def aclose(self) -> None:
         """Say GOAWAY, close the session's connection and wait for its tasks to end."""
-        await asyncio.shield(_stop(self._task, self._ready))
+        if self._task is not None and self._ready is not None:
+            await asyncio.shield(_stop(self._task, self._ready))
 
 
 async def open_async_session(
@@ -280,9 +299,16 @@ async def open_async_session(
     task = asyncio.ensure_future(
         _serve(client._http, client.endpoint, path, plan, client._headers(), ready)
     )
-    session = AsyncSession(plan, task, ready)
+    session = AsyncSession(plan.options, task, ready)
     try:
         await ready
+    except _SessionRefused as exc:
+        await session.aclose()
+        if plan.optional:
+            # Only offered for registry logins, which this engine cannot ask for anyway.
+            logger.debug("the engine has no BuildKit sessions; building without one")
+            return AsyncSession(options, None, None)
+        raise exc.error from None
     except BaseException:
         await session.aclose()
         raise
@@ -379,6 +405,15 @@ class SyncSession:
 
 def open_session(client: Client, options: BuildOptions, api_version: ApiVersion) -> SyncSession:
     """Open a session for a build of `options` on `client`; returns once it is accepted."""
-    session = SyncSession(_plan_for(client, options))
-    session.start(client, api_version)
+    plan = _plan_for(client, options)
+    session = SyncSession(plan)
+    try:
+        session.start(client, api_version)
+    except _SessionRefused as exc:
+        if plan.optional:
+            # Only offered for registry logins, which this engine cannot ask for anyway.
+            logger.debug("the engine has no BuildKit sessions; building without one")
+            session.options = options
+            return session
+        raise exc.error from None
     return session

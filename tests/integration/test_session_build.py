@@ -641,3 +641,20 @@ def test_a_session_that_dies_is_reported(
             assert time.monotonic() < deadline, "no warning about the dead session"
             time.sleep(0.05)
     assert not _session_threads()
+
+
+@pytest.mark.podman
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_a_login_only_session_is_skipped_on_engines_without_sessions(
+    flavor: str, engines: Engines, tmp_path: Path
+) -> None:
+    from buildsdk.auth import RegistryAuth
+
+    context = _write(tmp_path, {"Dockerfile": f"FROM {engines.base_image}\nLABEL x=y\n"})
+    options = BuildOptions(path=context, version="2", network_mode=engines.podman_network)
+    settings = client_settings(engines, "podman")
+    # Credentials make buildsdk offer a session for BuildKit's registry logins; Podman has
+    # no /session endpoint, and the build goes on without one.
+    settings["credentials"] = {"registry.example": RegistryAuth(username="u")}
+    assert _build(flavor, settings, options).image_id
+    assert not _session_threads()
