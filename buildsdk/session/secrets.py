@@ -90,11 +90,12 @@ class BuildSecret(BaseModel):
         return self
 
     @classmethod
-    def parse(cls, value: str) -> BuildSecret:
+    def parse(cls, value: str, *, base: str | os.PathLike[str] | None = None) -> BuildSecret:
         """Parse `docker build --secret` syntax: `id=ID,src=FILE` or `id=ID,env=VAR`.
 
         `source` is accepted for `src` and `type=file|env` as the CLI does; with neither
-        `src` nor `env`, a file named like the ID is used, as BuildKit's CLI does.
+        `src` nor `env`, a file named like the ID is used, as BuildKit's CLI does. A
+        relative `src` is taken relative to `base` (default: the current directory).
         """
         fields: dict[str, str] = {}
         kind = ""
@@ -119,6 +120,8 @@ class BuildSecret(BaseModel):
             fields["env"] = fields.pop("src")
         if "src" not in fields and "env" not in fields:
             fields["env" if kind == "env" else "src"] = fields["id"]
+        if "src" in fields and base is not None:
+            fields["src"] = os.path.join(os.fspath(base), os.path.expanduser(fields["src"]))
         return cls(**fields)
 
     def read(self, env: Mapping[str, str] | None = None) -> bytes:

@@ -68,14 +68,20 @@ class SSHForward(BaseModel):
         return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     @classmethod
-    def parse(cls, value: str) -> SSHForward:
-        """Parse `docker build --ssh` syntax: `default`, `ID`, or `ID=SOCKET`."""
+    def parse(cls, value: str, *, base: str | os.PathLike[str] | None = None) -> SSHForward:
+        """Parse `docker build --ssh` syntax: `default`, `ID`, or `ID=SOCKET`.
+
+        A relative socket path is taken relative to `base` (default: the current directory).
+        """
         ident, sep, paths = value.partition("=")
         if sep and "," in paths:
             raise ValueError(
                 f"invalid ssh {value!r}: one agent socket per ID (key files are not supported)"
             )
-        return cls(id=ident, socket=paths if sep and paths else None)
+        socket = paths if sep and paths else None
+        if socket is not None and base is not None:
+            socket = os.path.join(os.fspath(base), os.path.expanduser(socket))
+        return cls(id=ident, socket=socket)
 
     def resolve(self, env: Mapping[str, str] | None = None) -> str:
         """The socket path to forward (`BuildSDKError` when there is no usable agent socket)."""

@@ -278,3 +278,13 @@ def test_identity_token_is_sent_alone() -> None:
     assert credentials_response(auth).secret == "t"
     assert credentials_response(auth).username == ""
     assert credentials_response(None).encode() == b""
+
+
+def test_relative_paths_are_taken_from_the_given_base(tmp_path: Path) -> None:
+    (tmp_path / "token.txt").write_text("v")
+    secret = BuildSecret.parse("id=t,src=token.txt", base=tmp_path)
+    assert secret.src == str(tmp_path / "token.txt")
+    assert SSHForward.parse("default=agent.sock", base=tmp_path).socket == str(
+        tmp_path / "agent.sock"
+    )
+    assert SSHForward.parse("default=/abs/agent.sock", base=tmp_path).socket == "/abs/agent.sock"
