@@ -100,6 +100,22 @@ EXPECTED: dict[str, list[str]] = {
     ],
 }
 
+# Targets the summary judges from the quick run's tables (concurrency with 8 and 16
+# builds and the 100-step build run in the full mode only).
+QUICK_TARGETS = [
+    "Context upload, repository tree: buildsdk vs docker build",
+    "Context upload, repository tree: buildsdk vs docker-py",
+    "Context upload, tiny files: buildsdk vs docker build",
+    "Context upload, huge files: buildsdk vs docker build",
+    "Context upload, huge files: buildsdk peak RSS",
+    "Events, classic stream: buildsdk (sync) vs docker-py json_stream",
+    "Events, classic stream: buildsdk (async) vs docker-py json_stream",
+    "Events, BuildKit stream: buildsdk (sync) vs docker-py json_stream",
+    "Start-up: import buildsdk vs import docker",
+    "Start-up: from buildsdk import Client, BuildOptions vs import docker",
+    "End to end, big context: buildsdk vs docker build",
+]
+
 # Rows that say why they have no number, by design.
 SKIPPED = {"docker-py (BuildKit)", "docker buildx build"}
 
@@ -161,5 +177,10 @@ def test_quick_run_prints_every_row(engines: Engines, tmp_path: Path) -> None:
             if row not in rows:
                 assert row in SKIPPED, f"unexpected row {row!r} in {matching[0]!r}"
                 assert cells[0] == "skipped"
+    # The summary of targets: every one whose rows the quick run measures, each judged.
+    targets = tables["Targets"]
+    for label in QUICK_TARGETS:
+        assert label in targets, f"target {label!r} missing from the summary"
+        assert targets[label][-1] in ("yes", "**no**")
     assert "Machine:" in printed
     assert re.search(r"Total time: \d+ s; load average at end: [\d. ]+\.", printed)
