@@ -337,13 +337,13 @@ class BuildStream:
             self._collector.add(event)
         return events
 
-    @property
-    def ended(self) -> bool:
-        """Whether the whole body was read."""
-        return self._ended
-
     def result(self) -> BuildResult:
-        """The build's result, or `BuildError` with the whole log when it failed."""
+        """The build's result, or `BuildError` with the whole log when it failed.
+
+        Raises `StreamError` when the body was not read to its end (the build was closed).
+        """
+        if not self._ended:
+            raise StreamError("the build's stream was closed before it ended")
         if self._finished is None:
             result = self._collector.finish(time.monotonic() - self._started)
             if self._legacy is not None and not self._tags and not result.image_id:

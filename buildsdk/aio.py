@@ -291,8 +291,6 @@ class AsyncBuild:
         assert self._events is not None
         async for _ in self._events:
             pass
-        if not self._stream.ended:
-            raise StreamError("the build's stream was closed before it ended")
         result = self._stream.result()
         lookup = self._stream.image_lookup(self._client.endpoint.base_path)
         if lookup is not None:

@@ -15,6 +15,7 @@ from buildsdk.errors import (
     NotFound,
     ServerError,
     ServiceUnavailable,
+    StreamError,
     UnsupportedOption,
 )
 from buildsdk.prune import PruneOptions
@@ -150,3 +151,12 @@ def test_cancel_request_needs_1_38() -> None:
 def test_versioned_paths_keep_a_tcp_prefix() -> None:
     request = _protocol.version_request(V141, "/docker")
     assert request.path == "/docker/v1.41/version"
+
+
+def test_a_build_stream_not_read_to_its_end_has_no_result() -> None:
+    stream = _protocol.BuildStream(["app:1"])
+    stream.feed(b'{"aux":{"ID":"sha256:' + b"a" * 64 + b'"}}\r\n')
+    with pytest.raises(StreamError, match="closed before it ended"):
+        stream.result()
+    stream.end()
+    assert stream.result().image_id == "sha256:" + "a" * 64
