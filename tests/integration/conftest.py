@@ -225,6 +225,15 @@ def _ping(client: httpx.Client, what: str) -> None:
         engines_unavailable(f"{what} answered /_ping with {response.status_code}")
 
 
+def _unix_http(host: str, what: str, name: str) -> Iterator[httpx.Client]:
+    # A raw client on an engine's unix socket, checked to answer /_ping; `name` is the
+    # placeholder host of its URLs.
+    transport = httpx.HTTPTransport(uds=_check_unix_socket(host, what))
+    with httpx.Client(transport=transport, base_url=f"http://{name}", timeout=_TIMEOUT) as client:
+        _ping(client, what)
+        yield client
+
+
 @pytest.fixture(scope="session")
 def engines() -> Engines:
     """The engines described by the env file of ``scripts/engines up``."""
@@ -239,11 +248,7 @@ def dockerd_http(engines: Engines) -> Iterator[httpx.Client]:
     """A raw httpx client on the first dockerd's unix socket; checked to answer /_ping."""
     if engines.dockerd_host is None:
         engines_unavailable("dockerd was not started (no BUILDSDK_DOCKERD_HOST)")
-    what = f"dockerd at {engines.dockerd_host}"
-    transport = httpx.HTTPTransport(uds=_check_unix_socket(engines.dockerd_host, what))
-    with httpx.Client(transport=transport, base_url="http://docker", timeout=_TIMEOUT) as client:
-        _ping(client, what)
-        yield client
+    yield from _unix_http(engines.dockerd_host, f"dockerd at {engines.dockerd_host}", "docker")
 
 
 @pytest.fixture(scope="session")
@@ -265,11 +270,7 @@ def podman_http(engines: Engines) -> Iterator[httpx.Client]:
     """A raw httpx client on Podman's Docker-compatible API socket; checked to answer."""
     if engines.podman_host is None:
         engines_unavailable("Podman was not started (no BUILDSDK_PODMAN_HOST)")
-    what = f"Podman at {engines.podman_host}"
-    transport = httpx.HTTPTransport(uds=_check_unix_socket(engines.podman_host, what))
-    with httpx.Client(transport=transport, base_url="http://podman", timeout=_TIMEOUT) as client:
-        _ping(client, what)
-        yield client
+    yield from _unix_http(engines.podman_host, f"Podman at {engines.podman_host}", "podman")
 
 
 @pytest.fixture(scope="session")
