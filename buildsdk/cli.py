@@ -66,7 +66,7 @@ from buildsdk.errors import (
     UnsupportedOption,
 )
 from buildsdk.prune import PruneOptions
-from buildsdk.versions import MAX_API_VERSION, ApiVersion
+from buildsdk.versions import BUILD_PARAM_MIN_VERSION, MAX_API_VERSION, ApiVersion
 
 __all__ = [
     "EXIT_BUILD_FAILED",
@@ -884,7 +884,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         builders = "classic API (Podman builds with Buildah; BuildKit is not offered)"
     else:
         offered = ["classic"]
-        if negotiated >= ApiVersion(1, 38) and os_type == "linux":
+        # The `version` build parameter, which asks for BuildKit, came with that API.
+        if negotiated >= BUILD_PARAM_MIN_VERSION["version"] and os_type == "linux":
             offered.append("buildkit")
         preferred = {"1": "classic", "2": "buildkit"}.get(ping.builder_version or "")
         builders = ", ".join(offered) + (f" (the engine prefers {preferred})" if preferred else "")
