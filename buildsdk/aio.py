@@ -183,7 +183,7 @@ class AsyncClient(_BaseClient):
         if self._negotiated is None:
             async with self._lock:
                 if self._negotiated is None:
-                    self._negotiated = self._accept_ping(await self.ping())
+                    self._negotiated = self._negotiate_with(await self.ping())
         return self._negotiated
 
     async def version(self) -> _protocol.VersionInfo:

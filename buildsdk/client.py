@@ -96,9 +96,8 @@ class _BaseClient:
         # Pruning a large cache takes long; it has no read timeout, like a build.
         return httpx.Timeout(None, connect=CONNECT_TIMEOUT)
 
-    def _accept_ping(self, ping: _protocol.PingResult) -> ApiVersion:
-        if self._pinned is not None:
-            return self._pinned
+    def _negotiate_with(self, ping: _protocol.PingResult) -> ApiVersion:
+        # Only called while nothing is negotiated, so never for a pinned version.
         try:
             return negotiate(ping.api_version)
         except ValueError as exc:
@@ -295,7 +294,7 @@ class Client(_BaseClient):
         if self._negotiated is None:
             with self._lock:
                 if self._negotiated is None:
-                    self._negotiated = self._accept_ping(self.ping())
+                    self._negotiated = self._negotiate_with(self.ping())
         return self._negotiated
 
     def version(self) -> _protocol.VersionInfo:
