@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import re
 import socket
 import threading
 from collections.abc import Generator, Iterator, Mapping
@@ -53,6 +54,34 @@ CONNECT_TIMEOUT = DEFAULT_CONNECT_TIMEOUT
 """Seconds a connection may take to open, for every call (as the CLI's ssh ConnectTimeout)."""
 
 
+class _RedactURLPasswords(logging.Filter):
+    """Replaces URL passwords with `***` in the arguments of httpx's log records."""
+
+    # A proxy build arg (`http://user:secret@proxy:3128`) travels in the build's query
+    # string, as the Docker CLI sends it, and httpx logs every request's URL at INFO. Both
+    # the plain form and the query-encoded one (`%2F%2Fuser%3Asecret%40`) are covered.
+    _PLAIN = re.compile(r'(//[^/@:\s"]*):[^/@\s"]*@')
+    _ENCODED = re.compile(
+        r"(%2F%2F(?:(?!%22|%3A|%40)[^&\s/])*)%3A(?:(?!%22|%40)[^&\s/])*%40", re.IGNORECASE
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's arguments in place; never drop the record."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._redact(arg) for arg in record.args)
+        return True
+
+    def _redact(self, arg: object) -> object:
+        if not isinstance(arg, (str, httpx.URL)):
+            return arg
+        text = str(arg)
+        redacted = self._ENCODED.sub(r"\1%3A%2A%2A%2A%40", self._PLAIN.sub(r"\1:***@", text))
+        return arg if redacted == text else redacted
+
+
+_URL_PASSWORDS = _RedactURLPasswords()
+
+
 class _BaseClient:
     """State and decisions shared by `Client` and `AsyncClient`; no network I/O here."""
 
@@ -76,6 +105,8 @@ class _BaseClient:
         self._timeout = timeout
         self._credentials = dict(credentials or {})
         self._config = config
+        # Adding the same filter again is a no-op.
+        logging.getLogger("httpx").addFilter(_URL_PASSWORDS)
 
     @property
     def docker_config(self) -> DockerConfig:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import httpx
 import pytest
@@ -331,6 +333,30 @@ async def test_build_request_carries_the_context_and_cli_headers(
     assert bodies[0] == bodies[1]
     assert b"Dockerfile" in bodies[0][:100]
     assert len(bodies[0]) % 512 == 0
+
+
+async def test_a_proxy_password_reaches_the_engine_but_not_httpx_s_log(
+    mock_engine: Callable[[Handler], None], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = _Recorder()
+    mock_engine(engine)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    proxy = {"default": {"httpProxy": "http://user:hunter2@proxy:3128"}}
+    config = DockerConfig({"proxies": proxy}, env={}, detect_default_store=False)
+    options = BuildOptions(path=tmp_path)
+    caplog.set_level(logging.INFO, logger="httpx")
+
+    async def abuild(c: AsyncClient) -> Any:
+        return await c.build(options).result()
+
+    await _both(lambda c: c.build(options).result(), abuild, config=config)
+    builds = [r for r in engine.requests if r.url.path == "/v1.41/build"]
+    # The Docker CLI sends proxy build args with their credentials, and so do we.
+    assert all("user:hunter2@proxy" in dict(r.url.params)["buildargs"] for r in builds)
+    logged = [unquote_plus(r.getMessage()) for r in caplog.records if r.name == "httpx"]
+    assert sum("/v1.41/build?" in line for line in logged) == 2
+    assert not [line for line in logged if "hunter2" in line]
+    assert any("http://user:***@proxy:3128" in line for line in logged)
 
 
 @pytest.mark.parametrize(
