@@ -69,6 +69,12 @@ class Request:
     params: tuple[tuple[str, str], ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # Names only: `X-Registry-Config` holds credentials and build args may hold proxy
+        # passwords, and a repr ends up in tracebacks and error reporters' captured locals.
+        params = [name for name, _ in self.params]
+        return f"Request({self.method} {self.path}, params={params}, headers={list(self.headers)})"
+
 
 class PingResult(BaseModel):
     """What `/_ping` says about the engine: its newest API version, OS and preferred builder."""

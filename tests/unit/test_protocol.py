@@ -6,8 +6,10 @@ import base64
 import json
 
 import pytest
+from pydantic import SecretStr
 
 from buildsdk import _protocol
+from buildsdk.auth import RegistryAuth
 from buildsdk.build import BuildOptions
 from buildsdk.errors import (
     APIError,
@@ -160,3 +162,18 @@ def test_a_build_stream_not_read_to_its_end_has_no_result() -> None:
         stream.result()
     stream.end()
     assert stream.result().image_id == "sha256:" + "a" * 64
+
+
+def test_a_request_s_repr_names_its_parts_but_shows_no_credentials() -> None:
+    credentials = {"registry.example.com": RegistryAuth(username="u", password=SecretStr("pw"))}
+    request = _protocol.build_request(
+        BuildOptions(path="."),
+        V141,
+        credentials=credentials,
+        proxy_args={"HTTP_PROXY": "http://user:hunter2@proxy:3128"},
+    )
+    text = repr(request)
+    assert text.startswith("Request(POST /v1.41/build, params=['buildargs',")
+    assert "X-Registry-Config" in text
+    assert request.headers["X-Registry-Config"] not in text
+    assert "hunter2" not in text
