@@ -118,6 +118,8 @@ def _plan(
     directory = os.fspath(options.path) if isinstance(options.path, os.PathLike) else options.path
     local = directory is not None and options.remote_url is None
     name = os.path.basename(os.path.abspath(directory)) if local and directory else "buildsdk"
+    # A header value: the engine only shows the name, so anything but printable ASCII goes.
+    name = "".join(c if " " < c < "\x7f" else "_" for c in name) or "buildsdk"
     key = shared_key(directory) if local and directory else _session_id()
     session_id = _session_id()
     updated = options.model_copy(update={"session_id": session_id})

@@ -288,3 +288,11 @@ def test_relative_paths_are_taken_from_the_given_base(tmp_path: Path) -> None:
         tmp_path / "agent.sock"
     )
     assert SSHForward.parse("default=/abs/agent.sock", base=tmp_path).socket == "/abs/agent.sock"
+
+
+def test_session_name_header_is_printable_ascii(tmp_path: Path) -> None:
+    directory = tmp_path / "pröject dir"
+    directory.mkdir()
+    options = BuildOptions(path=directory, version="2", secrets=[{"id": "a", "data": b"x"}])
+    plan = _plan(options, env={}, credentials={}, lookup=lambda host: None)
+    assert dict(_headers(plan, {}))["X-Docker-Expose-Session-Name"] == "pr_ject_dir"
