@@ -247,8 +247,10 @@ class Stat:
     def encode(self) -> bytes:
         """The message's protobuf bytes (proto3: zero values are not written)."""
         out = bytearray()
+        # File names are bytes on Linux; Python keeps undecodable ones as surrogate
+        # escapes, which go back out as the original bytes (as Go sends them).
         if self.path:
-            out += field_string(1, self.path)
+            out += field_bytes(1, self.path.encode("utf-8", "surrogateescape"))
         for number, value in (
             (2, self.mode),
             (3, self.uid),
@@ -259,7 +261,7 @@ class Stat:
             if value:
                 out += field_varint(number, value)
         if self.linkname:
-            out += field_string(7, self.linkname)
+            out += field_bytes(7, self.linkname.encode("utf-8", "surrogateescape"))
         if self.devmajor:
             out += field_varint(8, self.devmajor)
         if self.devminor:

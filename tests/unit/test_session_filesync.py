@@ -251,3 +251,11 @@ def test_dockerfile_from_memory_is_served_as_dockerfile(tmp_path: Path) -> None:
     assert [p.stat.path for p in packets if p.stat is not None] == ["Dockerfile"]
     assert b"".join(p.data for p in packets if p.type == PACKET_DATA) == b"FROM mem\n"
     assert service.dockerfile_name == "Dockerfile"
+
+
+def test_undecodable_file_names_are_sent_as_their_bytes(tmp_path: Path) -> None:
+    raw = b"caf\xe9.txt"  # Latin-1, not UTF-8
+    with open(os.path.join(os.fsencode(tmp_path), raw), "wb") as handle:
+        handle.write(b"x")
+    (stat,) = list(walk_stats(str(tmp_path)))
+    assert Packet(PACKET_STAT, stat=stat).encode().count(raw) == 1
