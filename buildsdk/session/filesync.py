@@ -234,18 +234,17 @@ def walk_stats(
     def make(entry: _Entry) -> Stat:
         st = entry.st
         linkname = ""
-        size = 0
+        # fsutil sends every non-directory's lstat size (a symlink's is its target's length).
+        size = 0 if stat.S_ISDIR(st.st_mode) else st.st_size
         if stat.S_ISLNK(st.st_mode):
             linkname = os.readlink(entry.full)
-        elif stat.S_ISREG(st.st_mode):
-            size = st.st_size
-            if st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                first = inodes.get(key)
-                if first is None:
-                    inodes[key] = entry.rel
-                else:
-                    linkname, size = first, 0
+        elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            first = inodes.get(key)
+            if first is None:
+                inodes[key] = entry.rel
+            else:
+                linkname, size = first, 0
         devmajor = devminor = 0
         if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
             devmajor, devminor = os.major(st.st_rdev), os.minor(st.st_rdev)

@@ -73,7 +73,7 @@ def test_stats_carry_go_modes_sizes_and_nanosecond_times(tmp_path: Path) -> None
     # The link is listed with its raw target and never followed.
     assert stats["link"].mode & SYMLINK
     assert stats["link"].linkname == "/etc/passwd"
-    assert stats["link"].size == 0
+    assert stats["link"].size == len("/etc/passwd")
     assert stats["pipe"].mode & (1 << 25)
     assert "sock" not in stats
 
