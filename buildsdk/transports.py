@@ -65,6 +65,12 @@ SSH_BASE_URL: Final = "http://docker.example.com"
 DEFAULT_CONNECT_TIMEOUT: Final = 30.0
 """Seconds allowed for an ssh login (`ssh -o ConnectTimeout`), the Docker CLI's value."""
 _LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+# The same limits for the pools built on httpcore directly, which take them one by one.
+_POOL_LIMITS: Final[dict[str, Any]] = {
+    "max_connections": _LIMITS.max_connections,
+    "max_keepalive_connections": _LIMITS.max_keepalive_connections,
+    "keepalive_expiry": _LIMITS.keepalive_expiry,
+}
 _STDERR_LIMIT: Final = 8192
 _EXIT_WAIT: Final = 2.0
 _KILL_WAIT: Final = 1.0
@@ -90,11 +96,7 @@ def create_transport(
     """
     if endpoint.scheme == "unix":
         pool = httpcore.ConnectionPool(
-            uds=endpoint.socket_path,
-            network_backend=_UnixBackend(),
-            max_connections=_LIMITS.max_connections,
-            max_keepalive_connections=_LIMITS.max_keepalive_connections,
-            keepalive_expiry=_LIMITS.keepalive_expiry,
+            uds=endpoint.socket_path, network_backend=_UnixBackend(), **_POOL_LIMITS
         )
         return _PoolTransport(pool), UNIX_BASE_URL
     if endpoint.scheme == "tcp":
@@ -103,12 +105,7 @@ def create_transport(
         return transport, base_url
     if endpoint.scheme == "ssh":
         argv = _ssh_argv(endpoint, connect_timeout)
-        pool = httpcore.ConnectionPool(
-            network_backend=_SSHBackend(argv),
-            max_connections=_LIMITS.max_connections,
-            max_keepalive_connections=_LIMITS.max_keepalive_connections,
-            keepalive_expiry=_LIMITS.keepalive_expiry,
-        )
+        pool = httpcore.ConnectionPool(network_backend=_SSHBackend(argv), **_POOL_LIMITS)
         return _PoolTransport(pool), SSH_BASE_URL
     raise ConfigError(f"{endpoint} cannot be reached: named pipes are not supported")
 
@@ -132,12 +129,7 @@ def create_async_transport(
         return httpx.AsyncHTTPTransport(verify=verify, proxy=proxy, limits=_LIMITS), base_url
     if endpoint.scheme == "ssh":
         argv = _ssh_argv(endpoint, connect_timeout)
-        pool = httpcore.AsyncConnectionPool(
-            network_backend=_AsyncSSHBackend(argv),
-            max_connections=_LIMITS.max_connections,
-            max_keepalive_connections=_LIMITS.max_keepalive_connections,
-            keepalive_expiry=_LIMITS.keepalive_expiry,
-        )
+        pool = httpcore.AsyncConnectionPool(network_backend=_AsyncSSHBackend(argv), **_POOL_LIMITS)
         return _AsyncPoolTransport(pool), SSH_BASE_URL
     raise ConfigError(f"{endpoint} cannot be reached: named pipes are not supported")
 
