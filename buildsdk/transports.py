@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import math
 import os
 import re
@@ -175,8 +176,6 @@ def _proxy_from_env(scheme: str, hostname: str, port: int, env: Mapping[str, str
 
 
 def _is_loopback(host: str) -> bool:
-    import ipaddress
-
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -184,8 +183,6 @@ def _is_loopback(host: str) -> bool:
 
 
 def _no_proxy_matches(entry: str, host: str, port: int) -> bool:
-    import ipaddress
-
     if entry == "*":
         return True
     with contextlib.suppress(ValueError):
