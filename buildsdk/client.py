@@ -4,6 +4,9 @@ Everything protocol-shaped is decided in `_protocol` (shared with `AsyncClient`)
 module only moves bytes with httpx and keeps the connection pool. `_BaseClient` holds the
 state both clients share and that needs no socket: where the engine is, which API version
 to speak, which credentials and proxies the Docker CLI's configuration gives.
+
+Making a client adds one filter to the `httpx` logger, which masks URL passwords: httpx
+logs every request's URL at INFO, and a build's query can carry proxy credentials.
 """
 
 from __future__ import annotations
