@@ -103,12 +103,12 @@ class VersionInfo(BaseModel):
     components: list[dict[str, Any]] = Field(default_factory=list, alias="Components")
 
 
-def ping_request(base_path: str = "") -> Request:
+def ping_request(*, base_path: str = "") -> Request:
     """`HEAD /_ping`, unversioned, as the Go client sends it (clients fall back to GET)."""
     return Request("HEAD", f"{base_path}/_ping")
 
 
-def ping_get_request(base_path: str = "") -> Request:
+def ping_get_request(*, base_path: str = "") -> Request:
     """`GET /_ping`, for engines and proxies that do not answer `HEAD /_ping` with 200."""
     return Request("GET", f"{base_path}/_ping")
 
@@ -137,7 +137,7 @@ def _versioned(base_path: str, api_version: ApiVersion, endpoint: str) -> str:
     return f"{base_path}/v{api_version}{endpoint}"
 
 
-def version_request(api_version: ApiVersion, base_path: str = "") -> Request:
+def version_request(api_version: ApiVersion, *, base_path: str = "") -> Request:
     """`GET /version`: the engine's release, API range, OS and components."""
     return Request("GET", _versioned(base_path, api_version, "/version"))
 
@@ -312,7 +312,7 @@ class BuildStream:
                 self._tags, keep_events=self._keep_events, expect_image=False
             )
 
-    def image_lookup(self, base_path: str = "") -> Request | None:
+    def image_lookup(self, *, base_path: str = "") -> Request | None:
         """`GET /images/{first tag}/json` when a successful old-engine build needs its id."""
         if self._legacy is None or not self._tags or self.result().image_id:
             return None

@@ -166,12 +166,12 @@ class AsyncClient(_BaseClient):
 
     async def ping(self) -> _protocol.PingResult:
         """Ask the engine who it is (`HEAD /_ping`, then `GET` if HEAD is not answered)."""
-        request = _protocol.ping_request(self.endpoint.base_path)
+        request = _protocol.ping_request(base_path=self.endpoint.base_path)
         response = await self._send(request, self._short_timeout())
         await response.aclose()
         if response.status_code == 200:
             return _protocol.parse_ping(response.headers)
-        request = _protocol.ping_get_request(self.endpoint.base_path)
+        request = _protocol.ping_get_request(base_path=self.endpoint.base_path)
         response = await self._send(request, self._short_timeout())
         await response.aclose()
         if _protocol.ping_failed(response.status_code, response.headers):
@@ -188,7 +188,10 @@ class AsyncClient(_BaseClient):
 
     async def version(self) -> _protocol.VersionInfo:
         """The engine's release, API range, OS and components (`GET /version`)."""
-        request = _protocol.version_request(await self.api_version(), self.endpoint.base_path)
+        request = _protocol.version_request(
+            await self.api_version(),
+            base_path=self.endpoint.base_path,
+        )
         body = await self._call(request)
         return _protocol.VersionInfo.model_validate(_protocol.parse_json_object(body, "version"))
 
@@ -292,7 +295,7 @@ class AsyncBuild:
         async for _ in self._events:
             pass
         result = self._stream.result()
-        lookup = self._stream.image_lookup(self._client.endpoint.base_path)
+        lookup = self._stream.image_lookup(base_path=self._client.endpoint.base_path)
         if lookup is not None:
             body = await self._client._call(lookup)
             result = self._stream.resolve_image(_protocol.parse_json_object(body, "image inspect"))

@@ -60,7 +60,9 @@ def test_a_ping_answer_fails_only_without_the_engines_headers(
     status: int, headers: dict[str, str], failed: bool
 ) -> None:
     assert _protocol.ping_failed(status, headers) is failed
-    assert _protocol.ping_get_request("/docker") == _protocol.Request("GET", "/docker/_ping")
+    assert _protocol.ping_get_request(base_path="/docker") == _protocol.Request(
+        "GET", "/docker/_ping"
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,7 +153,7 @@ def test_cancel_request_needs_1_38() -> None:
 
 
 def test_versioned_paths_keep_a_tcp_prefix() -> None:
-    request = _protocol.version_request(V141, "/docker")
+    request = _protocol.version_request(V141, base_path="/docker")
     assert request.path == "/docker/v1.41/version"
 
 
