@@ -37,6 +37,7 @@ __all__ = [
     "build_request",
     "cancel_request",
     "error_from_response",
+    "is_error_status",
     "parse_json_object",
     "parse_ping",
     "ping_failed",
@@ -190,6 +191,14 @@ def upload_probe(request: Request) -> Request:
     """
     headers = {k: v for k, v in request.headers.items() if k.lower() != "content-encoding"}
     return Request(request.method, request.path, request.params, headers)
+
+
+def is_error_status(status_code: int) -> bool:
+    """Whether an answer with this status is an error rather than the engine's result.
+
+    A redirect is an error too, as in the Go client: the answer is not the engine's.
+    """
+    return status_code >= 300
 
 
 def probe_rejected(status_code: int) -> bool:

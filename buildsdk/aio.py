@@ -107,8 +107,7 @@ class AsyncClient(_BaseClient):
             return await self._http.send(http_request, stream=True)
 
     async def _check(self, request: _protocol.Request, response: httpx.Response) -> None:
-        # A redirect is an error too, as in the Go client: the answer is not the engine's.
-        if response.status_code < 300:
+        if not _protocol.is_error_status(response.status_code):
             return
         try:
             with translate_transport_errors(self.endpoint):

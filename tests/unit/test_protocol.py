@@ -66,6 +66,13 @@ def test_a_ping_answer_fails_only_without_the_engines_headers(
 
 
 @pytest.mark.parametrize(
+    ("status", "error"), [(200, False), (204, False), (301, True), (404, True), (500, True)]
+)
+def test_redirects_and_failures_are_errors(status: int, error: bool) -> None:
+    assert _protocol.is_error_status(status) is error
+
+
+@pytest.mark.parametrize(
     ("status", "rejected"), [(200, False), (400, True), (499, True), (500, False)]
 )
 def test_only_a_4xx_probe_answer_is_the_engines_verdict(status: int, rejected: bool) -> None:
