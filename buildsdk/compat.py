@@ -161,12 +161,14 @@ def _convert_tls(tls: object) -> TLSConfig | bool:
         return TLSConfig.model_validate(
             {"ca_cert": verify, "client_cert": client_cert, "client_key": client_key}
         )
+    # docker-py skips verification unless asked; buildsdk verifies unless told not to,
+    # so only an explicit `verify=False` turns it off (see the migration guide).
     return TLSConfig.model_validate(
         {
-            "ca_cert": ca_cert if verify else None,
+            "ca_cert": ca_cert,
             "client_cert": client_cert,
             "client_key": client_key,
-            "verify": bool(verify),
+            "verify": verify is not False,
         }
     )
 

@@ -432,7 +432,9 @@ def test_docker_py_tls_config_is_translated(tmp_path: Path) -> None:
         client_key=tmp_path / "key.pem",
         verify=True,
     )
-    unverified = compat._convert_tls(docker.tls.TLSConfig())
+    # Unlike docker-py, verification stays on unless it is turned off explicitly.
+    assert compat._convert_tls(docker.tls.TLSConfig()) == TLSConfig(verify=True)
+    unverified = compat._convert_tls(docker.tls.TLSConfig(verify=False))
     assert unverified == TLSConfig(verify=False)
     ca_as_verify = compat._convert_tls(docker.tls.TLSConfig(verify=str(tmp_path / "ca.pem")))
     assert ca_as_verify == TLSConfig(ca_cert=tmp_path / "ca.pem", verify=True)
