@@ -172,7 +172,8 @@ class Table:
             else:
                 cells.append("-")
             if with_cpu:
-                cells.append(_fmt_seconds(row.cpu))
+                # GNU time counts CPU in 10 ms ticks: 0 means less than one tick.
+                cells.append(_fmt_seconds(row.cpu) if row.cpu else "< 10 ms")
                 if ref is not None and ref.samples and ref.cpu and row.cpu:
                     # Same direction as the wall-time ratio: throughput in rate tables.
                     ratio = ref.cpu / row.cpu if self.rate else row.cpu / ref.cpu

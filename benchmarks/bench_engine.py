@@ -154,7 +154,7 @@ def _end_to_end(
     chatty.mkdir()
     (chatty / "Dockerfile").write_text("FROM busybox:latest\n" + _CHATTY * steps)
     cases = [
-        (f"big context ({'4' if quick else '210'} MB), trivial Dockerfile", big, 1 if quick else 3),
+        (f"big context ({'4' if quick else '210'} MB), trivial Dockerfile", big, 1 if quick else 5),
         (f"{steps} chatty RUN steps (200 lines each)", chatty, 1),
     ]
     if quick:
@@ -264,7 +264,7 @@ def _concurrency(host: str, scratch: Path, quick: bool, images: _Images) -> list
         paths = _write_small_contexts(scratch, count)
         rows = [Series("buildsdk: one AsyncClient"), Series("docker-py: a thread per build")]
         runners = [_async_builds, _threaded_builds]
-        for _ in range(1 if quick else 3):
+        for _ in range(1 if quick else 5):
             for row, runner in zip(rows, runners, strict=True):
                 try:
                     sample, ids = runner(host, paths, network)
@@ -287,7 +287,7 @@ def _concurrency(host: str, scratch: Path, quick: bool, images: _Images) -> list
         table.notes.append(
             "Small distinct contexts (COPY of 16 KiB + LABEL), no cache; in-process wall time "
             "until the last build ended, and the client's CPU time for all builds; "
-            f"{1 if quick else 3} run(s) each, in turns."
+            f"{1 if quick else 5} run(s) each, in turns."
         )
         table.print()
         tables.append(table)
