@@ -1,4 +1,4 @@
-"""The targets of issues 4 and 9, read off the tables of one run: one line each, met or not.
+"""The project's performance targets, read off the tables of one run: one line each, met or not.
 
 Why a summary: the README shows one table a reader can take in at a glance; the detailed
 tables stay below it. Each target names the table and the two rows it compares, so the
@@ -145,7 +145,7 @@ TARGETS = [
         1.0,
     ),
 ]
-"""What issues 4 and 9 promise, in the order of the README."""
+"""What the project promises about speed and memory, in the order of the README."""
 
 
 def _find(tables: Sequence[Table], prefix: str, name: str) -> Series | None:
