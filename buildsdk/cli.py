@@ -66,6 +66,7 @@ from buildsdk.errors import (
     UnsupportedOption,
 )
 from buildsdk.prune import PruneOptions
+from buildsdk.session import BuildSecret, SSHForward
 from buildsdk.versions import BUILD_PARAM_MIN_VERSION, MAX_API_VERSION, ApiVersion
 
 __all__ = [
@@ -250,6 +251,24 @@ def _build_parser() -> argparse.ArgumentParser:
         "-o", "--output", action="append", default=[], help="BuildKit output: type=TYPE[,k=v]"
     )
     build.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        help="secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (BuildKit)",
+    )
+    build.add_argument(
+        "--ssh",
+        action="append",
+        default=[],
+        help="ssh-agent for RUN --mount=type=ssh: default or ID[=SOCKET] (BuildKit)",
+    )
+    build.add_argument(
+        "--context-transfer",
+        choices=("tar", "session"),
+        default="tar",
+        help="tar: upload the context; session: BuildKit pulls only changed files",
+    )
+    build.add_argument(
         "--progress",
         choices=_PROGRESS_MODES,
         help="how to show progress (default: BUILDKIT_PROGRESS, else auto: tty on a "
@@ -409,10 +428,15 @@ def build_options_from_args(
         kwargs["container_limits"] = ContainerLimits(**limits)
 
     outputs = _outputs(args.output)
+    # Secrets, ssh and session transfer need a BuildKit session: they choose BuildKit, as
+    # --output does, unless DOCKER_BUILDKIT says no.
+    secrets = tuple(BuildSecret.parse(spec, base=base) for spec in args.secret)
+    ssh = tuple(SSHForward.parse(spec, base=base) for spec in args.ssh)
+    wants_session = bool(secrets or ssh) or args.context_transfer == "session"
     builder = args.builder
     if builder is None:
         flag = env.get("DOCKER_BUILDKIT", "").strip()
-        if flag in _TRUE or (outputs and flag not in _FALSE):
+        if flag in _TRUE or ((outputs or wants_session) and flag not in _FALSE):
             builder = "buildkit"
         else:
             builder = "classic"
@@ -438,6 +462,9 @@ def build_options_from_args(
         cgroup_parent=args.cgroup_parent,
         security_opt=tuple(args.security_opt),
         outputs=tuple(outputs),
+        secrets=secrets,
+        ssh=ssh,
+        context_transfer=args.context_transfer,
         version="2" if builder == "buildkit" else "1",
         **kwargs,
     )
