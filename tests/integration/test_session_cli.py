@@ -1,0 +1,85 @@
+"""`buildsdk build` with sessions on the real dockerd: a secret from the environment reaches a
+RUN step, and a session context transfer builds the directory."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Engines
+
+pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
+
+
+def _run(
+    engines: Engines, tmp_path: Path, *args: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    assert engines.dockerd_host is not None
+    config = tmp_path / "config"
+    config.mkdir(exist_ok=True)
+    environ = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(config),
+        "DOCKER_HOST": engines.dockerd_host,
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "buildsdk", "build", "--progress", "plain", *args],
+        env=environ,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_cli_secret_from_the_environment(engines: Engines, tmp_path: Path) -> None:
+    value = secrets.token_hex(10)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {engines.base_image}\nRUN --mount=type=secret,id=tok cat /run/secrets/tok\n"
+    )
+    done = _run(
+        engines,
+        tmp_path,
+        "--secret",
+        "id=tok,env=CLI_SECRET",
+        "--no-cache",
+        "--network",
+        engines.dockerd_network,
+        "ctx",
+        env={"CLI_SECRET": value},
+    )
+    assert done.returncode == 0, done.stderr
+    assert value in done.stdout + done.stderr
+
+
+def test_cli_session_context_transfer(engines: Engines, tmp_path: Path) -> None:
+    marker = secrets.token_hex(8)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "data.txt").write_text(marker)
+    (context / "Dockerfile").write_text(
+        f"FROM {engines.base_image}\nCOPY data.txt /\nRUN cat /data.txt\n"
+    )
+    done = _run(
+        engines,
+        tmp_path,
+        "--context-transfer",
+        "session",
+        "--no-cache",
+        "--network",
+        engines.dockerd_network,
+        "ctx",
+        env={},
+    )
+    assert done.returncode == 0, done.stderr
+    assert marker in done.stdout + done.stderr

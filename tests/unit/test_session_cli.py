@@ -1,0 +1,72 @@
+"""`buildsdk build --secret/--ssh/--context-transfer`: flags become session options, the
+builder becomes BuildKit unless told otherwise, and bad values exit 2 before connecting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from buildsdk.build import BuildOptions
+from buildsdk.cli import EXIT_USAGE, build_options_from_args, main, parse_args
+from buildsdk.session import BuildSecret, SSHForward
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Path:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "token.txt").write_text("t")
+    return tmp_path
+
+
+def options(argv: list[str], ctx: Path, env: dict[str, str] | None = None) -> BuildOptions:
+    args = parse_args(["build", *argv, str(ctx)])
+    return build_options_from_args(args, env=env or {}, cwd=ctx)
+
+
+def test_secret_flags_become_secrets_and_choose_buildkit(ctx: Path) -> None:
+    built = options(["--secret", "id=a,src=token.txt", "--secret", "id=b,env=B"], ctx)
+    assert built.secrets == (
+        BuildSecret(id="a", src=str(ctx / "token.txt")),
+        BuildSecret(id="b", env="B"),
+    )
+    assert built.version == "2"
+
+
+def test_ssh_flags_become_forwards(ctx: Path) -> None:
+    built = options(["--ssh", "default", "--ssh", "gh=agent.sock"], ctx)
+    assert built.ssh == (SSHForward(), SSHForward(id="gh", socket=str(ctx / "agent.sock")))
+    assert built.version == "2"
+
+
+def test_context_transfer_flag(ctx: Path) -> None:
+    assert options([], ctx).context_transfer == "tar"
+    built = options(["--context-transfer", "session"], ctx)
+    assert built.context_transfer == "session"
+    assert built.version == "2"
+
+
+def test_docker_buildkit_0_keeps_the_classic_builder_and_refuses_secrets(
+    ctx: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")
+    code = main(["build", "--dry-run", "--secret", "id=b,env=B", str(ctx)])
+    assert code == EXIT_USAGE
+    assert "secrets" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--secret", "src=token.txt"], "id=... is required"),
+        (["--secret", "id=a,src=missing.txt"], "is not a readable file"),
+        (["--ssh", "default=a,b"], "key files are not supported"),
+        (["--context-transfer", "rsync"], "invalid choice"),
+    ],
+)
+def test_bad_session_flags_exit_2_before_connecting(
+    ctx: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["build", "-H", "unix:///nonexistent.sock", *flags, str(ctx)])
+    assert code == EXIT_USAGE
+    assert message in capsys.readouterr().err
