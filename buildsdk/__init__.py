@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     )
     from buildsdk.prune import PruneFilters, PruneOptions, PruneResult
     from buildsdk.results import BuildResult
+    from buildsdk.session import BuildSecret, SSHForward
     from buildsdk.versions import ApiVersion
 
 __version__ = "0.1.0"
@@ -70,6 +71,7 @@ __all__ = [
     "BuildOutput",
     "BuildResult",
     "BuildSDKError",
+    "BuildSecret",
     "Client",
     "ConfigError",
     "Conflict",
@@ -93,6 +95,7 @@ __all__ = [
     "PruneOptions",
     "PruneResult",
     "RegistryAuth",
+    "SSHForward",
     "ServerError",
     "ServiceUnavailable",
     "StatusEvent",
@@ -125,6 +128,7 @@ _LAZY: dict[str, str] = {
     "BuildOptions": "buildsdk.build",
     "BuildOutput": "buildsdk.build",
     "BuildResult": "buildsdk.results",
+    "BuildSecret": "buildsdk.session",
     "BuildSDKError": "buildsdk.errors",
     "Client": "buildsdk.client",
     "ConfigError": "buildsdk.config",
@@ -149,6 +153,7 @@ _LAZY: dict[str, str] = {
     "PruneOptions": "buildsdk.prune",
     "PruneResult": "buildsdk.prune",
     "RegistryAuth": "buildsdk.auth",
+    "SSHForward": "buildsdk.session",
     "ServerError": "buildsdk.errors",
     "ServiceUnavailable": "buildsdk.errors",
     "StatusEvent": "buildsdk.events",
