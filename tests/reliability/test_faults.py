@@ -755,6 +755,22 @@ _bodies = st.one_of(
 )  # fmt: skip
 
 
+def _scripted_answer(
+    status: bytes, headers: list[bytes], body: bytes, *, reset: bool
+) -> Callable[[Exchange], None]:
+    """A handler that reads the upload, sends exactly these bytes, then resets or closes."""
+
+    def answer(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.send(b"\r\n".join([status, *headers]) + b"\r\n\r\n" + body)
+        if reset:
+            exchange.reset()
+        else:
+            exchange.close()
+
+    return answer
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -769,15 +785,7 @@ def test_any_answer_gives_a_result_or_a_buildsdk_error(
 ) -> None:
     """Whatever bytes come back, the user gets a result or a BuildSDKError, quickly."""
 
-    def answer(exchange: Exchange) -> None:
-        exchange.read_body()
-        exchange.send(b"\r\n".join([status, *headers]) + b"\r\n\r\n" + body)
-        if reset:
-            exchange.reset()
-        else:
-            exchange.close()
-
-    fault_engine.handler = answer
+    fault_engine.handler = _scripted_answer(status, headers, body, reset=reset)
     with Client(fault_engine.unix_host, env={}, config=clean_config(), timeout=5.0) as client:
         started = time.monotonic()
         with contextlib.suppress(BuildSDKError):
@@ -799,15 +807,7 @@ def test_any_answer_async(
 ) -> None:
     """The same for `AsyncClient`."""
 
-    def answer(exchange: Exchange) -> None:
-        exchange.read_body()
-        exchange.send(b"\r\n".join([status, *headers]) + b"\r\n\r\n" + body)
-        if reset:
-            exchange.reset()
-        else:
-            exchange.close()
-
-    fault_engine.handler = answer
+    fault_engine.handler = _scripted_answer(status, headers, body, reset=reset)
     started = time.monotonic()
     with contextlib.suppress(BuildSDKError):
         _async_build(fault_engine.unix_host, small_context, timeout=5.0)
