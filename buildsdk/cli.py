@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import getpass
 import io
 import json
 import os
@@ -260,7 +261,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--ssh",
         action="append",
         default=[],
-        help="ssh-agent for RUN --mount=type=ssh: default or ID[=SOCKET] (BuildKit)",
+        help="ssh for RUN --mount=type=ssh: default|ID[=SOCKET|KEY[,KEY...]] (an agent "
+        "socket, or private key files; BuildKit)",
     )
     build.add_argument(
         "--context-transfer",
@@ -366,6 +368,38 @@ def _outputs(values: Sequence[str]) -> list[BuildOutput]:
     return outputs
 
 
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+def _ssh_forwards(specs: Sequence[str], base: Path) -> tuple[SSHForward, ...]:
+    """`--ssh` values; an encrypted key's passphrase is asked on the terminal, as the Docker
+    CLI does. Unusable keys, or an encrypted one without a terminal, raise `ValueError`."""
+    forwards: list[SSHForward] = []
+    for spec in specs:
+        forward = SSHForward.parse(spec, base=base)
+        try:
+            encrypted = forward.encrypted_keys()
+            if encrypted:
+                if not _stdin_is_terminal():
+                    raise ValueError(
+                        f"ssh {forward.id!r}: {encrypted[0]} is encrypted and stdin is not a "
+                        "terminal to ask for its passphrase (add the key to an ssh-agent and "
+                        "forward that, or give SSHForward(passphrase=...) in code)"
+                    )
+                # One passphrase opens every encrypted key of an ID (SSHForward holds one).
+                passphrase = getpass.getpass(f"Enter passphrase for {encrypted[0]}: ")
+                forward = SSHForward(id=forward.id, keys=forward.keys, passphrase=passphrase)
+                forward.check()
+        except BuildSDKError as exc:
+            raise ValueError(str(exc)) from None
+        forwards.append(forward)
+    return tuple(forwards)
+
+
 def build_options_from_args(
     args: argparse.Namespace,
     *,
@@ -431,7 +465,7 @@ def build_options_from_args(
     # Secrets, ssh and session transfer need a BuildKit session: they choose BuildKit, as
     # --output does, unless DOCKER_BUILDKIT says no.
     secrets = tuple(BuildSecret.parse(spec, base=base) for spec in args.secret)
-    ssh = tuple(SSHForward.parse(spec, base=base) for spec in args.ssh)
+    ssh = _ssh_forwards(args.ssh, base)
     wants_session = bool(secrets or ssh) or args.context_transfer == "session"
     builder = args.builder
     if builder is None:
