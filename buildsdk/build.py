@@ -602,7 +602,7 @@ class BuildOptions(BaseModel):
     )
     ssh: tuple[SSHForward, ...] = Field(
         default=(),
-        description="ssh-agents for `RUN --mount=type=ssh` (BuildKit; served by a session).",
+        description="ssh-agents or key files for `RUN --mount=type=ssh` (BuildKit; via a session).",
     )
     context_transfer: Literal["tar", "session"] = Field(
         default="tar",
