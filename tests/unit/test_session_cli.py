@@ -60,7 +60,7 @@ def test_docker_buildkit_0_keeps_the_classic_builder_and_refuses_secrets(
     [
         (["--secret", "src=token.txt"], "id=... is required"),
         (["--secret", "id=a,src=missing.txt"], "is not a readable file"),
-        (["--ssh", "default=a,b"], "key files are not supported"),
+        (["--ssh", "default=a,b"], "cannot read ssh key"),
         (["--context-transfer", "rsync"], "invalid choice"),
     ],
 )

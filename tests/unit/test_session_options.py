@@ -108,12 +108,12 @@ def test_ssh_syntax(text: str, ident: str, sock: str | None) -> None:
     assert (forward.id, forward.socket) == (ident, sock)
 
 
-def test_ssh_key_files_are_refused_with_advice(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="key files are not supported"):
-        SSHForward.parse("default=/a/id_rsa,/b/id_ed25519")
+def test_ssh_several_paths_are_key_files_and_a_socket_must_be_a_socket(tmp_path: Path) -> None:
+    forward = SSHForward.parse("default=/a/id_rsa,/b/id_ed25519")
+    assert (forward.socket, forward.keys) == (None, ("/a/id_rsa", "/b/id_ed25519"))
     key = tmp_path / "id_ed25519"
     key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
-    with pytest.raises(BuildSDKError, match="add the key to an ssh-agent"):
+    with pytest.raises(BuildSDKError, match=r"give it as keys=\[\.\.\.\]"):
         SSHForward(socket=key).resolve({})
 
 
