@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,9 +30,9 @@ from buildsdk.aio import AsyncClient
 from buildsdk.auth import DockerConfig
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
-from buildsdk.errors import BuildError
+from buildsdk.errors import BuildError, BuildSDKError
 from buildsdk.results import BuildResult
-from buildsdk.session import filesync
+from buildsdk.session import SSHForward, filesync
 from tests.integration.conftest import Engines, client_settings
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
@@ -658,3 +659,124 @@ def test_a_login_only_session_is_skipped_on_engines_without_sessions(
     settings["credentials"] = {"registry.example": RegistryAuth(username="u")}
     assert _build(flavor, settings, options).image_id
     assert not _session_threads()
+
+
+# -- ssh key files (buildsdk's own agent) -------------------------------------------------------
+
+_KEY_PASSPHRASE = "k3y-file-pass"
+
+
+def _make_key(directory: Path, name: str, *flags: str, passphrase: str = "") -> tuple[Path, str]:
+    """A key made by ssh-keygen; returns its path and SHA256 fingerprint."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / name
+    subprocess.run(
+        ["ssh-keygen", "-q", *flags, "-N", passphrase, "-C", "unused", "-f", str(key)],
+        check=True,
+    )
+    listed = subprocess.run(
+        ["ssh-keygen", "-l", "-f", f"{key}.pub"], capture_output=True, text=True, check=True
+    )
+    return key, listed.stdout.split()[1]
+
+
+def _sign_check_context(directory: Path, base_image: str, key: Path) -> Path:
+    """A context whose RUN step lists the forwarded keys, then has the agent sign for the
+    given key's public half and verifies the signature (`ssh-add -T`)."""
+    _ssh_add_context(directory, base_image)
+    shutil.copy(f"{key}.pub", directory / "pubkey")
+    loader = next(p.name for p in (directory / "tools").iterdir() if p.name.startswith("ld-"))
+    ssh_add = f"/tools/{loader} --library-path /tools /tools/ssh-add"
+    (directory / "Dockerfile").write_text(
+        f"FROM {base_image}\nCOPY tools /tools\nCOPY pubkey /pubkey\n"
+        f"RUN --mount=type=ssh {ssh_add} -l && {ssh_add} -T /pubkey && echo signature-verified\n"
+    )
+    return directory
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_ssh_key_file_signs_inside_the_build(
+    flavor: str, dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    key, fingerprint = _make_key(tmp_path / "keys", "id_ed25519", "-t", "ed25519")
+    context = _sign_check_context(tmp_path / "ctx", engines.base_image, key)
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        ssh=[f"default={key}"],
+    )
+    log = _build(flavor, dockerd, options).log
+    # ssh-add -l: "256 SHA256:... <path as given> (ED25519)"
+    assert f"{fingerprint} {key} (ED25519)" in log
+    assert "signature-verified" in log
+    assert _session_threads() == []
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_ssh_encrypted_keys_with_the_passphrase_in_code(
+    flavor: str, dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    rsa, rsa_print = _make_key(keys, "id_rsa", "-t", "rsa", "-b", "2048", "-m", "PEM")
+    ecdsa, ecdsa_print = _make_key(
+        keys, "id_ecdsa", "-t", "ecdsa", "-b", "384", passphrase=_KEY_PASSPHRASE
+    )
+    context = _sign_check_context(tmp_path / "ctx", engines.base_image, ecdsa)
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        ssh=[SSHForward(id="default", keys=[rsa, ecdsa], passphrase=_KEY_PASSPHRASE)],
+    )
+    log = _build(flavor, dockerd, options).log
+    assert f"{rsa_print} {rsa} (RSA)" in log
+    assert f"{ecdsa_print} {ecdsa} (ECDSA)" in log
+    assert "signature-verified" in log
+    assert _KEY_PASSPHRASE not in log
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_ssh_wrong_passphrase_fails_before_the_build_starts(
+    flavor: str, dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    key, _ = _make_key(tmp_path / "keys", "id_ed25519", "-t", "ed25519", passphrase="right-one")
+    context = _write(tmp_path / "ctx", {"Dockerfile": f"FROM {engines.base_image}\n"})
+    options = BuildOptions(
+        path=context,
+        version="2",
+        ssh=[SSHForward(keys=[key], passphrase="wrong-one")],
+    )
+    with pytest.raises(BuildSDKError) as caught:
+        _build(flavor, dockerd, options)
+    assert str(caught.value) == f"ssh 'default': wrong passphrase for ssh key '{key}'"
+    assert _session_threads() == []
+
+
+def test_cli_ssh_key_file_end_to_end(engines: Engines, tmp_path: Path) -> None:
+    assert engines.dockerd_host is not None
+    key, fingerprint = _make_key(tmp_path / "keys", "id_ecdsa", "-t", "ecdsa", "-b", "256")
+    _sign_check_context(tmp_path / "ctx", engines.base_image, key)
+    environ = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(tmp_path / "config"),
+        "DOCKER_HOST": engines.dockerd_host,
+    }
+    argv = [sys.executable, "-m", "buildsdk", "build", "--progress", "plain", "--no-cache"]
+    argv += ["--network", engines.dockerd_network, "--ssh", "default=keys/id_ecdsa", "ctx"]
+    done = subprocess.run(
+        argv,
+        env=environ,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # The comment is the path as given on the command line, made absolute.
+    assert f"{fingerprint} {tmp_path / 'keys' / 'id_ecdsa'} (ECDSA)" in done.stderr
+    assert "signature-verified" in done.stderr
