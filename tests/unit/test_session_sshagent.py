@@ -681,3 +681,34 @@ def test_cli_asks_for_the_passphrase_on_a_terminal(
         assert f"wrong passphrase for ssh key '{key}'" in output
     else:
         assert "POST /v" in output
+
+
+# -- missing optional packages ------------------------------------------------------------------
+
+
+def test_without_cryptography_the_error_names_the_extra(
+    keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "cryptography.exceptions", None)
+    message = _load_error(keys["ed25519"])
+    assert "needs the cryptography package" in message
+    assert "pip install 'buildsdk[session]'" in message
+
+
+def test_without_bcrypt_an_encrypted_openssh_key_names_the_extra(
+    keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # cryptography binds bcrypt's kdf when it is imported, and puts in its place one that
+    # raises this when bcrypt is missing; the same is done here, and bcrypt hidden.
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import ssh
+
+    def no_bcrypt(*args: object) -> bytes:
+        raise UnsupportedAlgorithm("Need bcrypt module")
+
+    monkeypatch.setattr(ssh, "_bcrypt_kdf", no_bcrypt, raising=True)
+    monkeypatch.setitem(sys.modules, "bcrypt", None)
+    message = _load_error(keys["ed25519_enc"], passphrase=PASSPHRASE)
+    assert "pip install 'buildsdk[session]'" in message
+    # PEM encryption needs no bcrypt.
+    SSHForward(keys=[keys["rsa_pem_enc"]], passphrase=PASSPHRASE).check()
