@@ -57,8 +57,11 @@ __all__ = [
     "BuildContext",
     "ContextEntry",
     "EntryType",
+    "check_memory_dockerfile",
     "list_context",
     "prepare_context",
+    "resolve_context_root",
+    "resolve_dockerfile",
 ]
 
 EntryType = Literal["file", "dir", "symlink", "hardlink", "fifo", "char", "block"]
@@ -792,8 +795,30 @@ def _read_regular_file(path: str) -> bytes:
         return f.read()
 
 
-def _resolve_dockerfile(root: str, dockerfile: str | None) -> str:
-    """The real path of the Dockerfile, following the CLI (lowercase fallback, symlinks)."""
+def resolve_context_root(path: str) -> str:
+    """The real path of context directory `path` (`ContextError` when it is not one)."""
+    try:
+        root = os.path.realpath(os.path.abspath(path), strict=True)
+    except OSError as exc:
+        raise ContextError(
+            f"unable to evaluate symlinks in context path: {path!r}: {exc.strerror}", path
+        ) from None
+    if not os.path.isdir(root):
+        raise ContextError(f"context must be a directory: {root}", root)
+    return root
+
+
+def check_memory_dockerfile(dockerfile: str | None) -> None:
+    """Refuse a Dockerfile name given together with a Dockerfile from memory (`fileobj`)."""
+    if dockerfile not in (None, "Dockerfile", "-"):
+        raise ContextError(
+            "give the Dockerfile either as fileobj or as dockerfile, not both", dockerfile
+        )
+
+
+def resolve_dockerfile(root: str, dockerfile: str | None) -> str:
+    """The real path of the Dockerfile in directory `root`, found as the CLI finds it
+    (`dockerfile` relative to `root` or absolute, lowercase fallback, symlinks followed)."""
     if dockerfile is None:
         candidate = os.path.join(root, "Dockerfile")
         if not os.path.lexists(candidate):
@@ -878,25 +903,15 @@ def _prepare_directory(
     gzip: bool,
     chunk_size: int,
 ) -> BuildContext:
-    try:
-        root = os.path.realpath(os.path.abspath(path), strict=True)
-    except OSError as exc:
-        raise ContextError(
-            f"unable to evaluate symlinks in context path: {path!r}: {exc.strerror}", path
-        ) from None
-    if not os.path.isdir(root):
-        raise ContextError(f"context must be a directory: {root}", root)
+    root = resolve_context_root(path)
 
     extra: bytes | None = None  # Dockerfile content sent under a random name
     if fileobj is not None:
-        if dockerfile not in (None, "Dockerfile", "-"):
-            raise ContextError(
-                "give the Dockerfile either as fileobj or as dockerfile, not both", dockerfile
-            )
+        check_memory_dockerfile(dockerfile)
         extra = _read_fileobj(fileobj)
         rel_dockerfile = "-"
     else:
-        resolved = _resolve_dockerfile(root, dockerfile)
+        resolved = resolve_dockerfile(root, dockerfile)
         rel_dockerfile = os.path.relpath(resolved, root)
         if rel_dockerfile.startswith("../"):
             try:

@@ -38,6 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from buildsdk.context import check_memory_dockerfile, resolve_context_root, resolve_dockerfile
 from buildsdk.dockerignore import MatchInfo, PatternMatcher
 from buildsdk.errors import ContextError
 from buildsdk.session._messages import (
@@ -379,24 +380,13 @@ class FileSyncService:
         """Serve `context` and the directory of its Dockerfile (relative to the context,
         `Dockerfile` by default, `dockerfile` when only that exists), or a Dockerfile given
         as bytes (`dockerfile_data`), served as `Dockerfile` from memory."""
-        root = os.path.realpath(context)
-        if not os.path.isdir(root):
-            raise ContextError(f"context {context!r} is not a directory", path=context)
+        # The same checks and messages as a tar upload: the transfer is the only difference.
+        root = resolve_context_root(context)
         if dockerfile_data is not None:
+            check_memory_dockerfile(dockerfile)
             memory = SyncedDir("dockerfile", "", {"Dockerfile": dockerfile_data})
             return cls([SyncedDir("context", root), memory], "Dockerfile")
-        if dockerfile is None:
-            name = "Dockerfile"
-            if not os.path.lexists(os.path.join(root, name)) and os.path.lexists(
-                os.path.join(root, "dockerfile")
-            ):
-                name = "dockerfile"
-            full = os.path.join(root, name)
-        else:
-            full = os.path.join(root, dockerfile)
-        full = os.path.realpath(full)
-        if not os.path.isfile(full):
-            raise ContextError(f"cannot find the Dockerfile {full!r}", path=full)
+        full = resolve_dockerfile(root, dockerfile)
         dirs = [SyncedDir("context", root), SyncedDir("dockerfile", os.path.dirname(full))]
         return cls(dirs, os.path.basename(full))
 
