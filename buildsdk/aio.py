@@ -257,6 +257,8 @@ class AsyncBuild:
         api_version = await client.api_version()
         self._stream.use_api_version(api_version)
         options = self.options
+        # Options this engine's API cannot carry are refused before a session is opened.
+        options.to_query(api_version)
         wanted = await anyio.to_thread.run_sync(
             lambda: needs_session(
                 options, config=client.docker_config, credentials=client._credentials

@@ -604,10 +604,12 @@ class BuildOptions(BaseModel):
         default=(),
         description="ssh-agents or key files for `RUN --mount=type=ssh` (BuildKit; via a session).",
     )
-    context_transfer: Literal["tar", "session"] = Field(
-        default="tar",
+    context_transfer: Literal["auto", "tar", "session"] = Field(
+        default="auto",
         description="How a local context reaches BuildKit: 'tar' uploads it with the "
-        "request; 'session' lets the engine pull only changed files through a session.",
+        "request; 'session' lets the engine pull only changed files through a session; "
+        "'auto' uses a session for a BuildKit build of a local directory when the "
+        "`session` extra is installed and the engine has sessions, else a tar.",
     )
 
     if TYPE_CHECKING:
@@ -651,7 +653,7 @@ class BuildOptions(BaseModel):
             session_id: str | None = None,
             secrets: Sequence[BuildSecret | str | Mapping[str, Any]] | None = None,
             ssh: Sequence[SSHForward | str | Mapping[str, Any]] | str | None = None,
-            context_transfer: Literal["tar", "session"] = "tar",
+            context_transfer: Literal["auto", "tar", "session"] = "auto",
         ) -> None: ...
 
     # -- field normalisation -------------------------------------------------------------

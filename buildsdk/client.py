@@ -404,6 +404,8 @@ class Build:
         api_version = client.api_version()
         self._stream.use_api_version(api_version)
         options = self.options
+        # Options this engine's API cannot carry are refused before a session is opened.
+        options.to_query(api_version)
         if needs_session(options, config=client.docker_config, credentials=client._credentials):
             session = open_session(client, options, api_version)
             self._sessions.append(session)

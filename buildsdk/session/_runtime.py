@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import secrets as _random
@@ -44,6 +45,7 @@ __all__ = [
     "needs_session",
     "open_async_session",
     "open_session",
+    "session_transfer",
     "shared_key",
 ]
 
@@ -66,10 +68,27 @@ def needs_session(
     `session_id` gets none."""
     if options.version != "2" or options.session_id is not None:
         return False
-    if options.secrets or options.ssh or options.context_transfer == "session":
+    if options.secrets or options.ssh or session_transfer(options):
         return True
     has_auth = bool(credentials) or (config is not None and config.contains_auth)
     return has_auth and h2_available()
+
+
+def session_transfer(options: BuildOptions) -> bool:
+    """Whether a build of `options` sends its context through a session: asked for with
+    `context_transfer="session"`, or chosen by `"auto"` for a BuildKit build of a local
+    directory (uncompressed, without a session of the caller's own) when `h2` is installed."""
+    if options.context_transfer != "auto":
+        return options.context_transfer == "session"
+    return (
+        options.version == "2"
+        and options.session_id is None
+        and options.path is not None
+        and options.remote_url is None
+        and not options.custom_context
+        and not options.gzip
+        and h2_available()
+    )
 
 
 def _session_id() -> str:
@@ -94,7 +113,10 @@ class _Plan:
     handlers: dict[str, Handler]
     options: BuildOptions
     optional: bool = False
-    """Opened only for registry logins: an engine without sessions gets the build without."""
+    """Opened only for registry logins or an automatic context transfer: an engine without
+    sessions gets the build without one."""
+    fallback: BuildOptions | None = None
+    """The build to send when an optional session is refused (None: `options` as given)."""
 
 
 def _plan(
@@ -123,13 +145,16 @@ def _plan(
     key = shared_key(directory) if local and directory else _session_id()
     session_id = _session_id()
     updated = options.model_copy(update={"session_id": session_id})
-    if options.context_transfer == "session" and local and directory is not None:
+    fallback: BuildOptions | None = None
+    if session_transfer(options) and local and directory is not None:
         from buildsdk.session.filesync import FileSyncService
 
         data: bytes | None = None
         if options.fileobj is not None:
             raw = options.fileobj.read()
             data = raw.encode("utf-8") if isinstance(raw, str) else raw
+            # Read once: a tar upload after a refused session needs the same Dockerfile.
+            fallback = options.model_copy(update={"fileobj": io.BytesIO(data)})
         service = FileSyncService.for_build(directory, options.dockerfile, dockerfile_data=data)
         handlers.update(service.handlers())
         updated = options.model_copy(
@@ -142,7 +167,7 @@ def _plan(
             }
         )
     optional = not (options.secrets or options.ssh or options.context_transfer == "session")
-    return _Plan(session_id, name, key, handlers, updated, optional)
+    return _Plan(session_id, name, key, handlers, updated, optional, fallback)
 
 
 def _headers(plan: _Plan, base: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -307,9 +332,10 @@ async def open_async_session(
     except _SessionRefused as exc:
         await session.aclose()
         if plan.optional:
-            # Only offered for registry logins, which this engine cannot ask for anyway.
+            # Only offered for registry logins (which this engine cannot ask for anyway)
+            # or an automatic context transfer (a tar upload does the same).
             logger.debug("the engine has no BuildKit sessions; building without one")
-            return AsyncSession(options, None, None)
+            return AsyncSession(plan.fallback or options, None, None)
         raise exc.error from None
     except BaseException:
         await session.aclose()
@@ -413,9 +439,10 @@ def open_session(client: Client, options: BuildOptions, api_version: ApiVersion)
         session.start(client, api_version)
     except _SessionRefused as exc:
         if plan.optional:
-            # Only offered for registry logins, which this engine cannot ask for anyway.
+            # Only offered for registry logins (which this engine cannot ask for anyway)
+            # or an automatic context transfer (a tar upload does the same).
             logger.debug("the engine has no BuildKit sessions; building without one")
-            session.options = options
+            session.options = plan.fallback or options
             return session
         raise exc.error from None
     return session

@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus
 import httpx
 import pytest
 
-from buildsdk import aio, client
+from buildsdk import aio, client, transports
 from buildsdk.aio import AsyncBuild, AsyncClient
 from buildsdk.auth import DockerConfig
 from buildsdk.build import BuildOptions
@@ -62,6 +62,8 @@ def mock_engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], None]:
 
         monkeypatch.setattr(client, "create_transport", sync_factory)
         monkeypatch.setattr(aio, "create_async_transport", async_factory)
+        # The sync client's BuildKit session opens an async connection of its own.
+        monkeypatch.setattr(transports, "create_async_transport", async_factory)
 
     return install
 

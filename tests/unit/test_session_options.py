@@ -16,7 +16,7 @@ from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
 from buildsdk.errors import BuildSDKError, UnsupportedOption
 from buildsdk.session import BuildSecret, SSHForward, h2_available, require_h2
-from buildsdk.session._runtime import _headers, _plan, needs_session, shared_key
+from buildsdk.session._runtime import _headers, _plan, needs_session, session_transfer, shared_key
 
 
 @pytest.fixture
@@ -193,12 +193,23 @@ def _config(auths: dict[str, Any] | None = None) -> DockerConfig:
     ("options", "credentials", "config_auths", "expected"),
     [
         ({"version": "1"}, {}, None, False),
-        ({"version": "2"}, {}, None, False),
+        # auto: a BuildKit build of a local directory sends it through a session...
+        ({"version": "2"}, {}, None, True),
+        # ...but not when asked for a tar, a compressed upload or a remote context.
+        ({"version": "2", "context_transfer": "tar"}, {}, None, False),
+        ({"version": "2", "gzip": True}, {}, None, False),
+        ({"version": "2", "path": "https://example.com/repo.git"}, {}, None, False),
+        ({"version": "2", "context_transfer": "tar", "ssh": "default"}, {}, None, True),
         ({"version": "2", "secrets": [{"id": "a", "data": b"x"}]}, {}, None, True),
         ({"version": "2", "ssh": "default"}, {}, None, True),
         ({"version": "2", "context_transfer": "session"}, {}, None, True),
-        ({"version": "2"}, {"r.example": RegistryAuth(username="u")}, None, True),
-        ({"version": "2"}, {}, {"r.example": {"auth": "dTpw"}}, True),
+        (
+            {"version": "2", "context_transfer": "tar"},
+            {"r.example": RegistryAuth(username="u")},
+            None,
+            True,
+        ),
+        ({"version": "2", "context_transfer": "tar"}, {}, {"r.example": {"auth": "dTpw"}}, True),
         ({"version": "1"}, {}, {"r.example": {"auth": "dTpw"}}, False),
         ({"version": "2", "session_id": "mine", "ssh": "default"}, {}, None, False),
     ],
@@ -209,7 +220,7 @@ def test_which_builds_get_a_session(
     config_auths: dict[str, Any] | None,
     expected: bool,
 ) -> None:
-    built = BuildOptions(path=".", **options)
+    built = BuildOptions(**{"path": ".", **options})
     assert needs_session(built, config=_config(config_auths), credentials=credentials) is expected
 
 
@@ -225,8 +236,9 @@ def test_missing_h2_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not h2_available()
     with pytest.raises(BuildSDKError, match=r"pip install 'buildsdk\[session\]'"):
         require_h2()
-    # A build that needs no session does not need h2 either.
+    # A build that needs no session does not need h2 either: without it, auto is a tar.
     options = BuildOptions(path=".", version="2")
+    assert not session_transfer(options)
     assert not needs_session(options, config=_config({"r": {"auth": "dTpw"}}), credentials={})
 
 
@@ -293,6 +305,7 @@ def test_relative_paths_are_taken_from_the_given_base(tmp_path: Path) -> None:
 def test_session_name_header_is_printable_ascii(tmp_path: Path) -> None:
     directory = tmp_path / "pröject dir"
     directory.mkdir()
+    (directory / "Dockerfile").write_text("FROM x\n")
     options = BuildOptions(path=directory, version="2", secrets=[{"id": "a", "data": b"x"}])
     plan = _plan(options, env={}, credentials={}, lookup=lambda host: None)
     assert dict(_headers(plan, {}))["X-Docker-Expose-Session-Name"] == "pr_ject_dir"
