@@ -266,9 +266,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--context-transfer",
-        choices=("tar", "session"),
-        default="tar",
-        help="tar: upload the context; session: BuildKit pulls only changed files",
+        choices=("auto", "tar", "session"),
+        default="auto",
+        help="tar: upload the context; session: BuildKit pulls only changed files; auto "
+        "(default): session for BuildKit when buildsdk[session] is installed, else tar",
     )
     build.add_argument(
         "--progress",

@@ -40,7 +40,10 @@ def test_ssh_flags_become_forwards(ctx: Path) -> None:
 
 
 def test_context_transfer_flag(ctx: Path) -> None:
-    assert options([], ctx).context_transfer == "tar"
+    # auto is the default and, unlike an explicit session, does not choose BuildKit.
+    default = options([], ctx)
+    assert (default.context_transfer, default.version) == ("auto", "1")
+    assert options(["--context-transfer", "tar"], ctx).context_transfer == "tar"
     built = options(["--context-transfer", "session"], ctx)
     assert built.context_transfer == "session"
     assert built.version == "2"
