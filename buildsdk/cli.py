@@ -780,6 +780,9 @@ def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
             for name, value in request.headers.items():
                 out.write(f"  {name}: {_mask_header(name, value)}\n")
             out.write(_context_summary(options, context) + "\n")
+            note = _session_summary(client, options)
+            if note:
+                out.write(note + "\n")
     except (UnsupportedOption, ValidationError) as exc:
         raise _usage_from(exc) from None
     except ContextError as exc:
@@ -801,6 +804,25 @@ def _context_summary(options: BuildOptions, context: BuildContext | None) -> str
     files = [e for e in entries if e.type == "file"]
     size = sum(e.size for e in files)
     return f"context: {len(files)} files, {size} bytes ({len(entries)} entries; {body})"
+
+
+def _session_summary(client: Client, options: BuildOptions) -> str:
+    """What a BuildKit session would serve, since a dry run shows the request without one."""
+    from buildsdk.session._runtime import needs_session, session_is_optional, session_transfer
+
+    config = client.docker_config
+    if not needs_session(options, config=config, credentials=client._credentials):
+        return ""
+    served = [f"secret {secret.id}" for secret in options.secrets]
+    served += [f"ssh {forward.id}" for forward in options.ssh]
+    if session_transfer(options):
+        served.append("the context (sent with remote=client-session and no body)")
+    if not served:
+        served.append("registry logins")
+    text = "session: a BuildKit session would serve " + ", ".join(served)
+    if session_is_optional(options):
+        text += "; on an engine without sessions the request above is sent as shown"
+    return text
 
 
 # -- context, prune, info -------------------------------------------------------------------

@@ -45,6 +45,7 @@ __all__ = [
     "needs_session",
     "open_async_session",
     "open_session",
+    "session_is_optional",
     "session_transfer",
     "shared_key",
 ]
@@ -89,6 +90,12 @@ def session_transfer(options: BuildOptions) -> bool:
         and not options.gzip
         and h2_available()
     )
+
+
+def session_is_optional(options: BuildOptions) -> bool:
+    """Whether a build of `options` goes on without a session on an engine that has none:
+    true when the session would only serve registry logins or an automatic context transfer."""
+    return not (options.secrets or options.ssh or options.context_transfer == "session")
 
 
 def _session_id() -> str:
@@ -166,8 +173,7 @@ def _plan(
                 "fileobj": None,
             }
         )
-    optional = not (options.secrets or options.ssh or options.context_transfer == "session")
-    return _Plan(session_id, name, key, handlers, updated, optional, fallback)
+    return _Plan(session_id, name, key, handlers, updated, session_is_optional(options), fallback)
 
 
 def _headers(plan: _Plan, base: Mapping[str, str]) -> list[tuple[str, str]]:

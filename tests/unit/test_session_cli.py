@@ -73,3 +73,52 @@ def test_bad_session_flags_exit_2_before_connecting(
     code = main(["build", "-H", "unix:///nonexistent.sock", *flags, str(ctx)])
     assert code == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+_BUILDKIT = {"DOCKER_BUILDKIT": "1"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "expected"),
+    [
+        ([], {}, None),
+        (["--context-transfer", "tar"], _BUILDKIT, None),
+        (
+            [],
+            _BUILDKIT,
+            "session: a BuildKit session would serve the context (sent with "
+            "remote=client-session and no body); on an engine without sessions the request "
+            "above is sent as shown",
+        ),
+        (
+            ["--secret", "id=a,src=token.txt", "--context-transfer", "tar"],
+            {},
+            "session: a BuildKit session would serve secret a",
+        ),
+        (
+            ["--secret", "id=a,src=token.txt", "--ssh", "default"],
+            {},
+            "session: a BuildKit session would serve secret a, ssh default, the context (sent "
+            "with remote=client-session and no body)",
+        ),
+    ],
+)
+def test_dry_run_says_what_a_session_would_serve(
+    ctx: Path,
+    flags: list[str],
+    env: dict[str, str],
+    expected: str | None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.chdir(ctx)
+    monkeypatch.delenv("DOCKER_BUILDKIT", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code = main(["build", "-H", "unix:///nonexistent.sock", "--dry-run", *flags, str(ctx)])
+    out = capsys.readouterr().out
+    assert code == 0
+    notes = [line for line in out.splitlines() if line.startswith("session:")]
+    assert notes == ([expected] if expected else [])
