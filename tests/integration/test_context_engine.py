@@ -79,16 +79,22 @@ def _listed(log: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("engine", "version"),
+    ("engine", "version", "transfer"),
     [
-        pytest.param("dockerd", "1", marks=pytest.mark.dockerd, id="dockerd-classic"),
-        pytest.param("dockerd", "2", marks=pytest.mark.dockerd, id="dockerd-buildkit"),
-        pytest.param("podman", "1", marks=pytest.mark.podman, id="podman"),
+        pytest.param("dockerd", "1", "tar", marks=pytest.mark.dockerd, id="dockerd-classic"),
+        # BuildKit applies .dockerignore itself when it pulls the context through a session
+        # (the default): both transfers must give the same files.
+        pytest.param(
+            "dockerd", "2", "session", marks=pytest.mark.dockerd, id="dockerd-buildkit-session"
+        ),
+        pytest.param("dockerd", "2", "tar", marks=pytest.mark.dockerd, id="dockerd-buildkit-tar"),
+        pytest.param("podman", "1", "tar", marks=pytest.mark.podman, id="podman"),
     ],
 )
 def test_image_holds_exactly_the_files_dockerignore_allows(
     engine: str,
     version: Literal["1", "2"],
+    transfer: Literal["tar", "session"],
     engines: Engines,
     tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -98,6 +104,12 @@ def test_image_holds_exactly_the_files_dockerignore_allows(
     sent = sorted(e.name for e in list_context(root) if e.type == "file")
     assert sent == EXPECTED
     network = engines.dockerd_network if engine == "dockerd" else engines.podman_network
-    options = BuildOptions(path=root, version=version, nocache=True, network_mode=network)
+    options = BuildOptions(
+        path=root,
+        version=version,
+        nocache=True,
+        network_mode=network,
+        context_transfer=transfer,
+    )
     result = client.build(options).result()
     assert _listed(result.log) == EXPECTED

@@ -780,3 +780,72 @@ def test_cli_ssh_key_file_end_to_end(engines: Engines, tmp_path: Path) -> None:
     # The comment is the path as given on the command line, made absolute.
     assert f"{fingerprint} {tmp_path / 'keys' / 'id_ecdsa'} (ECDSA)" in done.stderr
     assert "signature-verified" in done.stderr
+
+
+# -- the default transfer ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_buildkit_builds_of_a_directory_use_a_session_by_default(
+    flavor: str,
+    dockerd: dict[str, Any],
+    engines: Engines,
+    tmp_path: Path,
+    transfers: list[filesync.FileSyncService],
+) -> None:
+    payload = os.urandom(64 * 1024)
+    context = _write(
+        tmp_path,
+        {
+            "Dockerfile": f"FROM {engines.base_image}\nCOPY . /c\n"
+            "RUN cd /c && find . -type f | sort | sed 's/^/file: /'\n",
+            ".dockerignore": "*.log\n",
+            "payload.bin": payload,
+            "debug.log": "left out",
+        },
+    )
+    options = BuildOptions(path=context, version="2", nocache=True, network_mode="none")
+    assert options.context_transfer == "auto"
+    log = _build(flavor, dockerd, options).log
+    files = sorted(re.findall(r"^#\d+ file: (.*)$", log, flags=re.MULTILINE))
+    assert files == ["./.dockerignore", "./Dockerfile", "./payload.bin"]
+    # The engine pulled the files through the session (the payload among them).
+    assert len(transfers) == 1
+    pulled = [path for t in transfers[0].transfers for path in t.paths]
+    assert "payload.bin" in pulled
+    assert "debug.log" not in pulled
+    assert sum(t.data_bytes for t in transfers[0].transfers) >= len(payload)
+
+    # Asked for a tar, the same build uploads it and no session serves the context.
+    as_tar = options.model_copy(update={"context_transfer": "tar"})
+    log = _build(flavor, dockerd, as_tar).log
+    assert sorted(re.findall(r"^#\d+ file: (.*)$", log, flags=re.MULTILINE)) == files
+    assert len(transfers) == 1
+    assert not _session_threads()
+
+
+@pytest.mark.podman
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_the_default_uploads_a_tar_to_engines_without_sessions(
+    flavor: str, engines: Engines, tmp_path: Path, transfers: list[filesync.FileSyncService]
+) -> None:
+    import io
+
+    marker = secrets.token_hex(6)
+    context = _write(tmp_path, {"data.txt": marker, "Dockerfile": "FROM scratch\n"})
+    # A Dockerfile from memory is read for the session plan, and still sent in the tar.
+    dockerfile = f"FROM {engines.base_image}\nCOPY data.txt /\nRUN cat /data.txt\n"
+    options = BuildOptions(
+        path=context,
+        fileobj=io.BytesIO(dockerfile.encode()),
+        version="2",
+        nocache=True,
+        network_mode=engines.podman_network,
+    )
+    result = _build(flavor, client_settings(engines, "podman"), options)
+    assert marker in result.log
+    assert result.image_id
+    # A session was planned, refused by Podman, and never served a file.
+    assert len(transfers) == 1
+    assert transfers[0].transfers == []
+    assert not _session_threads()
