@@ -133,7 +133,7 @@ def main() -> None:
         print(f"tree: {tree_info(root)}", flush=True)
         common: dict[str, Any] = {"path": root, "version": "2", "network_mode": "none"}
         session = BuildOptions(**common, context_transfer="session")
-        tar = BuildOptions(**common)
+        tar = BuildOptions(**common, context_transfer="tar")
         contenders: dict[str, Callable[[Client], float]] = {
             "docker build (legacy), tar upload": lambda c: _docker_cli(host, root),
             "buildsdk, BuildKit, tar upload": lambda c: _until_vertex(c, tar, ("copy /context /",)),

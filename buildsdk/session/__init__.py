@@ -1,14 +1,16 @@
-"""BuildKit sessions: secrets, SSH agent forwarding, registry logins and context sync.
+"""BuildKit sessions: secrets, SSH forwarding, registry logins and context sync.
 
 A BuildKit build can call its client back while it runs: to read a secret, reach the
-user's ssh-agent, get registry credentials, or pull the build context file by file. The
+user's ssh-agent (or keys buildsdk serves from files), get registry credentials, or pull
+the build context file by file. The
 Docker CLI does this over a session (`POST /session`, upgraded to HTTP/2 with gRPC on it,
 the engine being the caller). This package is that session in plain Python; it needs the
 `h2` package, installed with the `session` extra (`pip install 'buildsdk[session]'`), and
 imports it only when a build actually opens a session.
 
-Users meet it through `BuildOptions(secrets=..., ssh=..., context_transfer="session")`;
-the clients open and close sessions themselves.
+Users meet it through `BuildOptions(secrets=..., ssh=...)` and BuildKit builds of a local
+directory, whose context goes through a session by default (`context_transfer`); the
+clients open and close sessions themselves.
 """
 
 from __future__ import annotations
