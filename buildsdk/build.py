@@ -98,6 +98,9 @@ _TOKEN_RE: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", re.ASCII)
 _ULIMIT_INT_RE: Final = re.compile(r"^[+-]?\d+$", re.ASCII)
 _HOST_GATEWAY: Final = "host-gateway"
 _BUILDKIT_NETWORK_MODES: Final = frozenset({"default", "host", "none"})
+_BUILDKIT_LIMITS_API: Final = ApiVersion(1, 42)
+"""BuildKit honours `ulimits` and `shmsize` from Docker Engine 23.0 (API 1.42) on; older
+engines accept and ignore them (checked on dockerd 20.10)."""
 _GO_JSON_ESCAPES: Final = {
     ord("<"): "\\u003c",
     ord(">"): "\\u003e",
@@ -1003,7 +1006,7 @@ class BuildOptions(BaseModel):
         option `api_version` does not understand or the chosen builder ignores.
         """
         version = ApiVersion.parse(api_version)
-        self._check_builder()
+        self._check_builder(version)
         query: dict[str, list[str]] = {}
 
         def put(key: str, *values: str) -> None:
@@ -1099,8 +1102,8 @@ class BuildOptions(BaseModel):
                 given=str(version),
             )
 
-    def _check_builder(self) -> None:
-        """Refuse options the chosen builder would silently ignore."""
+    def _check_builder(self, api_version: ApiVersion) -> None:
+        """Refuse options the chosen builder would silently ignore on `api_version`."""
         if self.version == "1":
             if self.outputs:
                 self._unsupported_by_builder("outputs", "needs BuildKit: set version='2'", "2")
@@ -1131,6 +1134,19 @@ class BuildOptions(BaseModel):
                 self._unsupported_by_builder(
                     option, "is ignored by BuildKit: remove it or use version='1'", "1"
                 )
+        if api_version < _BUILDKIT_LIMITS_API:
+            for option, is_set in (
+                ("ulimits", bool(self.ulimits)),
+                ("shmsize", self.shmsize is not None),
+            ):
+                if is_set:
+                    self._unsupported_by_builder(
+                        option,
+                        f"is ignored by BuildKit before API {_BUILDKIT_LIMITS_API} (Docker "
+                        f"Engine 23.0; this engine speaks {api_version}): remove it or use "
+                        "version='1'",
+                        "1",
+                    )
         if self.network_mode is not None and self.network_mode not in _BUILDKIT_NETWORK_MODES:
             self._unsupported_by_builder(
                 "network_mode",

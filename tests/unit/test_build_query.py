@@ -438,6 +438,33 @@ def test_buildkit_refuses_what_it_ignores(
     assert BuildOptions(path=HERE, version="1", **kwargs).to_query("1.51")
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "option", "pair"),
+    [
+        (
+            {"ulimits": ["nofile=1024:2048"]},
+            "ulimits",
+            ("ulimits", '[{"Name":"nofile","Hard":2048,"Soft":1024}]'),
+        ),
+        ({"shmsize": "128m"}, "shmsize", ("shmsize", str(128 * 1024 * 1024))),
+    ],
+)
+def test_buildkit_refuses_limits_engines_before_api_1_42_ignore(
+    kwargs: dict[str, Any], option: str, pair: tuple[str, str]
+) -> None:
+    opts = BuildOptions(path=HERE, version="2", **kwargs)
+    with pytest.raises(UnsupportedOption) as info:
+        opts.to_query("1.41")
+    assert info.value.option == option
+    assert str(info.value).startswith(
+        f"{option} is ignored by BuildKit before API 1.42 (Docker Engine 23.0; this engine "
+        "speaks 1.41): remove it or use version='1' (version='2')"
+    )
+    # From Docker Engine 23.0 on BuildKit applies them; the classic builder always did.
+    assert pair in opts.to_query("1.42")
+    assert pair in BuildOptions(path=HERE, version="1", **kwargs).to_query("1.41")
+
+
 @pytest.mark.parametrize("mode", ["default", "host", "none"])
 def test_buildkit_network_modes(mode: str) -> None:
     query = BuildOptions(path=HERE, version="2", network_mode=mode).to_query("1.51")

@@ -9,6 +9,7 @@ of the image through the engine's archive endpoint; labels come from image inspe
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,8 @@ from typing import Literal
 import pytest
 
 from buildsdk.build import BuildOptions, ContainerLimits, Ulimit
+from buildsdk.context import prepare_context
+from buildsdk.errors import UnsupportedOption
 from buildsdk.events import ImageIdEvent, LogEvent, StatusEvent
 from tests.integration.client.conftest import (
     HTTPFiles,
@@ -117,6 +120,40 @@ async def test_buildkit_build_options_take_effect_inside_the_image(
     assert files["stage"] == "chosen\n"
     config = inspect_image(dockerd.raw, result.image_id)["Config"]
     assert config["Labels"] == {"org.example.role": "probe"}
+
+
+async def test_buildkit_limits_this_engine_ignores_are_refused(
+    dockerd: Runner, tmp_path: Path
+) -> None:
+    context = _context(tmp_path, {"Dockerfile": _PROBE})
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        target="chosen",
+        network_mode="host",
+        shmsize="96m",
+        ulimits=[Ulimit(name="nofile", soft=1024, hard=2048)],
+    )
+    # The fact behind the refusal: sent anyway (as API 1.42 would carry them), dockerd
+    # 20.10 builds with BuildKit's own limits.
+    query = options.to_query("1.42")
+    tar = b"".join(prepare_context(path=context))
+    answer = dockerd.raw.post(
+        "/build", params=query, content=tar, headers={"Content-Type": "application/x-tar"}
+    )
+    assert answer.status_code == 200, answer.text
+    image = [json.loads(line) for line in answer.text.splitlines() if '"aux"' in line]
+    dockerd.built.append(image[-1]["aux"]["ID"])
+    files = image_files(dockerd.raw, image[-1]["aux"]["ID"])
+    assert files["nofile-soft"] != "1024\n"
+    assert files["shm"].split()[1] != str(96 * 1024)
+
+    # buildsdk refuses them on this engine, naming the option, before anything is sent.
+    with pytest.raises(UnsupportedOption) as refused:
+        await dockerd.build(options)
+    assert refused.value.option == "ulimits"
+    assert "ignored by BuildKit before API 1.42" in str(refused.value)
 
 
 @pytest.mark.parametrize("builder", ["1", "2"])
