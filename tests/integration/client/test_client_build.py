@@ -140,7 +140,7 @@ async def test_buildkit_limits_this_engine_ignores_are_refused(
     query = options.to_query("1.42")
     tar = b"".join(prepare_context(path=context))
     answer = dockerd.raw.post(
-        "/build", params=query, content=tar, headers={"Content-Type": "application/x-tar"}
+        "/build", params=tuple(query), content=tar, headers={"Content-Type": "application/x-tar"}
     )
     assert answer.status_code == 200, answer.text
     image = [json.loads(line) for line in answer.text.splitlines() if '"aux"' in line]
