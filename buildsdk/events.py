@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from buildsdk.errors import StreamError
 
 __all__ = [
+    "MAX_MESSAGE_BYTES",
     "AnyBuildEvent",
     "AuxEvent",
     "BuildEvent",
@@ -363,6 +364,11 @@ def event_from_message(msg: dict[str, Any]) -> list[BuildEvent]:
 
 _EXCERPT = 80
 
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""The longest message the decoders buffer while waiting for its end (64 MiB); beyond it
+the stream is refused with `StreamError`, so a broken engine or proxy cannot exhaust memory.
+The engine's largest messages (BuildKit traces of a busy step) stay well under it."""
+
 
 def _excerpt(data: bytes | str) -> str:
     size = len(data)
@@ -401,10 +407,24 @@ def _scan_objects(text: str) -> tuple[list[Any], str]:
 class _Framer:
     """Cuts a byte stream into decoded JSON messages; the one framing implementation."""
 
-    __slots__ = ("_pending",)
+    __slots__ = ("_pending", "_pending_size")
 
     def __init__(self) -> None:
         self._pending: list[bytes] = []
+        self._pending_size = 0
+
+    def _keep(self, data: bytes) -> None:
+        """Hold `data` until its message ends, refusing a message that grows without bound."""
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size > MAX_MESSAGE_BYTES:
+            head = self._pending[0][:_EXCERPT]
+            self._pending = []
+            self._pending_size = 0
+            raise StreamError(
+                f"the engine sent a message longer than {MAX_MESSAGE_BYTES // (1024 * 1024)} "
+                f"MiB without ending it: {_excerpt(head)}..."
+            )
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         newline = data.rfind(b"\n")
@@ -420,7 +440,7 @@ class _Framer:
                     return [value]
         if newline < 0:
             if data:
-                self._pending.append(data)
+                self._keep(data)
                 if data.rstrip()[-1:] == b"}":
                     return self._try_unterminated()
             return []
@@ -429,8 +449,9 @@ class _Framer:
             self._pending.append(head)
             head = b"".join(self._pending)
             self._pending = []
+            self._pending_size = 0
         if newline + 1 < len(data):
-            self._pending.append(data[newline + 1 :])
+            self._keep(data[newline + 1 :])
         try:
             text = head.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -484,7 +505,9 @@ class _Framer:
                 f"the engine sent a message that is not a JSON object: {_excerpt(text)}"
             )
         if messages:
-            self._pending = [rest.encode("utf-8")] if rest else []
+            kept = rest.encode("utf-8")
+            self._pending = [kept] if kept else []
+            self._pending_size = len(kept)
         return messages
 
     def flush(self) -> list[dict[str, Any]]:
@@ -492,6 +515,7 @@ class _Framer:
             return []
         data = b"".join(self._pending)
         self._pending = []
+        self._pending_size = 0
         if not data.strip():
             return []
         try:

@@ -413,6 +413,36 @@ def test_ten_megabyte_log_line(
     )
 
 
+def test_a_message_without_end_is_refused_at_the_cap(
+    fault_engine: FaultEngine,
+    client: Client,
+    transport: str,
+    small_context: Path,
+    measure: Measure,
+) -> None:
+    sent: list[int] = []
+
+    def endless(exchange: Exchange) -> None:
+        exchange.read_body()
+        exchange.start_response(200, [("Content-Type", "application/json")])
+        exchange.send_chunk(b'{"stream":"')
+        piece = b"x" * 65536
+        try:
+            # Up to 200 MB, far past the cap: the client must give up long before.
+            for _ in range(200 * 16):
+                exchange.send_chunk(piece)
+                sent.append(len(piece))
+        except OSError:
+            return
+
+    fault_engine.handler = endless
+    error, elapsed = expect_error(StreamError, lambda: _build(client, small_context), bound=30.0)
+    assert str(error).startswith("the engine sent a message longer than 64 MiB")
+    # The client hung up soon after the cap: the engine could not send its 200 MB.
+    assert sum(sent) < 200 * 1024 * 1024
+    measure.record(f"a message that never ends ({transport})", f"StreamError: {error}", elapsed)
+
+
 def test_drip_one_byte_per_second(
     fault_engine: FaultEngine,
     client: Client,

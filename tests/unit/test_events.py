@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from buildsdk.errors import StreamError
 from buildsdk.events import (
+    MAX_MESSAGE_BYTES,
     AnyBuildEvent,
     AuxEvent,
     BuildEvent,
@@ -314,6 +315,40 @@ def test_huge_garbage_gives_a_short_message() -> None:
     assert message.startswith("the engine sent something that is not JSON: '<html>xxx")
     assert message.endswith("... (10000006 characters)")
     assert len(message) < 200
+
+
+@pytest.mark.parametrize("decoder", [EventDecoder, MessageDecoder])
+def test_a_message_that_never_ends_is_refused_at_the_cap(
+    decoder: type[EventDecoder | MessageDecoder],
+) -> None:
+    instance = decoder()
+    start = b'{"stream":"'
+    piece = b"x" * (1024 * 1024)
+    assert instance.feed(start + piece[len(start) :]) == []
+    # Exactly the cap is still buffered; one byte more ends the stream.
+    for _ in range(MAX_MESSAGE_BYTES // len(piece) - 1):
+        assert instance.feed(piece) == []
+    with pytest.raises(StreamError) as info:
+        instance.feed(b"x")
+    message = str(info.value)
+    assert message.startswith(
+        'the engine sent a message longer than 64 MiB without ending it: b\'{"stream":"xxx'
+    )
+    assert len(message) < 200
+
+
+def test_messages_up_to_the_cap_still_arrive_whole() -> None:
+    decoder = EventDecoder()
+    text = "y" * (MAX_MESSAGE_BYTES - 64)
+    data = json.dumps({"stream": text}).encode() + b"\r\n"
+    events: list[BuildEvent] = []
+    for start in range(0, len(data), 1 << 20):
+        events += decoder.feed(data[start : start + (1 << 20)])
+    # The buffer is emptied by each message's end: the next long one gets the whole cap.
+    for start in range(0, len(data), 1 << 20):
+        events += decoder.feed(data[start : start + (1 << 20)])
+    assert [len(e.text) for e in events if isinstance(e, LogEvent)] == [len(text)] * 2
+    assert decoder.flush() == []
 
 
 @pytest.mark.parametrize(
