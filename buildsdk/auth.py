@@ -53,7 +53,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from buildsdk._configfile import ConfigFileError, config_dir, load_config_file
-from buildsdk.build import go_json
+from buildsdk._wire import go_json
 from buildsdk.errors import CredentialsError
 from buildsdk.proxy import ProxyConfig
 

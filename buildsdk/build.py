@@ -20,7 +20,6 @@ or `squash=False` are not silently dropped but mean what they say.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -34,7 +33,6 @@ from typing import (
     TypeVar,
     runtime_checkable,
 )
-from urllib.parse import quote_plus
 
 from pydantic import (
     BaseModel,
@@ -51,6 +49,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from buildsdk._reference import validate_build_tag, validate_image_reference
 from buildsdk._units import INT64_MAX, parse_size
+from buildsdk._wire import go_json, query_string
 from buildsdk.errors import UnsupportedOption
 from buildsdk.session.secrets import BuildSecret
 from buildsdk.session.ssh import SSHForward
@@ -101,13 +100,6 @@ _BUILDKIT_NETWORK_MODES: Final = frozenset({"default", "host", "none"})
 _BUILDKIT_LIMITS_API: Final = ApiVersion(1, 42)
 """BuildKit honours `ulimits` and `shmsize` from Docker Engine 23.0 (API 1.42) on; older
 engines accept and ignore them (checked on dockerd 20.10)."""
-_GO_JSON_ESCAPES: Final = {
-    ord("<"): "\\u003c",
-    ord(">"): "\\u003e",
-    ord("&"): "\\u0026",
-    0x2028: "\\u2028",
-    0x2029: "\\u2029",
-}
 # Query parameter -> the option name a user wrote, for error messages.
 _PARAM_OPTION: Final = {
     "t": "tag",
@@ -131,26 +123,6 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes | str:
         """Read up to `size` bytes or characters (all when -1)."""
         ...
-
-
-def go_json(value: object) -> str:
-    """Serialise `value` exactly as Go's `json.Marshal` would (compact, HTML-safe escapes).
-
-    Mappings must already be ordered by key (Go sorts map keys); struct-like dicts keep
-    their order, which is how `{"Name":..,"Hard":..,"Soft":..}` stays in Go field order.
-    """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.translate(_GO_JSON_ESCAPES)
-
-
-def query_string(pairs: Sequence[tuple[str, str]]) -> str:
-    """Encode query pairs like Go's `url.Values.Encode`: keys sorted (stable), `QueryEscape`d.
-
-    `QueryEscape` keeps `A-Z a-z 0-9 - _ . ~`, turns a space into `+` and percent-encodes
-    every other UTF-8 byte in upper-case hex.
-    """
-    ordered = sorted(pairs, key=lambda pair: pair[0])
-    return "&".join(f"{quote_plus(k, safe='')}={quote_plus(v, safe='')}" for k, v in ordered)
 
 
 def _sorted_map(mapping: Mapping[str, Any]) -> dict[str, Any]:

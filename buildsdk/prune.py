@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from buildsdk._units import parse_size
-from buildsdk.build import go_json
+from buildsdk._wire import go_json
 from buildsdk.errors import UnsupportedOption
 from buildsdk.versions import PRUNE_MIN_VERSION, PRUNE_PARAM_MIN_VERSION, ApiVersion
 
