@@ -17,7 +17,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -753,33 +752,6 @@ def test_ssh_wrong_passphrase_fails_before_the_build_starts(
         _build(flavor, dockerd, options)
     assert str(caught.value) == f"ssh 'default': wrong passphrase for ssh key '{key}'"
     assert _session_threads() == []
-
-
-def test_cli_ssh_key_file_end_to_end(engines: Engines, tmp_path: Path) -> None:
-    assert engines.dockerd_host is not None
-    key, fingerprint = _make_key(tmp_path / "keys", "id_ecdsa", "-t", "ecdsa", "-b", "256")
-    _sign_check_context(tmp_path / "ctx", engines.base_image, key)
-    environ = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "DOCKER_CONFIG": str(tmp_path / "config"),
-        "DOCKER_HOST": engines.dockerd_host,
-    }
-    argv = [sys.executable, "-m", "buildsdk", "build", "--progress", "plain", "--no-cache"]
-    argv += ["--network", engines.dockerd_network, "--ssh", "default=keys/id_ecdsa", "ctx"]
-    done = subprocess.run(
-        argv,
-        env=environ,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    # The comment is the path as given on the command line, made absolute.
-    assert f"{fingerprint} {tmp_path / 'keys' / 'id_ecdsa'} (ECDSA)" in done.stderr
-    assert "signature-verified" in done.stderr
 
 
 # -- the default transfer ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Engines
+from tests.integration.test_session_build import _make_key, _sign_check_context
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
 
@@ -83,3 +84,23 @@ def test_cli_session_context_transfer(engines: Engines, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert marker in done.stdout + done.stderr
+
+
+def test_cli_ssh_key_file_end_to_end(engines: Engines, tmp_path: Path) -> None:
+    key, fingerprint = _make_key(tmp_path / "keys", "id_ecdsa", "-t", "ecdsa", "-b", "256")
+    _sign_check_context(tmp_path / "ctx", engines.base_image, key)
+    done = _run(
+        engines,
+        tmp_path,
+        "--no-cache",
+        "--network",
+        engines.dockerd_network,
+        "--ssh",
+        "default=keys/id_ecdsa",
+        "ctx",
+        env={},
+    )
+    assert done.returncode == 0, done.stderr
+    # The comment is the path as given on the command line, made absolute.
+    assert f"{fingerprint} {tmp_path / 'keys' / 'id_ecdsa'} (ECDSA)" in done.stderr
+    assert "signature-verified" in done.stderr
