@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Final
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, field_validator, model_validator
 
 from buildsdk.errors import BuildSDKError
-from buildsdk.session._messages import GetSecretRequest, GetSecretResponse
 from buildsdk.session._status import GrpcError, Status
 
 if TYPE_CHECKING:
@@ -169,6 +168,10 @@ class SecretsService:
 
     async def get_secret(self, call: Call) -> None:
         """Reply with the secret's bytes, or NotFound for an ID the user did not give."""
+        # Imported here: `BuildOptions` imports this module for `BuildSecret`, and only a
+        # running session needs the messages.
+        from buildsdk.session._messages import GetSecretRequest, GetSecretResponse
+
         request = GetSecretRequest.decode(await call.recv_one())
         secret = self._secrets.get(request.id)
         if secret is None:

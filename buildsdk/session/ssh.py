@@ -17,7 +17,6 @@ sent, so an unreadable key or a wrong passphrase fails there. The passphrase is 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import stat
@@ -27,10 +26,14 @@ from typing import TYPE_CHECKING, Final
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from buildsdk.errors import BuildSDKError
-from buildsdk.session._messages import BytesMessage, CheckAgentRequest
 from buildsdk.session._status import GrpcError, Status
 
+# `BuildOptions` imports this module for `SSHForward`, so everything only a running session
+# needs (asyncio, the protobuf messages) is imported by the functions that serve it: a
+# program that builds without forwarding ssh never pays for them.
 if TYPE_CHECKING:
+    import asyncio
+
     from buildsdk.session._server import Call
     from buildsdk.session._sshagent import AgentKey
 
@@ -236,6 +239,8 @@ class SSHService:
 
     async def check_agent(self, call: Call) -> None:
         """OK when the asked ID is forwarded, NotFound otherwise."""
+        from buildsdk.session._messages import CheckAgentRequest
+
         request = CheckAgentRequest.decode(await call.recv_one())
         self._known(request.id)
         # A unary reply needs its (empty) message: trailers alone read as an error.
@@ -252,6 +257,7 @@ class SSHService:
 
 
 async def _serve_keys(call: Call, keys: tuple[AgentKey, ...]) -> None:
+    from buildsdk.session._messages import BytesMessage
     from buildsdk.session._sshagent import AgentConnection
 
     agent = AgentConnection(keys)
@@ -267,6 +273,10 @@ async def _serve_keys(call: Call, keys: tuple[AgentKey, ...]) -> None:
 
 
 async def _forward_socket(call: Call, path: str) -> None:
+    import asyncio
+
+    from buildsdk.session._messages import BytesMessage
+
     try:
         reader, writer = await asyncio.open_unix_connection(path)
     except OSError as exc:
@@ -290,6 +300,8 @@ async def _forward_socket(call: Call, path: str) -> None:
 
 
 async def _to_agent(call: Call, writer: asyncio.StreamWriter) -> None:
+    from buildsdk.session._messages import BytesMessage
+
     while True:
         message = await call.recv()
         if message is None:
