@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,9 +22,12 @@ from buildsdk.build import BuildOptions
 from buildsdk.errors import APIError, StreamError, UnsupportedOption, api_error_for_status
 from buildsdk.events import BuildEvent, EventDecoder
 from buildsdk.proxy import merge_proxy_build_args
-from buildsdk.prune import PruneOptions
 from buildsdk.results import BuildResult, ResultCollector
 from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion
+
+if TYPE_CHECKING:
+    # Only pruning needs the prune models, and the caller has already imported them.
+    from buildsdk.prune import PruneOptions
 
 __all__ = [
     "AUX_ID_MIN_VERSION",
@@ -93,7 +96,8 @@ class PingResult(BaseModel):
 class VersionInfo(BaseModel):
     """The engine's `/version` answer; fields newer engines add are kept, not rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+    # Few programs ask for the version, so pydantic builds the validator on first use.
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True, defer_build=True)
 
     version: str = Field(default="", alias="Version")
     api_version: str = Field(default="", alias="ApiVersion")

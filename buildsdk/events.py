@@ -66,7 +66,12 @@ __all__ = [
 
 class _Model(BaseModel):
     # JSON input accepts both base64 alphabets; output is written by `_Bytes` below.
-    model_config = ConfigDict(frozen=True, extra="ignore", val_json_bytes="base64")
+    # The decoder builds events without validating them (`_trusted`), so a build never needs
+    # their validators: pydantic makes them on first use (`model_validate`, `model_dump`,
+    # JSON schema) rather than for every event class at import.
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", val_json_bytes="base64", defer_build=True
+    )
 
 
 def _standard_base64(value: bytes) -> str:
