@@ -23,16 +23,18 @@ from buildsdk.build import BuildOptions
 from buildsdk.client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _BaseClient
 from buildsdk.config import Endpoint, TLSConfig
 from buildsdk.errors import APIError, BuildSDKError, StreamError
-from buildsdk.prune import PruneOptions, PruneResult
-from buildsdk.session._runtime import AsyncSession, needs_session, open_async_session
 from buildsdk.transports import create_async_transport, translate_transport_errors
 from buildsdk.versions import ApiVersion
 
+# Imported where they are used, as in client.py: the prune models by `prune_builds`, the
+# session runtime when a build starts.
 if TYPE_CHECKING:
     from typing_extensions import Self
 
     from buildsdk.events import BuildEvent
+    from buildsdk.prune import PruneOptions, PruneResult
     from buildsdk.results import BuildResult
+    from buildsdk.session._runtime import AsyncSession
 
 __all__ = ["AsyncBuild", "AsyncClient"]
 
@@ -204,6 +206,8 @@ class AsyncClient(_BaseClient):
 
     async def prune_builds(self, options: PruneOptions | None = None) -> PruneResult:
         """Remove build cache (`POST /build/prune`) and report what was reclaimed."""
+        from buildsdk.prune import PruneOptions, PruneResult
+
         request = _protocol.prune_request(
             options or PruneOptions(), await self.api_version(), base_path=self.endpoint.base_path
         )
@@ -253,6 +257,8 @@ class AsyncBuild:
             return
         if self._closed:
             raise BuildSDKError("this build was closed; start a new one with client.build()")
+        from buildsdk.session._runtime import needs_session, open_async_session
+
         client = self._client
         api_version = await client.api_version()
         self._stream.use_api_version(api_version)

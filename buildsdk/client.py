@@ -30,8 +30,6 @@ from buildsdk.config import Endpoint, TLSConfig, api_version_from_env, resolve_e
 from buildsdk.context import BuildContext, prepare_context
 from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.proxy import proxy_build_args
-from buildsdk.prune import PruneOptions, PruneResult
-from buildsdk.session._runtime import SyncSession, needs_session, open_session
 from buildsdk.transports import (
     DEFAULT_CONNECT_TIMEOUT,
     SSH_BASE_URL,
@@ -40,11 +38,15 @@ from buildsdk.transports import (
 )
 from buildsdk.versions import ApiVersion, negotiate
 
+# Imported where they are used, so `from buildsdk import Client` does not pay for them:
+# the prune models by `prune_builds`, the session runtime when a build starts.
 if TYPE_CHECKING:
     from typing_extensions import Self
 
     from buildsdk.events import BuildEvent
+    from buildsdk.prune import PruneOptions, PruneResult
     from buildsdk.results import BuildResult
+    from buildsdk.session._runtime import SyncSession
 
 __all__ = ["Build", "Client"]
 
@@ -349,6 +351,8 @@ class Client(_BaseClient):
 
     def prune_builds(self, options: PruneOptions | None = None) -> PruneResult:
         """Remove build cache (`POST /build/prune`) and report what was reclaimed."""
+        from buildsdk.prune import PruneOptions, PruneResult
+
         request = _protocol.prune_request(
             options or PruneOptions(), self.api_version(), base_path=self.endpoint.base_path
         )
@@ -400,6 +404,8 @@ class Build:
             return
         if self._closed:
             raise BuildSDKError("this build was closed; start a new one with client.build()")
+        from buildsdk.session._runtime import needs_session, open_session
+
         client = self._client
         api_version = client.api_version()
         self._stream.use_api_version(api_version)
