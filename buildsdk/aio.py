@@ -20,14 +20,13 @@ import httpx
 from buildsdk import _protocol
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
-from buildsdk.client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _BaseClient
-from buildsdk.config import Endpoint, TLSConfig
+from buildsdk.client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _BaseClient, _transport_errors
+from buildsdk.config import DEFAULT_CONNECT_TIMEOUT, Endpoint, TLSConfig
 from buildsdk.errors import APIError, BuildSDKError, StreamError
-from buildsdk.transports import create_async_transport, translate_transport_errors
 from buildsdk.versions import ApiVersion
 
 # Imported where they are used, as in client.py: the prune models by `prune_builds`, the
-# session runtime when a build starts.
+# session runtime when a build starts, `buildsdk.transports` when a client is made.
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -105,14 +104,14 @@ class AsyncClient(_BaseClient):
             content=content,
             timeout=timeout,
         )
-        with translate_transport_errors(self.endpoint):
+        with _transport_errors(self.endpoint):
             return await self._http.send(http_request, stream=True)
 
     async def _check(self, request: _protocol.Request, response: httpx.Response) -> None:
         if not _protocol.is_error_status(response.status_code):
             return
         try:
-            with translate_transport_errors(self.endpoint):
+            with _transport_errors(self.endpoint):
                 body = await _read_capped(response)
         finally:
             await response.aclose()
@@ -130,7 +129,7 @@ class AsyncClient(_BaseClient):
         response = await self._send(request, timeout or self._short_timeout())
         await self._check(request, response)
         try:
-            with translate_transport_errors(self.endpoint):
+            with _transport_errors(self.endpoint):
                 return await response.aread()
         finally:
             await response.aclose()
@@ -318,6 +317,21 @@ class AsyncBuild:
         await _close_sessions(self._sessions)
 
 
+def create_async_transport(
+    endpoint: Endpoint,
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    trust_env: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> tuple[httpx.AsyncBaseTransport, str]:
+    """`buildsdk.transports.create_async_transport`, imported when the first client is made."""
+    from buildsdk import transports
+
+    return transports.create_async_transport(
+        endpoint, connect_timeout=connect_timeout, trust_env=trust_env, env=env
+    )
+
+
 async def _read_events(
     response: httpx.Response,
     stream: _protocol.BuildStream,
@@ -325,7 +339,7 @@ async def _read_events(
     sessions: list[AsyncSession],
 ) -> AsyncGenerator[BuildEvent, None]:
     try:
-        with translate_transport_errors(endpoint):
+        with _transport_errors(endpoint):
             async for chunk in response.aiter_raw():
                 for event in stream.feed(chunk):
                     yield event

@@ -26,20 +26,22 @@ import httpx
 from buildsdk import _protocol
 from buildsdk.auth import DockerConfig, RegistryAuth, buildkit_auth_warning, merge_credentials
 from buildsdk.build import BuildOptions
-from buildsdk.config import Endpoint, TLSConfig, api_version_from_env, resolve_endpoint
+from buildsdk.config import (
+    DEFAULT_CONNECT_TIMEOUT,
+    SSH_BASE_URL,
+    Endpoint,
+    TLSConfig,
+    api_version_from_env,
+    resolve_endpoint,
+)
 from buildsdk.context import BuildContext, prepare_context
 from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.proxy import proxy_build_args
-from buildsdk.transports import (
-    DEFAULT_CONNECT_TIMEOUT,
-    SSH_BASE_URL,
-    create_transport,
-    translate_transport_errors,
-)
 from buildsdk.versions import ApiVersion, negotiate
 
 # Imported where they are used, so `from buildsdk import Client` does not pay for them:
-# the prune models by `prune_builds`, the session runtime when a build starts.
+# the prune models by `prune_builds`, the session runtime when a build starts, and
+# `buildsdk.transports` (httpcore, and h2 when installed) when a client is made.
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -252,14 +254,14 @@ class Client(_BaseClient):
             content=content,
             timeout=timeout,
         )
-        with translate_transport_errors(self.endpoint):
+        with _transport_errors(self.endpoint):
             return self._http.send(http_request, stream=True)
 
     def _check(self, request: _protocol.Request, response: httpx.Response) -> None:
         if not _protocol.is_error_status(response.status_code):
             return
         try:
-            with translate_transport_errors(self.endpoint):
+            with _transport_errors(self.endpoint):
                 body = _read_capped(response)
         finally:
             response.close()
@@ -275,7 +277,7 @@ class Client(_BaseClient):
         response = self._send(request, timeout or self._short_timeout())
         self._check(request, response)
         try:
-            with translate_transport_errors(self.endpoint):
+            with _transport_errors(self.endpoint):
                 return response.read()
         finally:
             response.close()
@@ -477,13 +479,36 @@ def _read_events(
     sessions: list[SyncSession],
 ) -> Generator[BuildEvent, None, None]:
     try:
-        with translate_transport_errors(endpoint):
+        with _transport_errors(endpoint):
             for chunk in response.iter_raw():
                 yield from stream.feed(chunk)
         yield from stream.end()
     finally:
         response.close()
         _close_sessions(sessions)
+
+
+def create_transport(
+    endpoint: Endpoint,
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    trust_env: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> tuple[httpx.BaseTransport, str]:
+    """`buildsdk.transports.create_transport`, imported when the first `Client` is made."""
+    from buildsdk import transports
+
+    return transports.create_transport(
+        endpoint, connect_timeout=connect_timeout, trust_env=trust_env, env=env
+    )
+
+
+def _transport_errors(endpoint: Endpoint) -> contextlib.AbstractContextManager[None]:
+    # `translate_transport_errors`; also used by aio.py. Importing it here costs nothing
+    # after the first client, which imported the module.
+    from buildsdk.transports import translate_transport_errors
+
+    return translate_transport_errors(endpoint)
 
 
 def _close_sessions(sessions: list[SyncSession]) -> None:

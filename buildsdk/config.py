@@ -47,8 +47,10 @@ from buildsdk.errors import BuildSDKError
 from buildsdk.versions import ApiVersion
 
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_NPIPE_HOST",
     "DEFAULT_UNIX_HOST",
+    "SSH_BASE_URL",
     "SSH_CONFIG_ENV",
     "ConfigError",
     "Endpoint",
@@ -66,6 +68,15 @@ DEFAULT_NPIPE_HOST: Final = "npipe:////./pipe/docker_engine"
 
 SSH_CONFIG_ENV: Final = "BUILDSDK_SSH_CONFIG"
 """Environment variable naming an ssh client config file passed as `ssh -F` for ssh:// hosts."""
+
+# The two below belong to the transports (which re-export them); they live here so that the
+# clients read them without importing `buildsdk.transports`, whose httpcore (and, when
+# installed, h2) is imported only when the first client is made.
+SSH_BASE_URL: Final = "http://docker.example.com"
+"""Base URL for engines reached through `ssh ... docker system dial-stdio`, as in the CLI."""
+
+DEFAULT_CONNECT_TIMEOUT: Final = 30.0
+"""Seconds allowed for an ssh login (`ssh -o ConnectTimeout`), the Docker CLI's value."""
 
 _DEFAULT_TLS_HOST: Final = "tcp://localhost:2376"
 _PLAIN_PORT: Final = 2375

@@ -45,7 +45,7 @@ import anyio.abc
 import httpcore
 import httpx
 
-from buildsdk.config import ConfigError, Endpoint
+from buildsdk.config import DEFAULT_CONNECT_TIMEOUT, SSH_BASE_URL, ConfigError, Endpoint
 from buildsdk.errors import EngineTimeout, EngineUnreachable, StreamError
 
 __all__ = [
@@ -60,11 +60,6 @@ __all__ = [
 UNIX_BASE_URL: Final = "http://api.moby.localhost"
 """Base URL for unix-socket engines; its host is the `Host` header the Go client sends."""
 
-SSH_BASE_URL: Final = "http://docker.example.com"
-"""Base URL for engines reached through `ssh ... docker system dial-stdio`, as in the CLI."""
-
-DEFAULT_CONNECT_TIMEOUT: Final = 30.0
-"""Seconds allowed for an ssh login (`ssh -o ConnectTimeout`), the Docker CLI's value."""
 _LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 # The same limits for the pools built on httpcore directly, which take them one by one.
 _POOL_LIMITS: Final[dict[str, Any]] = {
