@@ -37,6 +37,7 @@ __all__ = [
     "field_string",
     "field_varint",
     "iter_fields",
+    "skip_field",
 ]
 
 WIRE_VARINT = 0
@@ -122,6 +123,36 @@ def iter_fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
             pos += 4
         else:
             raise ProtobufError(f"field {number}: unsupported wire type {wire}")
+
+
+def skip_field(data: bytes, pos: int, key: int) -> int:
+    """Return the position after the value of a field whose key, already read, ends at `pos`.
+
+    The key is the field's decoded tag (`number << 3 | wire type`). The checks and errors are
+    those of `iter_fields`: decoders that walk a message by hand (`buildsdk.buildkit`) pass
+    every field they do not read here, so both readers refuse the same bytes the same way.
+    """
+    number = key >> 3
+    wire = key & 7
+    if number == 0 or number > _MAX_FIELD_NUMBER:
+        raise ProtobufError(f"invalid field number {number}")
+    end = len(data)
+    if wire == WIRE_LEN:
+        length, pos = decode_varint(data, pos)
+        if pos + length > end:
+            raise ProtobufError(f"field {number}: length {length} runs past the message end")
+        return pos + length
+    if wire == WIRE_VARINT:
+        return decode_varint(data, pos)[1]
+    if wire == WIRE_FIXED64:
+        if pos + 8 > end:
+            raise ProtobufError(f"field {number}: truncated fixed64")
+        return pos + 8
+    if wire == WIRE_FIXED32:
+        if pos + 4 > end:
+            raise ProtobufError(f"field {number}: truncated fixed32")
+        return pos + 4
+    raise ProtobufError(f"field {number}: unsupported wire type {wire}")
 
 
 def as_int64(value: int) -> int:

@@ -6,18 +6,30 @@ With `version=2` the engine reports progress as aux messages
 update lists vertices, vertex statuses, log chunks and (BuildKit >= 0.10) warnings; they are
 returned in that order, as BuildKit's own `SolveStatus` orders them.
 
-Only the fields this package exposes are read, by field number, with `buildsdk._protobuf`;
-anything else (a newer field, the LLB definition inside a warning's source info) is skipped,
-as protobuf's compatibility rules intend. Timestamps become timezone-aware UTC datetimes,
-truncated to microseconds (Python's resolution; the wire carries nanoseconds).
+Only the fields this package exposes are read, by field number; anything else (a newer field,
+the LLB definition inside a warning's source info) is skipped, as protobuf's compatibility
+rules intend. Timestamps become timezone-aware UTC datetimes, truncated to microseconds
+(Python's resolution; the wire carries nanoseconds).
+
+Speed. A busy build sends thousands of traces, so the messages that make up nearly all of
+them (the response itself, vertices, statuses, logs and their timestamps) are walked by hand
+rather than through `iter_fields`: no generator, no tuple per field, one-byte keys and
+lengths read inline, and the events built without validation (every value already has its
+declared type). Everything else a hand walk meets goes to `skip_field`, which checks and
+refuses exactly what `iter_fields` does, so both readers accept and reject the same bytes.
+The rare messages (warnings and what they hold, progress groups) use `iter_fields`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from pydantic import BaseModel
 
 from buildsdk._protobuf import (
     WIRE_LEN,
@@ -25,7 +37,9 @@ from buildsdk._protobuf import (
     ProtobufError,
     as_int32,
     as_int64,
+    decode_varint,
     iter_fields,
+    skip_field,
 )
 from buildsdk.errors import StreamError
 from buildsdk.events import (
@@ -44,6 +58,42 @@ from buildsdk.events import (
 __all__ = ["decode_status_response", "decode_trace"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_U64 = (1 << 64) - 1
+_2_64 = 1 << 64
+_2_63 = 1 << 63
+_2_32 = 1 << 32
+_2_31 = 1 << 31
+
+# The hand walks compare field keys (`number << 3 | wire type`) as literal bytes, as a hex dump
+# shows them: 0x08 is field 1 varint, 0x0A field 1 length-delimited, 0x12 field 2, and so on.
+# Every field read here has a number below 16, so its key is one byte (a longer encoding of the
+# same key is decoded first, then compared).
+
+# The hot events are built as `events._trusted` builds them, unrolled, calling the setters of
+# pydantic's instance slots directly (cheaper than `object.__setattr__` finding them by name).
+_new = object.__new__
+_model_slots: dict[str, Any] = dict(BaseModel.__dict__)
+_set_dict = _model_slots["__dict__"].__set__
+_set_fields_set = _model_slots["__pydantic_fields_set__"].__set__
+_set_extra = _model_slots["__pydantic_extra__"].__set__
+_set_private = _model_slots["__pydantic_private__"].__set__
+_VERTEX_FIELDS = frozenset(VertexEvent.model_fields)
+_STATUS_FIELDS = frozenset(VertexStatusEvent.model_fields)
+_LOG_FIELDS = frozenset(VertexLogEvent.model_fields)
+_RANKS: dict[type[BuildEvent], int] = {
+    VertexEvent: 1,
+    VertexStatusEvent: 2,
+    VertexLogEvent: 3,
+    VertexWarningEvent: 4,
+}
+
+if sys.version_info >= (3, 11):
+    # What `base64.b64decode(aux, validate=True)` does on 3.11+, without its Python wrapper.
+    _b64decode = functools.partial(binascii.a2b_base64, strict_mode=True)
+else:
+
+    def _b64decode(aux: str) -> bytes:
+        return base64.b64decode(aux, validate=True)
 
 
 def _str(value: int | bytes) -> str:
@@ -52,18 +102,60 @@ def _str(value: int | bytes) -> str:
 
 
 def _timestamp(data: bytes) -> datetime:
+    # Called for nearly every vertex and status, so the two varints are read inline.
     seconds = 0
     nanos = 0
-    for number, wire, value in iter_fields(data):
-        if wire != WIRE_VARINT:
-            continue
-        assert isinstance(value, int)
-        if number == 1:
-            seconds = as_int64(value)
-        elif number == 2:
-            nanos = as_int32(value)
+    pos = 0
+    end = len(data)
+    while pos < end:
+        key = data[pos]
+        pos += 1
+        if key >= 0x80:
+            key, pos = decode_varint(data, pos - 1)
+        if key == 0x08 or key == 0x10:  # 1 seconds, 2 nanos
+            # Unrolled up to five bytes, which hold the seconds of any time from 1978 to 3058
+            # and any nanos; longer varints (earlier times, negative values) take the loop.
+            byte = data[pos]
+            if byte < 0x80:
+                value = byte
+                pos += 1
+            else:
+                value = byte & 0x7F
+                byte = data[pos + 1]
+                if byte < 0x80:
+                    value |= byte << 7
+                    pos += 2
+                else:
+                    value |= (byte & 0x7F) << 7
+                    byte = data[pos + 2]
+                    if byte < 0x80:
+                        value |= byte << 14
+                        pos += 3
+                    else:
+                        value |= (byte & 0x7F) << 14
+                        byte = data[pos + 3]
+                        if byte < 0x80:
+                            value |= byte << 21
+                            pos += 4
+                        else:
+                            value |= (byte & 0x7F) << 21
+                            byte = data[pos + 4]
+                            if byte < 0x80:
+                                value |= byte << 28
+                                pos += 5
+                            else:
+                                value, pos = decode_varint(data, pos)
+            if key == 0x08:
+                value &= _U64
+                seconds = value - _2_64 if value >= _2_63 else value
+            else:
+                value &= 0xFFFFFFFF
+                nanos = value - _2_32 if value >= _2_31 else value
+        else:
+            pos = skip_field(data, pos, key)
     try:
-        return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+        # Positional arguments: timedelta's keyword parsing costs more than the addition.
+        return _EPOCH + timedelta(0, seconds, nanos // 1000)
     except OverflowError:
         raise ProtobufError(f"timestamp {seconds}s is out of range") from None
 
@@ -81,96 +173,186 @@ def _progress_group(data: bytes) -> ProgressGroup:
 
 
 def _vertex(data: bytes) -> VertexEvent:
-    values: dict[str, Any] = {
-        "kind": "vertex",
-        "digest": "",
-        "inputs": [],
-        "name": "",
-        "cached": False,
-        "started": None,
-        "completed": None,
-        "error": "",
-        "progress_group": None,
-    }
-    for number, wire, value in iter_fields(data):
-        if wire == WIRE_LEN:
-            assert isinstance(value, bytes)
-            if number == 1:
-                values["digest"] = _str(value)
-            elif number == 2:
-                values["inputs"].append(_str(value))
-            elif number == 3:
-                values["name"] = _str(value)
-            elif number == 5:
-                values["started"] = _timestamp(value)
-            elif number == 6:
-                values["completed"] = _timestamp(value)
-            elif number == 7:
-                values["error"] = _str(value)
-            elif number == 8:
-                values["progress_group"] = _progress_group(value)
-        elif number == 4 and wire == WIRE_VARINT:
-            values["cached"] = value != 0
-    return _trusted(VertexEvent, values)
+    digest = ""
+    inputs: list[str] = []
+    name = ""
+    cached = False
+    started: datetime | None = None
+    completed: datetime | None = None
+    error = ""
+    group: ProgressGroup | None = None
+    pos = 0
+    end = len(data)
+    while pos < end:
+        key = data[pos]
+        pos += 1
+        if key >= 0x80:
+            key, pos = decode_varint(data, pos - 1)
+        if key in {0x0A, 0x12, 0x1A, 0x2A, 0x32, 0x3A, 0x42}:
+            size = data[pos]
+            if size < 0x80:
+                pos += 1
+            else:
+                size, pos = decode_varint(data, pos)
+            stop = pos + size
+            if stop > end:
+                raise ProtobufError(f"field {key >> 3}: length {size} runs past the message end")
+            if key == 0x0A:  # 1 digest
+                digest = data[pos:stop].decode("utf-8", "replace")
+            elif key == 0x1A:  # 3 name
+                name = data[pos:stop].decode("utf-8", "replace")
+            elif key == 0x2A:  # 5 started
+                started = _timestamp(data[pos:stop])
+            elif key == 0x32:  # 6 completed
+                completed = _timestamp(data[pos:stop])
+            elif key == 0x12:  # 2 inputs
+                inputs.append(data[pos:stop].decode("utf-8", "replace"))
+            elif key == 0x3A:  # 7 error
+                error = data[pos:stop].decode("utf-8", "replace")
+            else:  # 8 progressGroup
+                group = _progress_group(data[pos:stop])
+            pos = stop
+        elif key == 0x20:  # 4 cached
+            value, pos = decode_varint(data, pos)
+            cached = value != 0
+        else:
+            pos = skip_field(data, pos, key)
+    obj = _new(VertexEvent)
+    _set_dict(
+        obj,
+        {
+            "kind": "vertex",
+            "digest": digest,
+            "inputs": inputs,
+            "name": name,
+            "cached": cached,
+            "started": started,
+            "completed": completed,
+            "error": error,
+            "progress_group": group,
+        },
+    )
+    _set_fields_set(obj, set(_VERTEX_FIELDS))
+    _set_extra(obj, None)
+    _set_private(obj, None)
+    return obj
 
 
 def _vertex_status(data: bytes) -> VertexStatusEvent:
-    values: dict[str, Any] = {
-        "kind": "vertex_status",
-        "id": "",
-        "vertex": "",
-        "name": "",
-        "current": 0,
-        "total": 0,
-        "timestamp": None,
-        "started": None,
-        "completed": None,
-    }
-    for number, wire, value in iter_fields(data):
-        if wire == WIRE_LEN:
-            assert isinstance(value, bytes)
-            if number == 1:
-                values["id"] = _str(value)
-            elif number == 2:
-                values["vertex"] = _str(value)
-            elif number == 3:
-                values["name"] = _str(value)
-            elif number == 6:
-                values["timestamp"] = _timestamp(value)
-            elif number == 7:
-                values["started"] = _timestamp(value)
-            elif number == 8:
-                values["completed"] = _timestamp(value)
-        elif wire == WIRE_VARINT:
-            assert isinstance(value, int)
-            if number == 4:
-                values["current"] = as_int64(value)
-            elif number == 5:
-                values["total"] = as_int64(value)
-    return _trusted(VertexStatusEvent, values)
+    ident = ""
+    vertex = ""
+    name = ""
+    current = 0
+    total = 0
+    timestamp: datetime | None = None
+    started: datetime | None = None
+    completed: datetime | None = None
+    pos = 0
+    end = len(data)
+    while pos < end:
+        key = data[pos]
+        pos += 1
+        if key >= 0x80:
+            key, pos = decode_varint(data, pos - 1)
+        if key in {0x0A, 0x12, 0x1A, 0x32, 0x3A, 0x42}:
+            size = data[pos]
+            if size < 0x80:
+                pos += 1
+            else:
+                size, pos = decode_varint(data, pos)
+            stop = pos + size
+            if stop > end:
+                raise ProtobufError(f"field {key >> 3}: length {size} runs past the message end")
+            if key == 0x0A:  # 1 ID
+                ident = data[pos:stop].decode("utf-8", "replace")
+            elif key == 0x12:  # 2 vertex
+                vertex = data[pos:stop].decode("utf-8", "replace")
+            elif key == 0x1A:  # 3 name
+                name = data[pos:stop].decode("utf-8", "replace")
+            elif key == 0x32:  # 6 timestamp
+                timestamp = _timestamp(data[pos:stop])
+            elif key == 0x3A:  # 7 started
+                started = _timestamp(data[pos:stop])
+            else:  # 8 completed
+                completed = _timestamp(data[pos:stop])
+            pos = stop
+        elif key == 0x20:  # 4 current
+            value, pos = decode_varint(data, pos)
+            current = value - _2_64 if value >= _2_63 else value
+        elif key == 0x28:  # 5 total
+            value, pos = decode_varint(data, pos)
+            total = value - _2_64 if value >= _2_63 else value
+        else:
+            pos = skip_field(data, pos, key)
+    obj = _new(VertexStatusEvent)
+    _set_dict(
+        obj,
+        {
+            "kind": "vertex_status",
+            "id": ident,
+            "vertex": vertex,
+            "name": name,
+            "current": current,
+            "total": total,
+            "timestamp": timestamp,
+            "started": started,
+            "completed": completed,
+        },
+    )
+    _set_fields_set(obj, set(_STATUS_FIELDS))
+    _set_extra(obj, None)
+    _set_private(obj, None)
+    return obj
 
 
 def _vertex_log(data: bytes) -> VertexLogEvent:
-    values: dict[str, Any] = {
-        "kind": "vertex_log",
-        "vertex": "",
-        "stream": 0,
-        "data": b"",
-        "timestamp": None,
-    }
-    for number, wire, value in iter_fields(data):
-        if wire == WIRE_LEN:
-            assert isinstance(value, bytes)
-            if number == 1:
-                values["vertex"] = _str(value)
-            elif number == 2:
-                values["timestamp"] = _timestamp(value)
-            elif number == 4:
-                values["data"] = value
-        elif number == 3 and wire == WIRE_VARINT:
-            assert isinstance(value, int)
-            values["stream"] = as_int64(value)
-    return _trusted(VertexLogEvent, values)
+    vertex = ""
+    stream = 0
+    chunk = b""
+    timestamp: datetime | None = None
+    pos = 0
+    end = len(data)
+    while pos < end:
+        key = data[pos]
+        pos += 1
+        if key >= 0x80:
+            key, pos = decode_varint(data, pos - 1)
+        if key in {0x0A, 0x12, 0x22}:
+            size = data[pos]
+            if size < 0x80:
+                pos += 1
+            else:
+                size, pos = decode_varint(data, pos)
+            stop = pos + size
+            if stop > end:
+                raise ProtobufError(f"field {key >> 3}: length {size} runs past the message end")
+            if key == 0x0A:  # 1 vertex
+                vertex = data[pos:stop].decode("utf-8", "replace")
+            elif key == 0x12:  # 2 timestamp
+                timestamp = _timestamp(data[pos:stop])
+            else:  # 4 msg
+                chunk = data[pos:stop]
+            pos = stop
+        elif key == 0x18:  # 3 stream
+            value, pos = decode_varint(data, pos)
+            stream = value - _2_64 if value >= _2_63 else value
+        else:
+            pos = skip_field(data, pos, key)
+    obj = _new(VertexLogEvent)
+    _set_dict(
+        obj,
+        {
+            "kind": "vertex_log",
+            "vertex": vertex,
+            "stream": stream,
+            "data": chunk,
+            "timestamp": timestamp,
+        },
+    )
+    _set_fields_set(obj, set(_LOG_FIELDS))
+    _set_extra(obj, None)
+    _set_private(obj, None)
+    return obj
 
 
 def _position(data: bytes) -> Position:
@@ -246,28 +428,62 @@ def _vertex_warning(data: bytes) -> VertexWarningEvent:
     return _trusted(VertexWarningEvent, values)
 
 
+def _status_response(data: bytes) -> list[BuildEvent]:
+    out: list[BuildEvent] = []
+    append = out.append
+    highest = 0
+    in_order = True
+    pos = 0
+    end = len(data)
+    while pos < end:
+        key = data[pos]
+        pos += 1
+        if key >= 0x80:
+            key, pos = decode_varint(data, pos - 1)
+        if key in {0x0A, 0x12, 0x1A, 0x22}:
+            size = data[pos]
+            if size < 0x80:
+                pos += 1
+            else:
+                size, pos = decode_varint(data, pos)
+            stop = pos + size
+            if stop > end:
+                raise ProtobufError(f"field {key >> 3}: length {size} runs past the message end")
+            if key < highest:
+                in_order = False
+            else:
+                highest = key
+            if key == 0x0A:  # 1 vertexes
+                append(_vertex(data[pos:stop]))
+            elif key == 0x12:  # 2 statuses
+                append(_vertex_status(data[pos:stop]))
+            elif key == 0x1A:  # 3 logs
+                append(_vertex_log(data[pos:stop]))
+            else:  # 4 warnings
+                append(_vertex_warning(data[pos:stop]))
+            pos = stop
+        else:
+            pos = skip_field(data, pos, key)
+    if not in_order:
+        # Go writes the lists in field order; any other order is regrouped (a stable sort).
+        out.sort(key=_rank)
+    return out
+
+
+def _rank(event: BuildEvent) -> int:
+    return _RANKS[type(event)]
+
+
 def decode_status_response(data: bytes) -> list[BuildEvent]:
     """Decode the protobuf bytes of a `StatusResponse` into vertex, status, log, warning events.
 
     Raises `ProtobufError` (a `ValueError`) when the bytes are not a well-formed message.
     """
-    vertexes: list[BuildEvent] = []
-    statuses: list[BuildEvent] = []
-    logs: list[BuildEvent] = []
-    warnings: list[BuildEvent] = []
-    for number, wire, value in iter_fields(data):
-        if wire != WIRE_LEN:
-            continue
-        assert isinstance(value, bytes)
-        if number == 1:
-            vertexes.append(_vertex(value))
-        elif number == 2:
-            statuses.append(_vertex_status(value))
-        elif number == 3:
-            logs.append(_vertex_log(value))
-        elif number == 4:
-            warnings.append(_vertex_warning(value))
-    return vertexes + statuses + logs + warnings
+    try:
+        return _status_response(data)
+    except IndexError:
+        # The inline readers index past the end of a (sub-)message only inside a varint.
+        raise ProtobufError("truncated varint") from None
 
 
 def decode_trace(aux: str) -> list[BuildEvent]:
@@ -277,7 +493,7 @@ def decode_trace(aux: str) -> list[BuildEvent]:
     `StatusResponse`.
     """
     try:
-        data = base64.b64decode(aux, validate=True)
+        data = _b64decode(aux)
     except (binascii.Error, ValueError) as exc:
         raise StreamError(f"moby.buildkit.trace is not base64 ({exc}): {aux[:80]!r}") from exc
     try:
