@@ -20,14 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from buildsdk.auth import RegistryAuth, registry_config_header
 from buildsdk.build import BuildOptions
 from buildsdk.errors import APIError, StreamError, UnsupportedOption, api_error_for_status
-from buildsdk.events import BuildEvent, EventDecoder
 from buildsdk.proxy import merge_proxy_build_args
-from buildsdk.results import BuildResult, ResultCollector
 from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion
 
+# Imported by the code that needs them, so that importing a client stays cheap: the event
+# and result models (a dozen pydantic classes) when a build's stream is made; the prune
+# models by whoever calls `prune_request`, which has them already.
 if TYPE_CHECKING:
-    # Only pruning needs the prune models, and the caller has already imported them.
+    from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions
+    from buildsdk.results import BuildResult
 
 __all__ = [
     "AUX_ID_MIN_VERSION",
@@ -291,6 +293,9 @@ class BuildStream:
     def __init__(
         self, tags: Sequence[str], *, keep_events: bool = True, expect_image: bool = True
     ) -> None:
+        from buildsdk.events import EventDecoder
+        from buildsdk.results import ResultCollector
+
         self._decoder = EventDecoder()
         self._tags = tuple(tags)
         self._keep_events = keep_events
@@ -320,6 +325,8 @@ class BuildStream:
         that the engine did not tell.
         """
         if api_version < AUX_ID_MIN_VERSION and self._expect_image:
+            from buildsdk.results import ResultCollector
+
             self._legacy = api_version
             self._collector = ResultCollector(
                 self._tags, keep_events=self._keep_events, expect_image=False

@@ -12,12 +12,15 @@ import sys
 import pytest
 
 # Each is imported by the code that needs it: the transports (httpcore, and h2 when it is
-# installed; anyio) when a client is made, the session runtime and its asyncio when a build
-# opens a session, the prune models by `prune_builds`.
+# installed; anyio) when a client is made, the event and result models when a build is
+# described, the session runtime and its asyncio when a build opens a session, the prune
+# models by `prune_builds`.
 _DEFERRED = [
     "anyio",
     "asyncio",
+    "buildsdk.events",
     "buildsdk.prune",
+    "buildsdk.results",
     "buildsdk.session._messages",
     "buildsdk.session._runtime",
     "buildsdk.transports",
