@@ -34,17 +34,18 @@ from buildsdk.config import (
     api_version_from_env,
     resolve_endpoint,
 )
-from buildsdk.context import BuildContext, prepare_context
 from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.proxy import proxy_build_args
 from buildsdk.versions import ApiVersion, negotiate
 
 # Imported where they are used, so `from buildsdk import Client` does not pay for them:
-# the prune models by `prune_builds`, the session runtime when a build starts, and
-# `buildsdk.transports` (httpcore, and h2 when installed) when a client is made.
+# the prune models by `prune_builds`, the session runtime when a build starts, the context
+# tar (and .dockerignore) code when a build is sent, and `buildsdk.transports` (httpcore,
+# and h2 when installed) when a client is made.
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from buildsdk.context import BuildContext
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions, PruneResult
     from buildsdk.results import BuildResult
@@ -144,6 +145,8 @@ class _BaseClient:
     def _prepare_build(
         self, options: BuildOptions, api_version: ApiVersion
     ) -> tuple[_protocol.Request, BuildContext | None]:
+        from buildsdk.context import prepare_context
+
         context: BuildContext | None = None
         if not options.is_remote or options.fileobj is not None:
             context = prepare_context(

@@ -13,11 +13,12 @@ import pytest
 
 # Each is imported by the code that needs it: the transports (httpcore, and h2 when it is
 # installed; anyio) when a client is made, the event and result models when a build is
-# described, the session runtime and its asyncio when a build opens a session, the prune
-# models by `prune_builds`.
+# described, the context tar code when one is sent, the session runtime and its asyncio
+# when a build starts, the prune models by `prune_builds`.
 _DEFERRED = [
     "anyio",
     "asyncio",
+    "buildsdk.context",
     "buildsdk.events",
     "buildsdk.prune",
     "buildsdk.results",
