@@ -43,12 +43,10 @@ import logging
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
@@ -56,6 +54,9 @@ from buildsdk._configfile import ConfigFileError, config_dir, load_config_file
 from buildsdk._wire import go_json
 from buildsdk.errors import CredentialsError
 from buildsdk.proxy import ProxyConfig
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = [
     "DEFAULT_HELPER_TIMEOUT",
@@ -243,6 +244,9 @@ def _run_helper(
     path = shutil.which(program, path=environ.get("PATH", os.defpath))
     if path is None:
         raise CredentialsError(f"credential helper {program} was not found on PATH")
+    # Imported here: most programs never run a helper (and clients import this module).
+    import subprocess
+
     try:
         proc = subprocess.Popen(
             [path, action],
@@ -290,6 +294,8 @@ class _NotFound(Exception):
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
