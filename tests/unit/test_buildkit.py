@@ -23,7 +23,19 @@ from google.protobuf import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from buildsdk._protobuf import field_bytes, field_string, field_varint
+from buildsdk._protobuf import (
+    WIRE_FIXED64,
+    WIRE_LEN,
+    WIRE_VARINT,
+    ProtobufError,
+    as_int32,
+    as_int64,
+    encode_varint,
+    field_bytes,
+    field_string,
+    field_varint,
+    iter_fields,
+)
 from buildsdk.buildkit import decode_status_response, decode_trace
 from buildsdk.errors import StreamError
 from buildsdk.events import (
@@ -440,3 +452,271 @@ def test_invalid_utf8_in_strings_is_replaced_not_fatal() -> None:
     data = field_bytes(1, field_bytes(1, b"sha256:\xff") + field_bytes(3, b"RUN \xe2\x9c"))
     [event] = decode_status_response(data)
     assert event == VertexEvent(digest="sha256:\ufffd", name="RUN \ufffd")
+
+
+# --- the hand-walked reader against a plain one -----------------------------------------------
+#
+# decode_status_response walks the frequent messages by hand for speed. This reference reads the
+# same fields the straightforward way, with iter_fields and validated models: on any bytes, valid
+# or damaged, both must give the same events or refuse with the same error.
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ref_text(value: int | bytes) -> str:
+    assert isinstance(value, bytes)
+    return value.decode("utf-8", "replace")
+
+
+def _ref_time(value: int | bytes) -> datetime:
+    assert isinstance(value, bytes)
+    seconds = nanos = 0
+    for number, wire, field in iter_fields(value):
+        if wire == WIRE_VARINT and number == 1:
+            seconds = _ref_int64(field)
+        elif wire == WIRE_VARINT and number == 2:
+            nanos = _ref_int32(field)
+    try:
+        return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+    except OverflowError:
+        raise ProtobufError(f"timestamp {seconds}s is out of range") from None
+
+
+def _ref_int64(value: int | bytes) -> int:
+    assert isinstance(value, int)
+    return as_int64(value)
+
+
+def _ref_int32(value: int | bytes) -> int:
+    assert isinstance(value, int)
+    return as_int32(value)
+
+
+def _ref_bool(value: int | bytes) -> bool:
+    return value != 0
+
+
+def _ref_bytes(value: int | bytes) -> bytes:
+    assert isinstance(value, bytes)
+    return value
+
+
+def _ref_of(cls: type[Any]) -> Any:
+    return lambda value: _ref_message(cls, value)
+
+
+_LEN, _VARINT = WIRE_LEN, WIRE_VARINT
+# model -> {(field number, wire type): (attribute, converter, repeated)}
+_REF_FIELDS: dict[type[Any], dict[tuple[int, int], tuple[str, Any, bool]]] = {
+    VertexEvent: {
+        (1, _LEN): ("digest", _ref_text, False),
+        (2, _LEN): ("inputs", _ref_text, True),
+        (3, _LEN): ("name", _ref_text, False),
+        (4, _VARINT): ("cached", _ref_bool, False),
+        (5, _LEN): ("started", _ref_time, False),
+        (6, _LEN): ("completed", _ref_time, False),
+        (7, _LEN): ("error", _ref_text, False),
+        (8, _LEN): ("progress_group", _ref_of(ProgressGroup), False),
+    },
+    ProgressGroup: {
+        (1, _LEN): ("id", _ref_text, False),
+        (2, _LEN): ("name", _ref_text, False),
+        (3, _VARINT): ("weak", _ref_bool, False),
+    },
+    VertexStatusEvent: {
+        (1, _LEN): ("id", _ref_text, False),
+        (2, _LEN): ("vertex", _ref_text, False),
+        (3, _LEN): ("name", _ref_text, False),
+        (4, _VARINT): ("current", _ref_int64, False),
+        (5, _VARINT): ("total", _ref_int64, False),
+        (6, _LEN): ("timestamp", _ref_time, False),
+        (7, _LEN): ("started", _ref_time, False),
+        (8, _LEN): ("completed", _ref_time, False),
+    },
+    VertexLogEvent: {
+        (1, _LEN): ("vertex", _ref_text, False),
+        (2, _LEN): ("timestamp", _ref_time, False),
+        (3, _VARINT): ("stream", _ref_int64, False),
+        (4, _LEN): ("data", _ref_bytes, False),
+    },
+    VertexWarningEvent: {
+        (1, _LEN): ("vertex", _ref_text, False),
+        (2, _VARINT): ("level", _ref_int64, False),
+        (3, _LEN): ("short", _ref_bytes, False),
+        (4, _LEN): ("detail", _ref_bytes, True),
+        (5, _LEN): ("url", _ref_text, False),
+        (6, _LEN): ("info", _ref_of(SourceInfo), False),
+        (7, _LEN): ("ranges", _ref_of(Range), True),
+    },
+    SourceInfo: {
+        (1, _LEN): ("filename", _ref_text, False),
+        (2, _LEN): ("data", _ref_bytes, False),
+        (4, _LEN): ("language", _ref_text, False),
+    },
+    Range: {
+        (1, _LEN): ("start", _ref_of(Position), False),
+        (2, _LEN): ("end", _ref_of(Position), False),
+    },
+    Position: {
+        (1, _VARINT): ("line", _ref_int32, False),
+        (2, _VARINT): ("character", _ref_int32, False),
+    },
+}
+_REF_LISTS = {1: VertexEvent, 2: VertexStatusEvent, 3: VertexLogEvent, 4: VertexWarningEvent}
+
+
+def _ref_message(cls: type[Any], data: int | bytes) -> Any:
+    assert isinstance(data, bytes)
+    fields = _REF_FIELDS[cls]
+    values: dict[str, Any] = {name: [] for name, _, repeated in fields.values() if repeated}
+    if cls is VertexEvent or cls is VertexStatusEvent:
+        values["digest" if cls is VertexEvent else "id"] = ""  # required fields
+    if cls is VertexLogEvent:
+        values["vertex"] = ""
+    for number, wire, value in iter_fields(data):
+        spec = fields.get((number, wire))
+        if spec is None:
+            continue
+        name, convert, repeated = spec
+        if repeated:
+            values[name].append(convert(value))
+        else:
+            values[name] = convert(value)
+    return cls(**values)
+
+
+def _ref_status_response(data: bytes) -> list[BuildEvent]:
+    lists: dict[int, list[BuildEvent]] = {n: [] for n in _REF_LISTS}
+    for number, wire, value in iter_fields(data):
+        if wire == WIRE_LEN and number in _REF_LISTS:
+            lists[number].append(_ref_message(_REF_LISTS[number], value))
+    return [event for n in sorted(lists) for event in lists[n]]
+
+
+def _outcome(decode: Any, data: bytes) -> Any:
+    try:
+        events = decode(data)
+    except ProtobufError as exc:
+        return ("refused", str(exc))
+    return events
+
+
+def _overlong_keys(data: bytes, depth: int) -> bytes:
+    """The same message with its one-byte keys written in two bytes (valid, non-minimal varints)."""
+    out = []
+    for number, wire, value in iter_fields(data):
+        key = number << 3 | wire
+        out.append(bytes((key | 0x80, 0)) if key < 0x80 else encode_varint(key))
+        if wire == WIRE_LEN:
+            assert isinstance(value, bytes)
+            try:
+                inner = _overlong_keys(value, depth - 1) if depth else value
+            except ProtobufError:  # a string or bytes field, not a message
+                inner = value
+            out.append(encode_varint(len(inner)) + inner)
+        elif wire == WIRE_VARINT:
+            assert isinstance(value, int)
+            out.append(encode_varint(value))
+        else:
+            assert isinstance(value, int)
+            out.append(value.to_bytes(8 if wire == WIRE_FIXED64 else 4, "little"))
+    return b"".join(out)
+
+
+@st.composite
+def _damaged(draw: st.DrawFn) -> bytes:
+    """Official StatusResponse bytes, merged out of order, re-keyed, cut, flipped or padded."""
+    data: bytes = draw(_status_response()).SerializeToString()
+    if draw(st.booleans()):
+        # Concatenated messages merge: their lists arrive out of field order.
+        data = draw(_status_response()).SerializeToString() + data
+    if draw(st.booleans()):
+        data = _overlong_keys(data, draw(st.integers(0, 3)))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(data)))
+        change = draw(st.sampled_from(["cut", "flip", "insert"]))
+        if change == "cut":
+            data = data[:at]
+        elif change == "flip" and at < len(data):
+            data = data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1 :]
+        else:
+            data = data[:at] + draw(st.binary(min_size=1, max_size=4)) + data[at:]
+    return data
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_damaged())
+def test_hand_walked_reader_agrees_with_a_plain_reader_on_any_bytes(data: bytes) -> None:
+    outcome = _outcome(decode_status_response, data)
+    assert outcome == _outcome(_ref_status_response, data)
+    if isinstance(outcome, list):
+        # Built without validation, as if every field had been given (what `_trusted` does).
+        assert all(e.model_fields_set == set(type(e).model_fields) for e in outcome)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80))
+def test_hand_walked_reader_agrees_with_a_plain_reader_on_random_bytes(data: bytes) -> None:
+    assert _outcome(decode_status_response, data) == _outcome(_ref_status_response, data)
+
+
+def test_lists_out_of_field_order_are_regrouped_in_order() -> None:
+    log = field_bytes(3, field_string(1, "sha256:l"))
+    status = field_bytes(2, field_string(1, "s"))
+    vertex = field_bytes(1, field_string(1, "sha256:v"))
+    events = decode_status_response(log + status + vertex + status)
+    assert [type(e) for e in events] == [
+        VertexEvent,
+        VertexStatusEvent,
+        VertexStatusEvent,
+        VertexLogEvent,
+    ]
+
+
+def test_overlong_keys_still_name_their_fields() -> None:
+    v = PB["Vertex"](digest="sha256:aa", name="step")
+    _set_time(v, "started", 1_700_000_000, 5_000)
+    data = StatusResponse(vertexes=[v]).SerializeToString()
+    assert decode_status_response(_overlong_keys(data, 3)) == decode_status_response(data)
+
+
+@given(st.text(alphabet="ABCab01+/=-_ \n!é", max_size=16))
+def test_base64_is_refused_exactly_when_b64decode_validate_refuses(aux: str) -> None:
+    try:
+        data = base64.b64decode(aux, validate=True)
+    except ValueError:  # binascii.Error too
+        with pytest.raises(StreamError, match=r"moby\.buildkit\.trace is not base64"):
+            decode_trace(aux)
+        return
+    try:
+        expected = decode_status_response(data)
+    except ProtobufError:
+        with pytest.raises(StreamError, match="not a BuildKit StatusResponse"):
+            decode_trace(aux)
+        return
+    assert decode_trace(aux) == expected
+
+
+@pytest.mark.parametrize("value", [2, 127, 128, 2**31, 2**63, 2**64 - 1])
+def test_varint_fields_read_as_official_protobuf_reads_them(value: int) -> None:
+    vertex = field_bytes(1, field_string(1, "d") + field_varint(4, value))
+    status = field_bytes(2, field_string(1, "s") + field_varint(4, value) + field_varint(5, value))
+    log = field_bytes(3, field_string(1, "v") + field_varint(3, value))
+    data = vertex + status + log
+    assert decode_status_response(data) == _expected_events(StatusResponse.FromString(data))
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    # varints of one to ten bytes: 2**28 (1978) and 2**35 (3058) start five and six bytes,
+    # times before 1970 are negative (ten bytes), 253402300799 is the end of year 9999
+    [0, 1, 127, 128, 2**28 - 1, 2**28, 2**35 - 1, 2**35, -1, -86400 * 365, 253402300799],
+)
+@pytest.mark.parametrize("nanos", [0, 1, 127, 128, 999_999_999, -1])
+def test_timestamps_of_every_varint_length_read_as_official_protobuf_reads_them(
+    seconds: int, nanos: int
+) -> None:
+    status = PB["VertexStatus"](ID="s")
+    _set_time(status, "timestamp", seconds, nanos)
+    data = StatusResponse(statuses=[status]).SerializeToString()
+    assert decode_status_response(data) == _expected_events(StatusResponse.FromString(data))
