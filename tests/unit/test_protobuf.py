@@ -28,6 +28,7 @@ from buildsdk._protobuf import (
     field_string,
     field_varint,
     iter_fields,
+    skip_field,
 )
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -291,3 +292,49 @@ def test_unknown_fields_are_yielded_for_the_caller_to_skip() -> None:
         (99, WIRE_VARINT, 7),
         (100, WIRE_LEN, b"\x00\x01"),
     ]
+
+
+def _walk(data: bytes) -> list[tuple[int, int]] | str:
+    """The (number, wire type) of each field, skipping values with skip_field; or the error."""
+    fields = []
+    pos = 0
+    try:
+        while pos < len(data):
+            key, pos = decode_varint(data, pos)
+            pos = skip_field(data, pos, key)
+            fields.append((key >> 3, key & 7))
+    except ProtobufError as exc:
+        return str(exc)
+    return fields
+
+
+def _iterated(data: bytes) -> list[tuple[int, int]] | str:
+    try:
+        return [(number, wire) for number, wire, _ in iter_fields(data)]
+    except ProtobufError as exc:
+        return str(exc)
+
+
+@given(st.binary(max_size=64))
+def test_skip_field_accepts_and_refuses_what_iter_fields_does(data: bytes) -> None:
+    assert _walk(data) == _iterated(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x08\x96\x01",
+        b"\x12\x07testing\x19" + b"\x00" * 8 + b"\x1d" + b"\x00" * 4,
+        b"\x08",
+        b"\x08" + b"\xff" * 10 + b"\x01",
+        b"\x12\x05abc",
+        b"\x19\x00\x00",
+        b"\x1d\x00",
+        b"\x0b",
+        b"\x00\x01",
+        b"\xf8\xff\xff\xff\x0f\x00",  # field number 2**29 - 1 (the largest), varint
+        b"\x80\x80\x80\x80\x10\x00",  # field number 2**29: too large
+    ],
+)
+def test_skip_field_matches_iter_fields_on_edge_cases(data: bytes) -> None:
+    assert _walk(data) == _iterated(data)
