@@ -11,7 +11,6 @@ or the build is closed or cancelled; nothing it opened outlives it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import io
@@ -21,7 +20,6 @@ import secrets as _random
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,7 +27,13 @@ from buildsdk.build import BuildOptions
 from buildsdk.errors import APIError, BuildSDKError, api_error_for_status
 from buildsdk.session import h2_available, require_h2
 
+# Clients import this module for every build, but only a build with a session runs the
+# asyncio server: asyncio (and concurrent.futures) are imported by the code that opens,
+# runs and closes a session, so a build without one never imports them.
 if TYPE_CHECKING:
+    import asyncio
+    from concurrent.futures import Future
+
     import httpx
 
     from buildsdk.aio import AsyncClient
@@ -290,6 +294,8 @@ def _plan_for(client: Client | AsyncClient, options: BuildOptions) -> _Plan:
 
 async def _stop(task: asyncio.Task[None], ready: asyncio.Future[SessionServer]) -> None:
     """End a session task: politely (GOAWAY, socket shut down), by cancelling if stuck."""
+    import asyncio
+
     if ready.done() and not ready.cancelled() and ready.exception() is None:
         ready.result().stop()
         done, _ = await asyncio.wait({task}, timeout=_CLOSE_TIMEOUT)
@@ -317,6 +323,8 @@ class AsyncSession:
 
     async def aclose(self) -> None:
         """Say GOAWAY, close the session's connection and wait for its tasks to end."""
+        import asyncio
+
         if self._task is not None and self._ready is not None:
             await asyncio.shield(_stop(self._task, self._ready))
 
@@ -325,6 +333,8 @@ async def open_async_session(
     client: AsyncClient, options: BuildOptions, api_version: ApiVersion
 ) -> AsyncSession:
     """Open a session for a build of `options`; returns once the engine accepted it."""
+    import asyncio
+
     plan = await asyncio.to_thread(_plan_for, client, options)
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[SessionServer] = loop.create_future()
@@ -353,6 +363,8 @@ class SyncSession:
     """A running session of a `Client` build, served by a thread; `close()` ends it."""
 
     def __init__(self, plan: _Plan) -> None:
+        from concurrent.futures import Future
+
         self.options = plan.options
         self._plan = plan
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -362,6 +374,9 @@ class SyncSession:
         self._thread: threading.Thread | None = None
 
     def _main(self, client: Client, path: str) -> None:
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
         # A loop of our own with an executor of our own, shut down in order: asyncio.run's
         # default-executor shutdown races with the session's cancellation.
         loop = asyncio.new_event_loop()
@@ -380,6 +395,8 @@ class SyncSession:
             loop.close()
 
     async def _run(self, client: Client, path: str) -> None:
+        import asyncio
+
         import httpx
 
         from buildsdk.client import CONNECT_TIMEOUT
@@ -424,6 +441,8 @@ class SyncSession:
 
     def close(self) -> None:
         """End the session and wait for its thread (bounded: a stuck engine cannot hang us)."""
+        import asyncio
+
         loop, task, ready = self._loop, self._task, self._server_ready
         if loop is not None and task is not None and ready is not None and not task.done():
             stop = _stop(task, ready)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,42 @@ def test_making_a_client_imports_the_transports_but_no_session_machinery() -> No
     )
     assert {"buildsdk.transports", "httpcore"} <= loaded
     assert "buildsdk.session._runtime" not in loaded
+
+
+_CLASSIC_BUILD = """
+import sys
+import httpx
+import buildsdk.client
+from buildsdk import BuildOptions, Client, DockerConfig
+
+def answer(request):
+    if request.url.path.endswith("/_ping"):
+        return httpx.Response(200, headers={"Api-Version": "1.41"})
+    request.read()
+    body = b'{"stream":"Step 1/1 : FROM scratch"}\\r\\n{"aux":{"ID":"sha256:' + b"a" * 64 + b'"}}'
+    return httpx.Response(200, stream=httpx.ByteStream(body + b"\\r\\n"))
+
+buildsdk.client.create_transport = lambda *args, **kwargs: (httpx.MockTransport(answer), "http://e")
+config = DockerConfig({}, env={}, detect_default_store=False)
+with Client("unix:///mock/docker.sock", env={}, config=config) as docker:
+    result = docker.build(BuildOptions(path=sys.argv[1])).result()
+print(result.image_id)
+print("\\n".join(sorted(sys.modules)))
+"""
+
+
+def test_a_build_without_a_session_never_imports_asyncio(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    done = subprocess.run(
+        [sys.executable, "-c", _CLASSIC_BUILD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    image_id, *modules = done.stdout.split()
+    assert image_id == "sha256:" + "a" * 64
+    assert "buildsdk.session._runtime" in modules
+    assert "asyncio" not in modules
 
 
 def test_models_whose_validators_are_built_on_first_use_validate_in_a_fresh_process() -> None:
