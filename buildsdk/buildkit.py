@@ -497,6 +497,9 @@ def decode_trace(aux: str) -> list[BuildEvent]:
     except (binascii.Error, ValueError) as exc:
         raise StreamError(f"moby.buildkit.trace is not base64 ({exc}): {aux[:80]!r}") from exc
     try:
-        return decode_status_response(data)
-    except ProtobufError as exc:
-        raise StreamError(f"moby.buildkit.trace is not a BuildKit StatusResponse: {exc}") from exc
+        return _status_response(data)  # decode_status_response, one call less per message
+    except (IndexError, ProtobufError) as exc:
+        error = exc if isinstance(exc, ProtobufError) else ProtobufError("truncated varint")
+        raise StreamError(
+            f"moby.buildkit.trace is not a BuildKit StatusResponse: {error}"
+        ) from error

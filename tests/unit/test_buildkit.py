@@ -442,10 +442,23 @@ def test_bad_base64_is_a_stream_error(aux: str) -> None:
         decode_trace(aux)
 
 
-@pytest.mark.parametrize("data", [b"\x0a\x05ab", b"\x0b", b"\x0a\x02\x0a\x09"])
-def test_bad_protobuf_is_a_stream_error(data: bytes) -> None:
-    with pytest.raises(StreamError, match="not a BuildKit StatusResponse"):
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x0a\x05ab", "field 1: length 5 runs past the message end"),
+        (b"\x0b", "field 1: unsupported wire type 3"),
+        (b"\x0a\x02\x0a\x09", "field 1: length 9 runs past the message end"),
+        (b"\x0a", "truncated varint"),
+        (b"\x0a\x03\x2a\x01\x08", "truncated varint"),  # inside a vertex's start time
+        (b"\x12\x02\x20\x80", "truncated varint"),  # a status's `current`
+        (b"\x1a\x02\x02\x00", "invalid field number 0"),  # inside a log
+    ],
+)
+def test_bad_protobuf_is_a_stream_error(data: bytes, reason: str) -> None:
+    with pytest.raises(StreamError) as info:
         decode_trace(base64.b64encode(data).decode())
+    assert str(info.value) == f"moby.buildkit.trace is not a BuildKit StatusResponse: {reason}"
+    assert isinstance(info.value.__cause__, ProtobufError)
 
 
 def test_invalid_utf8_in_strings_is_replaced_not_fatal() -> None:
