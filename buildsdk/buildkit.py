@@ -444,6 +444,9 @@ def _status_response(data: bytes) -> list[BuildEvent]:
             size = data[pos]
             if size < 0x80:
                 pos += 1
+            elif data[pos + 1] < 0x80:  # most vertices take 128 bytes or more
+                size = (size & 0x7F) | data[pos + 1] << 7
+                pos += 2
             else:
                 size, pos = decode_varint(data, pos)
             stop = pos + size
