@@ -317,21 +317,6 @@ class AsyncBuild:
         await _close_sessions(self._sessions)
 
 
-def create_async_transport(
-    endpoint: Endpoint,
-    *,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    trust_env: bool = True,
-    env: Mapping[str, str] | None = None,
-) -> tuple[httpx.AsyncBaseTransport, str]:
-    """`buildsdk.transports.create_async_transport`, imported when the first client is made."""
-    from buildsdk import transports
-
-    return transports.create_async_transport(
-        endpoint, connect_timeout=connect_timeout, trust_env=trust_env, env=env
-    )
-
-
 async def _read_events(
     response: httpx.Response,
     stream: _protocol.BuildStream,
@@ -348,6 +333,21 @@ async def _read_events(
     finally:
         await response.aclose()
         await _close_sessions(sessions)
+
+
+def create_async_transport(
+    endpoint: Endpoint,
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    trust_env: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> tuple[httpx.AsyncBaseTransport, str]:
+    """`buildsdk.transports.create_async_transport`, imported when the first client is made."""
+    from buildsdk import transports
+
+    return transports.create_async_transport(
+        endpoint, connect_timeout=connect_timeout, trust_env=trust_env, env=env
+    )
 
 
 async def _close_sessions(sessions: list[AsyncSession]) -> None:
