@@ -113,6 +113,14 @@ TARGETS = [
         1.0,
     ),
     Target(
+        "Start-up: import and make a client, buildsdk vs docker-py",
+        "Start-up: import, whole process",
+        "import and make a buildsdk Client",
+        "import and make a docker-py APIClient",
+        "time",
+        1.0,
+    ),
+    Target(
         "End to end, big context: buildsdk vs docker build",
         "End to end on dockerd 20.10: big context",
         "buildsdk (classic)",

@@ -24,6 +24,10 @@ from bench_context import DOCKER_PY_SCRIPT, _env
 
 __all__ = ["FULL_OPTIONS", "run"]
 
+_NOWHERE = "unix:///nonexistent/buildsdk-bench.sock"
+_MAKE_CLIENT = f"from buildsdk import BuildOptions, Client; Client({_NOWHERE!r})"
+_MAKE_API_CLIENT = f"import docker; docker.APIClient(base_url={_NOWHERE!r}, version='1.41')"
+
 FULL_OPTIONS: dict[str, Any] = {
     "tag": "registry.example.com/team/app:1.2.3",
     "quiet": False,
@@ -135,15 +139,26 @@ def run(quick: bool, cache: Path | None) -> list[Table]:
                     ),
                 ),
                 ("import docker", partial(run_process, [PYTHON, "-c", "import docker"], env=env)),
+                (
+                    "import and make a buildsdk Client",
+                    partial(run_process, [PYTHON, "-c", _MAKE_CLIENT], env=env),
+                ),
+                (
+                    "import and make a docker-py APIClient",
+                    partial(run_process, [PYTHON, "-c", _MAKE_API_CLIENT], env=env),
+                ),
             ],
             repeat,
             warmup=not quick,
         ):
             imports.add(row)
         imports.notes.append(
-            "`import buildsdk` loads its submodules lazily; the second row is what a "
-            "program that builds pays. `import docker` loads requests, urllib3 and all "
-            f"of docker-py. {repeat} run(s) each after a warm-up round."
+            "`import buildsdk` loads its submodules lazily, and a client loads its "
+            "transports when it is made: the last two rows are what a program that builds "
+            "pays before its first request (neither client connects; docker-py's API "
+            "version is pinned so that it does not ask the engine). `import docker` loads "
+            f"requests, urllib3 and all of docker-py. {repeat} run(s) each after a warm-up "
+            "round."
         )
         imports.print()
         tables.append(imports)
