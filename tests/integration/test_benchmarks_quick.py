@@ -73,6 +73,8 @@ EXPECTED: dict[str, list[str]] = {
         "import buildsdk",
         "from buildsdk import Client, BuildOptions",
         "import docker",
+        "import and make a buildsdk Client",
+        "import and make a docker-py APIClient",
     ],
     "Start-up: build options to request, per call": [
         "buildsdk BuildOptions + build_request",
@@ -113,6 +115,7 @@ QUICK_TARGETS = [
     "Events, BuildKit stream: buildsdk (sync) vs docker-py json_stream",
     "Start-up: import buildsdk vs import docker",
     "Start-up: from buildsdk import Client, BuildOptions vs import docker",
+    "Start-up: import and make a client, buildsdk vs docker-py",
     "End to end, big context: buildsdk vs docker build",
 ]
 
