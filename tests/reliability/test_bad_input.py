@@ -322,10 +322,27 @@ def test_long_names_and_deep_nesting(tmp_path: Path) -> None:
         deep_path = os.path.join(deep_path, "n")
         os.mkdir(deep_path)
     Path(deep_path, "leaf").write_text("leaf")
-    names = _tar_names(b"".join(prepare_context(path=tmp_path)))
+    try:
+        names = _tar_names(b"".join(prepare_context(path=tmp_path)))
+    finally:
+        _remove_chain(deep_path, stop=str(tmp_path))
     assert "/".join(["d" * 255, "e" * 255, "f" * 255]) in names
     assert "/".join(["n"] * 1500 + ["leaf"]) in names
     assert len(names) == 1 + 3 + 1500 + 1
+
+
+def _remove_chain(deepest: str, *, stop: str) -> None:
+    """Remove a one-directory-per-level chain from the bottom up, to `stop` (excluded).
+
+    pytest's clean-up of old temporary directories recurses once per level and fails on a
+    1500-level tree, leaving it behind for every later run to trip over.
+    """
+    for name in os.listdir(deepest):
+        os.unlink(os.path.join(deepest, name))
+    path = deepest
+    while path != stop:
+        os.rmdir(path)
+        path = os.path.dirname(path)
 
 
 def test_file_vanishing_during_the_walk(tmp_path: Path) -> None:
