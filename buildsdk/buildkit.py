@@ -29,8 +29,6 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pydantic import BaseModel
-
 from buildsdk._protobuf import (
     WIRE_LEN,
     WIRE_VARINT,
@@ -69,17 +67,6 @@ _2_31 = 1 << 31
 # Every field read here has a number below 16, so its key is one byte (a longer encoding of the
 # same key is decoded first, then compared).
 
-# The hot events are built as `events._trusted` builds them, unrolled, calling the setters of
-# pydantic's instance slots directly (cheaper than `object.__setattr__` finding them by name).
-_new = object.__new__
-_model_slots: dict[str, Any] = dict(BaseModel.__dict__)
-_set_dict = _model_slots["__dict__"].__set__
-_set_fields_set = _model_slots["__pydantic_fields_set__"].__set__
-_set_extra = _model_slots["__pydantic_extra__"].__set__
-_set_private = _model_slots["__pydantic_private__"].__set__
-_VERTEX_FIELDS = frozenset(VertexEvent.model_fields)
-_STATUS_FIELDS = frozenset(VertexStatusEvent.model_fields)
-_LOG_FIELDS = frozenset(VertexLogEvent.model_fields)
 _RANKS: dict[type[BuildEvent], int] = {
     VertexEvent: 1,
     VertexStatusEvent: 2,
@@ -217,9 +204,8 @@ def _vertex(data: bytes) -> VertexEvent:
             cached = value != 0
         else:
             pos = skip_field(data, pos, key)
-    obj = _new(VertexEvent)
-    _set_dict(
-        obj,
+    return _trusted(
+        VertexEvent,
         {
             "kind": "vertex",
             "digest": digest,
@@ -232,10 +218,6 @@ def _vertex(data: bytes) -> VertexEvent:
             "progress_group": group,
         },
     )
-    _set_fields_set(obj, set(_VERTEX_FIELDS))
-    _set_extra(obj, None)
-    _set_private(obj, None)
-    return obj
 
 
 def _vertex_status(data: bytes) -> VertexStatusEvent:
@@ -284,9 +266,8 @@ def _vertex_status(data: bytes) -> VertexStatusEvent:
             total = value - _2_64 if value >= _2_63 else value
         else:
             pos = skip_field(data, pos, key)
-    obj = _new(VertexStatusEvent)
-    _set_dict(
-        obj,
+    return _trusted(
+        VertexStatusEvent,
         {
             "kind": "vertex_status",
             "id": ident,
@@ -299,10 +280,6 @@ def _vertex_status(data: bytes) -> VertexStatusEvent:
             "completed": completed,
         },
     )
-    _set_fields_set(obj, set(_STATUS_FIELDS))
-    _set_extra(obj, None)
-    _set_private(obj, None)
-    return obj
 
 
 def _vertex_log(data: bytes) -> VertexLogEvent:
@@ -338,9 +315,8 @@ def _vertex_log(data: bytes) -> VertexLogEvent:
             stream = value - _2_64 if value >= _2_63 else value
         else:
             pos = skip_field(data, pos, key)
-    obj = _new(VertexLogEvent)
-    _set_dict(
-        obj,
+    return _trusted(
+        VertexLogEvent,
         {
             "kind": "vertex_log",
             "vertex": vertex,
@@ -349,10 +325,6 @@ def _vertex_log(data: bytes) -> VertexLogEvent:
             "timestamp": timestamp,
         },
     )
-    _set_fields_set(obj, set(_LOG_FIELDS))
-    _set_extra(obj, None)
-    _set_private(obj, None)
-    return obj
 
 
 def _position(data: bytes) -> Position:

@@ -250,27 +250,33 @@ JSON that `model_dump_json()` writes."""
 
 _M = TypeVar("_M", bound=BaseModel)
 _new = object.__new__
-_setattr = object.__setattr__
+# The setters of pydantic's instance slots, called directly: cheaper than
+# `object.__setattr__`, which has to find them by name for every event.
+_model_slots: dict[str, Any] = dict(BaseModel.__dict__)
+_set_dict = _model_slots["__dict__"].__set__
+_set_fields_set = _model_slots["__pydantic_fields_set__"].__set__
+_set_extra = _model_slots["__pydantic_extra__"].__set__
+_set_private = _model_slots["__pydantic_private__"].__set__
 
 
 def _trusted(cls: type[_M], values: dict[str, Any]) -> _M:
     # What `model_construct` does, minus its per-field default handling: callers pass every
     # field, already type-checked. Its result is pinned equal to validated models by tests.
     obj = _new(cls)
-    _setattr(obj, "__dict__", values)
-    _setattr(obj, "__pydantic_fields_set__", set(values))
-    _setattr(obj, "__pydantic_extra__", None)
-    _setattr(obj, "__pydantic_private__", None)
+    _set_dict(obj, values)
+    _set_fields_set(obj, set(values))
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
 
 
 def _log_event(text: str) -> LogEvent:
     # `_trusted` unrolled for the one event that makes up nearly all of a classic stream.
     obj = _new(LogEvent)
-    _setattr(obj, "__dict__", {"kind": "log", "text": text})
-    _setattr(obj, "__pydantic_fields_set__", {"kind", "text"})
-    _setattr(obj, "__pydantic_extra__", None)
-    _setattr(obj, "__pydantic_private__", None)
+    _set_dict(obj, {"kind": "log", "text": text})
+    _set_fields_set(obj, {"kind", "text"})
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
 
 
