@@ -256,20 +256,14 @@ class AsyncBuild:
             return
         if self._closed:
             raise BuildSDKError("this build was closed; start a new one with client.build()")
-        from buildsdk.session._runtime import needs_session, open_async_session
+        from buildsdk.session._runtime import open_async_session
 
         client = self._client
         api_version = await client.api_version()
         self._stream.use_api_version(api_version)
         options = self.options
-        # Options this engine's API cannot carry are refused before a session is opened.
-        options.to_query(api_version)
-        wanted = await anyio.to_thread.run_sync(
-            lambda: needs_session(
-                options, config=client.docker_config, credentials=client._credentials
-            )
-        )
-        if wanted:
+        # Reading the Docker configuration may block.
+        if await anyio.to_thread.run_sync(client._needs_session, options, api_version):
             session = await open_async_session(client, options, api_version)
             self._sessions.append(session)
             options = session.options

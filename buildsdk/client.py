@@ -142,6 +142,14 @@ class _BaseClient:
         except ValueError as exc:
             raise BuildSDKError(str(exc)) from None
 
+    def _needs_session(self, options: BuildOptions, api_version: ApiVersion) -> bool:
+        """Whether a build of `options` gets a BuildKit session on this client; options the
+        engine's API cannot carry are refused first, before any session is opened."""
+        from buildsdk.session._runtime import needs_session
+
+        options.to_query(api_version)
+        return needs_session(options, config=self.docker_config, credentials=self._credentials)
+
     def _prepare_build(
         self, options: BuildOptions, api_version: ApiVersion
     ) -> tuple[_protocol.Request, BuildContext | None]:
@@ -409,15 +417,13 @@ class Build:
             return
         if self._closed:
             raise BuildSDKError("this build was closed; start a new one with client.build()")
-        from buildsdk.session._runtime import needs_session, open_session
+        from buildsdk.session._runtime import open_session
 
         client = self._client
         api_version = client.api_version()
         self._stream.use_api_version(api_version)
         options = self.options
-        # Options this engine's API cannot carry are refused before a session is opened.
-        options.to_query(api_version)
-        if needs_session(options, config=client.docker_config, credentials=client._credentials):
+        if client._needs_session(options, api_version):
             session = open_session(client, options, api_version)
             self._sessions.append(session)
             options = session.options
