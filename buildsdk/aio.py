@@ -21,7 +21,7 @@ from buildsdk import _protocol
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
 from buildsdk.client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _BaseClient, _transport_errors
-from buildsdk.config import DEFAULT_CONNECT_TIMEOUT, Endpoint, TLSConfig
+from buildsdk.config import Endpoint, TLSConfig
 from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.versions import ApiVersion
 
@@ -67,8 +67,11 @@ class AsyncClient(_BaseClient):
             config=config,
             env=env,
         )
+        # Imported here, not with this module: it imports httpcore (and h2 when installed).
+        from buildsdk import transports
+
         # env= also decides the proxy of a tcp engine (HTTPS_PROXY, NO_PROXY), as for the CLI.
-        transport, base_url = create_async_transport(
+        transport, base_url = transports.create_async_transport(
             self.endpoint, connect_timeout=CONNECT_TIMEOUT, env=self._env
         )
         self._http = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=None)
@@ -327,21 +330,6 @@ async def _read_events(
     finally:
         await response.aclose()
         await _close_sessions(sessions)
-
-
-def create_async_transport(
-    endpoint: Endpoint,
-    *,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    trust_env: bool = True,
-    env: Mapping[str, str] | None = None,
-) -> tuple[httpx.AsyncBaseTransport, str]:
-    """`buildsdk.transports.create_async_transport`, imported when the first client is made."""
-    from buildsdk import transports
-
-    return transports.create_async_transport(
-        endpoint, connect_timeout=connect_timeout, trust_env=trust_env, env=env
-    )
 
 
 async def _close_sessions(sessions: list[AsyncSession]) -> None:

@@ -228,8 +228,11 @@ class Client(_BaseClient):
             config=config,
             env=env,
         )
+        # Imported here, not with this module: it imports httpcore (and h2 when installed).
+        from buildsdk import transports
+
         # env= also decides the proxy of a tcp engine (HTTPS_PROXY, NO_PROXY), as for the CLI.
-        transport, base_url = create_transport(
+        transport, base_url = transports.create_transport(
             self.endpoint, connect_timeout=CONNECT_TIMEOUT, env=self._env
         )
         self._http = httpx.Client(transport=transport, base_url=base_url, timeout=None)
@@ -495,21 +498,6 @@ def _read_events(
     finally:
         response.close()
         _close_sessions(sessions)
-
-
-def create_transport(
-    endpoint: Endpoint,
-    *,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    trust_env: bool = True,
-    env: Mapping[str, str] | None = None,
-) -> tuple[httpx.BaseTransport, str]:
-    """`buildsdk.transports.create_transport`, imported when the first `Client` is made."""
-    from buildsdk import transports
-
-    return transports.create_transport(
-        endpoint, connect_timeout=connect_timeout, trust_env=trust_env, env=env
-    )
 
 
 def _transport_errors(endpoint: Endpoint) -> contextlib.AbstractContextManager[None]:

@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus
 import httpx
 import pytest
 
-from buildsdk import aio, client, transports
+from buildsdk import transports
 from buildsdk.aio import AsyncBuild, AsyncClient
 from buildsdk.auth import DockerConfig
 from buildsdk.build import BuildOptions
@@ -60,9 +60,9 @@ def mock_engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], None]:
         def async_factory(*args: Any, **kwargs: Any) -> tuple[httpx.AsyncBaseTransport, str]:
             return httpx.MockTransport(handler), "http://engine"
 
-        monkeypatch.setattr(client, "create_transport", sync_factory)
-        monkeypatch.setattr(aio, "create_async_transport", async_factory)
-        # The sync client's BuildKit session opens an async connection of its own.
+        # Both clients, and the sync client's BuildKit session (an async connection of its
+        # own), make their transports through buildsdk.transports.
+        monkeypatch.setattr(transports, "create_transport", sync_factory)
         monkeypatch.setattr(transports, "create_async_transport", async_factory)
 
     return install

@@ -61,7 +61,7 @@ def test_making_a_client_imports_the_transports_but_no_session_machinery() -> No
 _CLASSIC_BUILD = """
 import sys
 import httpx
-import buildsdk.client
+import buildsdk.transports
 from buildsdk import BuildOptions, Client, DockerConfig
 
 def answer(request):
@@ -71,7 +71,7 @@ def answer(request):
     body = b'{"stream":"Step 1/1 : FROM scratch"}\\r\\n{"aux":{"ID":"sha256:' + b"a" * 64 + b'"}}'
     return httpx.Response(200, stream=httpx.ByteStream(body + b"\\r\\n"))
 
-buildsdk.client.create_transport = lambda *args, **kwargs: (httpx.MockTransport(answer), "http://e")
+buildsdk.transports.create_transport = lambda *args, **kwargs: (httpx.MockTransport(answer), "http://e")
 config = DockerConfig({}, env={}, detect_default_store=False)
 with Client("unix:///mock/docker.sock", env={}, config=config) as docker:
     result = docker.build(BuildOptions(path=sys.argv[1])).result()
