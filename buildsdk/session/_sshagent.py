@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Final
 from buildsdk.errors import BuildSDKError
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+    # The key types the agent serves. The loaders' own return unions grow with each
+    # cryptography release (51 added hybrid ML-DSA keys), so keys are narrowed to this
+    # union by isinstance checks instead of being typed with the loaders' unions.
+    _ServableKey = Ed25519PrivateKey | RSAPrivateKey | EllipticCurvePrivateKey
 
 __all__ = [
     "MAX_KEY_FILE_SIZE",
@@ -130,7 +137,7 @@ class AgentKey:
     blob: bytes
     comment: str
     kind: str
-    _private: PrivateKeyTypes = field(repr=False, compare=False)
+    _private: _ServableKey = field(repr=False, compare=False)
 
     def sign(self, data: bytes, flags: int) -> bytes:
         """An SSH signature of `data` (string algorithm name, string blob).
@@ -245,7 +252,7 @@ class _Encrypted(BuildSDKError):
     """The key file is encrypted and no passphrase was given."""
 
 
-def _parse(path: str, data: bytes, passphrase: bytes | None) -> PrivateKeyTypes:
+def _parse(path: str, data: bytes, passphrase: bytes | None) -> object:
     """Parse a key file's bytes; errors name the file, never its content."""
     stripped = data.lstrip()
     if stripped.startswith(_PUBLIC_KEY_STARTS):
@@ -305,7 +312,7 @@ def _parse(path: str, data: bytes, passphrase: bytes | None) -> PrivateKeyTypes:
         ) from None
 
 
-def _describe(path: str, key: PrivateKeyTypes) -> AgentKey:
+def _describe(path: str, key: object) -> AgentKey:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 

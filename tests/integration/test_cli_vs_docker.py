@@ -11,7 +11,7 @@ agree: the query pairs exactly, the headers apart from the transport's own, the
 `X-Registry-Config` credentials after decoding, and the context's tar entries.
 
 The flag combinations here are the ones the recorded vectors in
-`../shared/vectors/cli_build_requests.json` do not cover.
+`tests/fixtures/vectors/cli_build_requests.json` do not cover.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from typing import Any
 
 import pytest
 
+from tests import VECTORS_DIR
 from tests.integration.conftest import REPO_ROOT
 from tests.recording_engine import IMAGE_ID, RecordedRequest, recording_engine
 
 __all__ = ["run_buildsdk"]
 
 DOCKER = "/usr/local/bin/docker"
-VECTORS = REPO_ROOT / ".." / "shared" / "vectors" / "cli_build_requests.json"
+VECTORS = VECTORS_DIR / "cli_build_requests.json"
 
 
 # -- running both commands ----------------------------------------------------------------

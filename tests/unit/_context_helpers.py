@@ -11,9 +11,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from tests import VECTORS_DIR
 from tests.recording_engine import recording_engine
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
+VECTORS = VECTORS_DIR
 
 DOCKERFILE_TEXT = b"FROM scratch\n"
 

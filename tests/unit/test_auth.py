@@ -37,9 +37,10 @@ from buildsdk.auth import (
     registry_config_header,
 )
 from buildsdk.errors import CredentialsError
+from tests import VECTORS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
-VECTORS = REPO / ".." / "shared" / "vectors" / "cli_build_requests.json"
+VECTORS = VECTORS_DIR / "cli_build_requests.json"
 HELPERS = REPO / "tests" / "fixtures" / "credhelpers"
 
 # The config.json the vectors were recorded with. The vector file does not carry it; it is

@@ -17,9 +17,10 @@ from pydantic import ValidationError
 from buildsdk.build import BuildOptions, BuildOutput, Ulimit, go_json, query_string
 from buildsdk.errors import UnsupportedOption
 from buildsdk.versions import ApiVersion
+from tests import VECTORS_DIR
 
 HERE = str(Path(__file__).resolve().parent)
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
+VECTORS = VECTORS_DIR
 CLI_API = "1.50"  # the API version Docker CLI 28.2.2 negotiates with a 28.2 engine
 
 # Build args the CLI adds from config.json's proxies; they belong to the proxy layer.

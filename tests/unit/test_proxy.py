@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from buildsdk._configfile import ConfigFileError
 from buildsdk.auth import DockerConfig
 from buildsdk.proxy import ProxyConfig, merge_proxy_build_args, proxy_build_args
+from tests import VECTORS_DIR
 
-REPO = Path(__file__).resolve().parents[2]
-VECTORS = REPO / ".." / "shared" / "vectors" / "cli_build_requests.json"
+VECTORS = VECTORS_DIR / "cli_build_requests.json"
 
 # The vectors' config.json proxies (see test_auth.py: rebuilt, then confirmed with the CLI).
 VECTOR_PROXIES = {"default": {"httpProxy": "http://proxy:3128", "noProxy": "localhost"}}
