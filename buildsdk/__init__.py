@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from buildsdk.session import BuildSecret, SSHForward
     from buildsdk.versions import ApiVersion
 
-__version__ = "0.1.0"
+from buildsdk._version import __version__ as __version__
 
 __all__ = [
     "APIError",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from buildsdk._version import __version__
 from buildsdk.auth import RegistryAuth, registry_config_header
 from buildsdk.build import BuildOptions
 from buildsdk.errors import APIError, StreamError, UnsupportedOption, api_error_for_status
@@ -57,7 +58,7 @@ __all__ = [
 ERROR_BODY_LIMIT = 1024 * 1024
 """How much of an error body is read: the engine's messages are short, a proxy's page may not be."""
 
-USER_AGENT = "buildsdk/0.1.0"
+USER_AGENT = f"buildsdk/{__version__}"
 """The `User-Agent` every request carries."""
 
 _IMAGE_EXPORTERS = frozenset({"moby", "image"})

@@ -18,20 +18,48 @@ sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
 	command -v /usr/bin/python3
 }
 
-# Create .venv in the repository (if missing) and install buildsdk with its test extras.
-# Quiet when everything is already there, so the demo starts fast the second time.
+# Print a working interpreter for Python X.Y ($1), from PATH or pyenv's versions; fail
+# quietly when there is none. A pyenv shim on PATH is not enough: it may not be enabled.
+buildsdk_find_python() {
+	local want=$1 py root
+	if "python$want" -c '' 2>/dev/null; then
+		command -v "python$want"
+		return 0
+	fi
+	if command -v pyenv >/dev/null && root=$(pyenv root 2>/dev/null); then
+		for py in "$root"/versions/"$want".*/bin/"python$want"; do
+			if [[ -x $py ]] && "$py" -c '' 2>/dev/null; then
+				printf '%s\n' "$py"
+				return 0
+			fi
+		done
+	fi
+	return 1
+}
+
+# Create a virtualenv at $2 (default: .venv in the repository $1), if missing, with the given
+# Python ($3, default: a python3 with venv), and install buildsdk with its test extras, pinned
+# by constraints.txt (scripts/lock writes it); with BUILDSDK_UNPINNED=1, the newest releases
+# instead, upgraded on every call (scripts/check --latest). Quiet when everything is already there, so the
+# demo starts fast the second time; reinstalls when pyproject.toml or the pins change.
 buildsdk_venv() {
-	local root=$1 py
-	if [[ ! -x $root/.venv/bin/python ]]; then
-		py=$(buildsdk_python_for_venv) || return
-		"$py" -m venv "$root/.venv" || return
-		PIP_DISABLE_PIP_VERSION_CHECK=1 "$root/.venv/bin/python" -m pip install -q --upgrade pip ||
+	local root=$1 venv=${2:-$1/.venv} py=${3:-}
+	local pins=(-c "$root/constraints.txt")
+	if [[ ${BUILDSDK_UNPINNED:-} == 1 ]]; then
+		pins=(--upgrade --upgrade-strategy eager)
+		rm -f "$venv/.buildsdk-installed"
+	fi
+	if [[ ! -x $venv/bin/python ]]; then
+		if [[ -z $py ]]; then py=$(buildsdk_python_for_venv) || return; fi
+		"$py" -m venv "$venv" || return
+		PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q "${pins[@]}" pip ||
 			return
 	fi
-	if ! "$root/.venv/bin/python" -c 'import buildsdk, pytest, hypothesis, docker' 2>/dev/null ||
-		[[ $root/pyproject.toml -nt $root/.venv/.buildsdk-installed ]]; then
-		PIP_DISABLE_PIP_VERSION_CHECK=1 "$root/.venv/bin/python" -m pip install -q -e "$root[test]" ||
-			return
-		touch "$root/.venv/.buildsdk-installed"
+	if ! "$venv/bin/python" -c 'import buildsdk, pytest, xdist, hypothesis, docker' 2>/dev/null ||
+		[[ $root/pyproject.toml -nt $venv/.buildsdk-installed ||
+			$root/constraints.txt -nt $venv/.buildsdk-installed ]]; then
+		PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q "${pins[@]}" \
+			-e "$root[test]" || return
+		touch "$venv/.buildsdk-installed"
 	fi
 }

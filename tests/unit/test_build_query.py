@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from buildsdk.build import BuildOptions, BuildOutput, Ulimit, go_json, query_string
 from buildsdk.errors import UnsupportedOption
 from buildsdk.versions import ApiVersion
-from tests import VECTORS_DIR
+from tests import VECTORS_DIR, examples
 
 HERE = str(Path(__file__).resolve().parent)
 VECTORS = VECTORS_DIR
@@ -651,7 +651,7 @@ def _normalised(opts: BuildOptions) -> dict[str, Any]:
     return data
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.too_slow])
 @given(kwargs=_OPTIONS, context=_CONTEXT)
 def test_any_accepted_options_serialize_and_read_back(
     kwargs: dict[str, Any], context: dict[str, Any]
@@ -691,7 +691,7 @@ _JUNK = st.recursive(
 _FIELDS = sorted(set(BuildOptions.model_fields) - {"path", "remote", "fileobj"})
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(
     junk=st.dictionaries(st.sampled_from(_FIELDS), _JUNK, max_size=4),
     context=_CONTEXT,

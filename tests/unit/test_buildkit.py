@@ -50,6 +50,7 @@ from buildsdk.events import (
     VertexStatusEvent,
     VertexWarningEvent,
 )
+from tests import examples
 
 STREAMS = Path(__file__).resolve().parents[1] / "fixtures" / "streams"
 UTC = timezone.utc
@@ -330,7 +331,7 @@ def _status_response(draw: st.DrawFn) -> Any:
     )
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(_status_response())
 def test_decodes_every_status_response_official_protobuf_encodes(resp: Any) -> None:
     data = resp.SerializeToString()
@@ -657,7 +658,7 @@ def _damaged(draw: st.DrawFn) -> bytes:
     return data
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(_damaged())
 def test_hand_walked_reader_agrees_with_a_plain_reader_on_any_bytes(data: bytes) -> None:
     outcome = _outcome(decode_status_response, data)
@@ -667,7 +668,7 @@ def test_hand_walked_reader_agrees_with_a_plain_reader_on_any_bytes(data: bytes)
         assert all(e.model_fields_set == set(type(e).model_fields) for e in outcome)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=80))
 def test_hand_walked_reader_agrees_with_a_plain_reader_on_random_bytes(data: bytes) -> None:
     assert _outcome(decode_status_response, data) == _outcome(_ref_status_response, data)

@@ -30,6 +30,7 @@ from buildsdk.events import (
     VertexWarningEvent,
     event_from_message,
 )
+from tests import examples
 
 STREAMS = Path(__file__).resolve().parents[1] / "fixtures" / "streams"
 RECORDED = sorted(p.name for p in STREAMS.glob("*.jsonl"))
@@ -122,7 +123,7 @@ def test_a_recording_fed_byte_by_byte_gives_the_same_events(name: str) -> None:
     assert _decode([data[i : i + 1] for i in range(len(data))]) == _decode([data])
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.sampled_from(RECORDED), st.data())
 def test_random_splits_of_recordings(name: str, data: st.DataObject) -> None:
     raw = _read(name)
@@ -432,7 +433,7 @@ _engine_messages = st.one_of(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     st.lists(_engine_messages, max_size=12),
     st.sampled_from(["\r\n", "\n", "", " \r\n\r\n", "\n\n"]),

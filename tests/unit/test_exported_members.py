@@ -48,3 +48,11 @@ def test_version_is_the_packages() -> None:
     from importlib.metadata import version
 
     assert buildsdk.__version__ == version("buildsdk")
+
+
+def test_user_agent_names_the_packages_version() -> None:
+    from importlib.metadata import version
+
+    from buildsdk._protocol import USER_AGENT
+
+    assert USER_AGENT.split("/") == ["buildsdk", version("buildsdk")]

@@ -135,7 +135,8 @@ def test_no_secret_in_any_rendering(env: dict[str, str], caplog: pytest.LogCaptu
     seen: list[Any] = []
     caplog.set_level(logging.DEBUG)
 
-    config = DockerConfig.load(env, helper_timeout=0.3)
+    # Long enough for the Python fake helper on a loaded machine; the slow one sleeps 60 s.
+    config = DockerConfig.load(env, helper_timeout=5.0)
     seen += [config, config.auths, config.proxies, config.cred_helpers]
     all_creds = config.all_credentials()
     seen.append(all_creds)

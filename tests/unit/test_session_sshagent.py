@@ -47,6 +47,7 @@ from buildsdk.session._sshagent import (
 )
 from buildsdk.session._status import GrpcError, Status
 from buildsdk.session.ssh import SSHService
+from tests import examples
 
 PASSPHRASE = "c0rrect-h0rse-pw"
 REPO = Path(__file__).resolve().parents[2]
@@ -356,7 +357,7 @@ _HYPOTHESIS_BLOB = base64.b64decode(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.data())
 def test_any_bytes_get_well_formed_replies_or_a_close(data: st.DataObject) -> None:
     stream = data.draw(_client_bytes(_HYPOTHESIS_BLOB))
