@@ -181,7 +181,7 @@ class _BaseClient:
             api_version,
             dockerfile=context.dockerfile if context is not None else None,
             credentials=credentials,
-            proxy_args=proxy_build_args(config, self._proxy_host()),
+            proxy_args=proxy_build_args(config.proxies, self._proxy_host()),
             extra_headers=config.http_headers,
             base_path=self.endpoint.base_path,
         )

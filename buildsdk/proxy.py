@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from buildsdk._configfile import ConfigFileError
-
-if TYPE_CHECKING:
-    from buildsdk.auth import DockerConfig
 
 __all__ = ["ProxyConfig", "merge_proxy_build_args", "proxy_build_args"]
 
@@ -83,16 +80,16 @@ class ProxyConfig(BaseModel):
             yield name, _USERINFO.sub(r"\1:***@", value) if isinstance(value, str) else value
 
 
-def proxy_build_args(config: DockerConfig, engine_host: str | None) -> dict[str, str]:
-    """The proxy build args `config` gives for the engine at `engine_host`.
+def proxy_build_args(proxies: Mapping[str, ProxyConfig], engine_host: str | None) -> dict[str, str]:
+    """The proxy build args that config.json's `proxies` give for the engine at `engine_host`.
 
     The entry keyed by `engine_host` wins over `default` (whole entry, not field by field).
     """
     entry = None
     if engine_host is not None:
-        entry = config.proxies.get(engine_host)
+        entry = proxies.get(engine_host)
     if entry is None:
-        entry = config.proxies.get("default")
+        entry = proxies.get("default")
     return entry.build_args() if entry is not None else {}
 
 

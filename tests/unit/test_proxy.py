@@ -60,7 +60,7 @@ def test_vectors_buildargs_reproduced() -> None:
     vectors = json.loads(VECTORS.read_text(encoding="utf-8"))
     requests = [r for r in vectors["requests"] if "query" in r]
     assert len(requests) == 21
-    proxies = proxy_build_args(config_with(VECTOR_PROXIES), "unix:///var/run/docker.sock")
+    proxies = proxy_build_args(config_with(VECTOR_PROXIES).proxies, "unix:///var/run/docker.sock")
     with_user_args = 0
     for request in requests:
         user = user_build_args(request["flags"])
@@ -100,7 +100,7 @@ def test_vectors_buildargs_reproduced() -> None:
     ],
 )
 def test_host_entry_and_user_args_match_cli(user: dict[str, str | None], expected: str) -> None:
-    proxies = proxy_build_args(config_with(CLI_PROXIES), HOST)
+    proxies = proxy_build_args(config_with(CLI_PROXIES).proxies, HOST)
     assert go_map_json(merge_proxy_build_args(user, proxies)) == expected
 
 
@@ -112,10 +112,12 @@ def test_default_entry_when_host_unknown_or_none() -> None:
         "NO_PROXY": "d",
         "no_proxy": "d",
     }
-    assert proxy_build_args(config, "tcp://elsewhere:2376") == expected
-    assert proxy_build_args(config, None) == expected
-    assert proxy_build_args(config_with({}), HOST) == {}
-    assert proxy_build_args(config_with({HOST: {"httpProxy": "x"}}), "tcp://other:2375") == {}
+    assert proxy_build_args(config.proxies, "tcp://elsewhere:2376") == expected
+    assert proxy_build_args(config.proxies, None) == expected
+    assert proxy_build_args(config_with({}).proxies, HOST) == {}
+    assert (
+        proxy_build_args(config_with({HOST: {"httpProxy": "x"}}).proxies, "tcp://other:2375") == {}
+    )
 
 
 def test_proxies_read_from_config_file(tmp_path: Path) -> None:

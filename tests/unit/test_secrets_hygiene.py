@@ -221,7 +221,7 @@ def test_no_secret_in_any_rendering(env: dict[str, str], caplog: pytest.LogCaptu
     seen += [ProxyConfig.from_config({"httpProxy": f"http://u:{SECRETS[9]}@p:1"}), config.proxies]
     # Proxy build args carry the proxy URL on purpose (the CLI sends it in the query);
     # they are checked here only to be sure that is the one place it appears.
-    assert any(SECRETS[9] in v for v in proxy_build_args(config, None).values())
+    assert any(SECRETS[9] in v for v in proxy_build_args(config.proxies, None).values())
 
     texts = [text for value in seen for text in texts_of(value)]
     for record in caplog.records:
