@@ -42,7 +42,9 @@ class AsyncClient(_BaseClient):
     """An asyncio client for an engine's build endpoints; one connection pool.
 
     The engine is found like the Docker CLI finds it (`host=`, `DOCKER_HOST`, docker
-    contexts, TLS environment). The API version is negotiated on first use.
+    contexts, TLS environment). The API version is negotiated on first use. `transport=`
+    sends every request, BuildKit sessions included, through the given httpx transport
+    instead of the one made for the engine (e.g. `httpx.MockTransport` in tests).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class AsyncClient(_BaseClient):
         credentials: Mapping[str, RegistryAuth] | None = None,
         config: DockerConfig | None = None,
         env: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(
             host,
@@ -70,10 +73,14 @@ class AsyncClient(_BaseClient):
         # Imported here, not with this module: it imports httpcore (and h2 when installed).
         from buildsdk import transports
 
-        # env= also decides the proxy of a tcp engine (HTTPS_PROXY, NO_PROXY), as for the CLI.
-        transport, base_url = transports.create_async_transport(
-            self.endpoint, connect_timeout=CONNECT_TIMEOUT, env=self._env
-        )
+        if transport is None:
+            # env= also decides the proxy of a tcp engine (HTTPS_PROXY, NO_PROXY), as for
+            # the CLI.
+            transport, base_url = transports.create_async_transport(
+                self.endpoint, connect_timeout=CONNECT_TIMEOUT, env=self._env
+            )
+        else:
+            base_url = transports.base_url(self.endpoint)
         self._http = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=None)
         self._lock = asyncio.Lock()
 

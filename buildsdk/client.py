@@ -203,7 +203,10 @@ class Client(_BaseClient):
     """A synchronous client for an engine's build endpoints; one connection pool, thread-safe.
 
     The engine is found like the Docker CLI finds it (`host=`, `DOCKER_HOST`, docker
-    contexts, TLS environment). The API version is negotiated on first use.
+    contexts, TLS environment). The API version is negotiated on first use. `transport=`
+    sends every request through the given httpx transport instead of the one made for the
+    engine (e.g. `httpx.MockTransport` in tests). A BuildKit session runs on asyncio: it uses
+    that transport too when it is also an async one, and connects to the engine otherwise.
     """
 
     def __init__(
@@ -217,6 +220,7 @@ class Client(_BaseClient):
         credentials: Mapping[str, RegistryAuth] | None = None,
         config: DockerConfig | None = None,
         env: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(
             host,
@@ -231,10 +235,22 @@ class Client(_BaseClient):
         # Imported here, not with this module: it imports httpcore (and h2 when installed).
         from buildsdk import transports
 
-        # env= also decides the proxy of a tcp engine (HTTPS_PROXY, NO_PROXY), as for the CLI.
-        transport, base_url = transports.create_transport(
-            self.endpoint, connect_timeout=CONNECT_TIMEOUT, env=self._env
-        )
+        if transport is None:
+            # env= also decides the proxy of a tcp engine (HTTPS_PROXY, NO_PROXY), as for
+            # the CLI.
+            transport, base_url = transports.create_transport(
+                self.endpoint, connect_timeout=CONNECT_TIMEOUT, env=self._env
+            )
+            self._session_transport: httpx.AsyncBaseTransport | None = None
+        else:
+            base_url = transports.base_url(self.endpoint)
+            # A session runs on asyncio: it can use the given transport when that is also an
+            # async one (httpx.MockTransport is both).
+            self._session_transport = (
+                transports.BorrowedAsyncTransport(transport)
+                if isinstance(transport, httpx.AsyncBaseTransport)
+                else None
+            )
         self._http = httpx.Client(transport=transport, base_url=base_url, timeout=None)
         self._lock = threading.Lock()
 

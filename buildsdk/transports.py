@@ -52,6 +52,8 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "SSH_BASE_URL",
     "UNIX_BASE_URL",
+    "BorrowedAsyncTransport",
+    "base_url",
     "create_async_transport",
     "create_transport",
     "translate_transport_errors",
@@ -106,6 +108,42 @@ def create_transport(
     raise ConfigError(f"{endpoint} cannot be reached: named pipes are not supported")
 
 
+class BorrowedAsyncTransport(httpx.AsyncBaseTransport):
+    """An async transport that sends through another one and leaves closing it to its owner.
+
+    A sync client's BuildKit session opens and closes an `httpx.AsyncClient` of its own; a
+    transport the user handed to the client must outlive it.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` through the borrowed transport."""
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Leave the borrowed transport open: its owner closes it."""
+
+
+def base_url(endpoint: Endpoint) -> str:
+    """The base URL requests to `endpoint` use: the engine's address for tcp, a fixed name
+    for a unix socket or ssh (the `Host` header the Docker CLI sends there).
+
+    Raises `ConfigError` for an endpoint this platform cannot reach (npipe).
+    """
+    if endpoint.scheme == "unix":
+        return UNIX_BASE_URL
+    if endpoint.scheme == "ssh":
+        return SSH_BASE_URL
+    if endpoint.scheme == "tcp":
+        hostname, port = endpoint.tcp_address
+        netloc = f"[{hostname}]:{port}" if ":" in hostname else f"{hostname}:{port}"
+        scheme = "https" if endpoint.tls is not None else "http"
+        return f"{scheme}://{netloc}{endpoint.base_path}"
+    raise ConfigError(f"{endpoint} cannot be reached: named pipes are not supported")
+
+
 def create_async_transport(
     endpoint: Endpoint,
     *,
@@ -138,7 +176,6 @@ def _tcp_settings(
     endpoint: Endpoint, *, trust_env: bool, env: Mapping[str, str] | None
 ) -> tuple[ssl.SSLContext | bool, str, str | None]:
     hostname, port = endpoint.tcp_address
-    netloc = f"[{hostname}]:{port}" if ":" in hostname else f"{hostname}:{port}"
     scheme = "https" if endpoint.tls is not None else "http"
     # Without TLS the SSL context is never used; True keeps httpx's verifying default.
     verify: ssl.SSLContext | bool = True
@@ -147,7 +184,7 @@ def _tcp_settings(
     proxy = None
     if trust_env:
         proxy = _proxy_from_env(scheme, hostname, port, os.environ if env is None else env)
-    return verify, f"{scheme}://{netloc}{endpoint.base_path}", proxy
+    return verify, base_url(endpoint), proxy
 
 
 def _env_value(env: Mapping[str, str], name: str) -> str:

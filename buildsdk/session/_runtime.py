@@ -399,15 +399,19 @@ class SyncSession:
 
         import httpx
 
+        from buildsdk import transports
         from buildsdk.client import CONNECT_TIMEOUT
-        from buildsdk.transports import create_async_transport
 
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[SessionServer] = self._loop.create_future()
         try:
-            transport, base_url = create_async_transport(
-                client.endpoint, connect_timeout=CONNECT_TIMEOUT, env=client._env
-            )
+            if client._session_transport is not None:
+                transport: httpx.AsyncBaseTransport = client._session_transport
+                base_url = transports.base_url(client.endpoint)
+            else:
+                transport, base_url = transports.create_async_transport(
+                    client.endpoint, connect_timeout=CONNECT_TIMEOUT, env=client._env
+                )
             async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
                 self._task = asyncio.ensure_future(
                     _serve(http, client.endpoint, path, self._plan, client._headers(), ready)

@@ -19,7 +19,6 @@ from urllib.parse import unquote_plus
 import httpx
 import pytest
 
-from buildsdk import transports
 from buildsdk.aio import AsyncBuild, AsyncClient
 from buildsdk.auth import DockerConfig
 from buildsdk.build import BuildOptions
@@ -49,28 +48,27 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+_HANDLER: list[Handler] = []
+
+
 @pytest.fixture
-def mock_engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], None]:
-    """Route both clients' requests to `handler`."""
+def mock_engine() -> Iterator[Callable[[Handler], None]]:
+    """Route the requests of every client made with `_settings()` to `handler`."""
 
     def install(handler: Handler) -> None:
-        def sync_factory(*args: Any, **kwargs: Any) -> tuple[httpx.BaseTransport, str]:
-            return httpx.MockTransport(handler), "http://engine"
+        _HANDLER[:] = [handler]
 
-        def async_factory(*args: Any, **kwargs: Any) -> tuple[httpx.AsyncBaseTransport, str]:
-            return httpx.MockTransport(handler), "http://engine"
-
-        # Both clients, and the sync client's BuildKit session (an async connection of its
-        # own), make their transports through buildsdk.transports.
-        monkeypatch.setattr(transports, "create_transport", sync_factory)
-        monkeypatch.setattr(transports, "create_async_transport", async_factory)
-
-    return install
+    yield install
+    _HANDLER.clear()
 
 
 def _settings(**extra: Any) -> dict[str, Any]:
     config = DockerConfig({}, env={}, detect_default_store=False)
-    return {"host": "unix:///mock/docker.sock", "config": config, "env": {}, **extra}
+    settings: dict[str, Any] = {"host": "unix:///mock/docker.sock", "config": config, "env": {}}
+    if _HANDLER:
+        # httpx.MockTransport is both a sync and an async transport.
+        settings["transport"] = httpx.MockTransport(_HANDLER[0])
+    return {**settings, **extra}
 
 
 class _Recorder:
@@ -488,3 +486,43 @@ async def test_an_old_engines_image_id_is_read_from_the_first_tag(
     results = await _both(lambda c: c.build(options).result(), asynchronous, api_version="1.29")
     assert [r.image_id for r in results] == [inspected, inspected]
     assert engine.calls() == ["POST /v1.29/build", "GET /v1.29/images/first:1/json"] * 2
+
+
+class _ClosingRecorder(httpx.MockTransport):
+    """A mock transport that notes when it is closed."""
+
+    def __init__(self, engine: _Recorder, closed: list[str]) -> None:
+        super().__init__(engine)
+        self.closed = closed
+
+    def close(self) -> None:
+        self.closed.append("sync")
+
+    async def aclose(self) -> None:
+        self.closed.append("async")
+
+
+async def test_a_given_transport_carries_every_request_and_closes_with_its_client() -> None:
+    engine = _Recorder()
+    closed: list[str] = []
+    with Client(**{**_settings(), "transport": _ClosingRecorder(engine, closed)}) as c:
+        assert c.ping().api_version == "1.41"
+        assert closed == []
+    async with AsyncClient(**{**_settings(), "transport": _ClosingRecorder(engine, closed)}) as ac:
+        assert (await ac.ping()).api_version == "1.41"
+    assert closed == ["sync", "async"]
+    assert engine.calls() == ["HEAD /_ping"] * 2
+
+
+async def test_a_session_borrows_the_given_transport_without_closing_it() -> None:
+    from buildsdk.transports import BorrowedAsyncTransport
+
+    engine = _Recorder()
+    closed: list[str] = []
+    inner = _ClosingRecorder(engine, closed)
+    async with httpx.AsyncClient(
+        transport=BorrowedAsyncTransport(inner), base_url="http://engine"
+    ) as http:
+        assert (await http.head("/_ping")).status_code == 200
+    assert closed == []
+    assert engine.calls() == ["HEAD /_ping"]
