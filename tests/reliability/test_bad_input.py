@@ -1,7 +1,9 @@
 """Bad input everywhere: only the documented errors may come out, never a crash.
 
-Hypothesis throws arbitrary values at every option field, arbitrary text at .dockerignore,
-arbitrary bytes (cut at arbitrary points) at the stream decoder and the protobuf reader.
+Hypothesis throws arbitrary values at every option field, arbitrary bytes at a context's
+.dockerignore, arbitrary bytes (cut at arbitrary points) at the stream decoder. (Arbitrary
+pattern text and arbitrary protobuf bytes are thrown in tests/unit: test_dockerignore.py and
+test_buildkit.py.)
 Odd file trees (newlines and invalid UTF-8 in names, 255-byte names, deep nesting, files
 that vanish or change while the tar is produced, directories a non-root user cannot read)
 are packed for real and the tar is read back.
@@ -27,11 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from buildsdk import ContextError, StreamError, UnsupportedOption
-from buildsdk._protobuf import ProtobufError, field_bytes, field_string, iter_fields
+from buildsdk._protobuf import field_bytes, field_string
 from buildsdk.build import BuildOptions
-from buildsdk.buildkit import decode_status_response
 from buildsdk.context import prepare_context
-from buildsdk.dockerignore import PatternMatcher, read_dockerignore
 from buildsdk.events import BuildEvent, EventDecoder
 from buildsdk.prune import PruneOptions
 from buildsdk.versions import ApiVersion
@@ -162,26 +162,6 @@ def test_prune_options_take_any_value(fields: dict[str, Any], filters: dict[str,
 
 # -- .dockerignore ------------------------------------------------------------------------------
 
-_pattern_text = st.one_of(
-    st.text(max_size=200),
-    st.lists(st.text(alphabet="!*?[]^-\\/.ab{}()|$+ \t#\r", max_size=12), max_size=8).map(
-        "\n".join
-    ),
-)
-
-
-@settings(max_examples=800, deadline=None)
-@given(_pattern_text, st.lists(st.text(alphabet="ab/.*[]\\-", max_size=10), max_size=5))
-def test_dockerignore_any_text(text: str, paths: list[str]) -> None:
-    """Any .dockerignore: patterns or ContextError; matching raises nothing else either."""
-    try:
-        matcher = PatternMatcher(read_dockerignore(text.encode("utf-8", "surrogatepass")))
-        for path in paths:
-            matcher.matches_or_parent_matches(path, (False,) * len(matcher.patterns))
-            matcher.matches_deprecated(path)
-    except ContextError as exc:
-        _check_context_error(exc)
-
 
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -265,24 +245,6 @@ def _decode(pieces: list[bytes]) -> list[BuildEvent] | StreamError:
         return exc
     assert all(isinstance(e, BuildEvent) for e in events)
     return events
-
-
-@settings(max_examples=1000, deadline=None)
-@given(st.binary(max_size=200))
-def test_protobuf_reader_any_bytes(data: bytes) -> None:
-    """The wire reader yields fields or raises ProtobufError (a ValueError), nothing else."""
-    try:
-        for number, wire, value in iter_fields(data):
-            assert number >= 1
-            assert wire in (0, 1, 2, 5)
-            assert isinstance(value, int | bytes)
-    except ProtobufError:
-        pass
-    try:
-        events = decode_status_response(data)
-    except ProtobufError:
-        return
-    assert all(isinstance(e, BuildEvent) for e in events)
 
 
 # -- odd file trees -----------------------------------------------------------------------------

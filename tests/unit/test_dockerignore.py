@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from buildsdk.dockerignore import MatchInfo, PatternMatcher, _Pattern, clean_path, read_dockerignore
 from buildsdk.errors import ContextError
+from tests import examples
 from tests.unit._context_helpers import load_vector
 
 VECTORS = load_vector("dockerignore_cases.json")
@@ -312,11 +312,30 @@ _paths = st.lists(
 ).map("/".join)
 
 
-@given(st.lists(_patterns, max_size=4), _paths)
-def test_matching_never_crashes(patterns: list[str], path: str) -> None:
+def _has_message(exc: Exception) -> None:
+    assert str(exc).strip(), f"{type(exc).__name__} without a message"
+
+
+# Whole .dockerignore texts: any text at all, or lines of pattern characters.
+_ignore_texts = st.one_of(
+    st.text(max_size=200),
+    st.lists(st.text(alphabet="!*?[]^-\\/.ab{}()|$+ \t#\r", max_size=12), max_size=8).map(
+        "\n".join
+    ),
+)
+
+
+@settings(max_examples=examples(800), deadline=None)
+@given(st.one_of(st.lists(_patterns, max_size=4), _ignore_texts), _paths)
+def test_matching_never_crashes(patterns: list[str] | str, path: str) -> None:
+    """Patterns, or any .dockerignore text read as docker reads it: matching gives an answer
+    or a ContextError with a message, nothing else."""
     try:
+        if isinstance(patterns, str):
+            patterns = read_dockerignore(patterns.encode("utf-8", "surrogatepass"))
         matcher = PatternMatcher(patterns)
-    except ContextError:
+    except ContextError as exc:
+        _has_message(exc)
         return
     for fn in (
         matcher.matches_or_parent_matches,
@@ -324,8 +343,10 @@ def test_matching_never_crashes(patterns: list[str], path: str) -> None:
         lambda p: matcher.matches_using_parent_results(p)[0],
         matcher.which_pattern,
     ):
-        with contextlib.suppress(ContextError):
+        try:
             fn(path)
+        except ContextError as exc:
+            _has_message(exc)
 
 
 @given(st.text(max_size=200))
