@@ -5,6 +5,12 @@ anchor, a cross-reference to a name that does not exist, an example file the pag
 that is gone. The reference is generated from docstrings; every name in `buildsdk.__all__`
 (and the public names of `buildsdk.compat`) must have its own entry, so a name added to the
 public API without a place in the reference fails here.
+
+Strict mode does not notice a snippet marker that pymdownx leaves alone (ruff's Markdown
+formatting turns a one-line `--8<-- "file"` inside a Python block into `--8 < --"file"`),
+so the built pages are searched for markers and for the code of every included file. Pages
+include code in the block form (`--8<--`, the path, `--8<--`), which is not Python and so
+is left alone by the formatter.
 """
 
 from __future__ import annotations
@@ -84,3 +90,72 @@ def test_guides_and_examples_are_published(site: Path) -> None:
         assert script.read_text().splitlines()[0] in text, script.name
     migration = (site / "migrating-from-docker-py" / "index.html").read_text()
     assert "compat.APIClient" in migration
+
+
+# A snippet marker in any spelling a formatter may leave: `--8<--`, `--8 < --`, `- -8<- -`.
+_MARKER = re.compile(r"-\s*-\s*8\s*<\s*-\s*-")
+
+
+def _page_text(page: Path) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+
+
+def _included_files(source: str) -> list[str]:
+    """The files a page's snippet markers name, whether pymdownx would expand them or not."""
+    lines = [line.strip() for line in source.splitlines()]
+    names = []
+    index = 0
+    while index < len(lines):
+        found = _MARKER.match(lines[index])
+        index += 1
+        if found is None:
+            continue
+        rest = lines[index - 1][found.end() :].strip().strip("\"'")
+        if rest:
+            names.append(rest)  # one-line form: --8<-- "path"
+            continue
+        # Block form: one path a line, up to the closing marker.
+        while index < len(lines) and not _MARKER.match(lines[index]):
+            if lines[index]:
+                names.append(lines[index])
+            index += 1
+        index += 1
+    return names
+
+
+def _built_page(site: Path, source: Path) -> Path:
+    relative = source.relative_to(REPO_ROOT / "docs").with_suffix("")
+    if relative.name == "index":
+        return site / relative.parent / "index.html"
+    return site / relative / "index.html"
+
+
+def test_no_page_shows_a_snippet_marker(site: Path) -> None:
+    # A marker that is not expanded ends up on the page as text and `--strict` says nothing.
+    shown = [
+        str(page.relative_to(site))
+        for page in site.rglob("*.html")
+        if _MARKER.search(_page_text(page))
+    ]
+    assert shown == []
+
+
+def test_every_included_file_is_on_its_page(site: Path) -> None:
+    sources = sorted((REPO_ROOT / "docs").rglob("*.md"))
+    included = [
+        (source, name) for source in sources for name in _included_files(source.read_text())
+    ]
+    # The guides include the examples; a marker lost from the sources would pass unseen.
+    assert ("getting-started.md", "examples/minimal_build.py") in {
+        (source.name, name) for source, name in included
+    }
+    for source, name in included:
+        text = _page_text(_built_page(site, source))
+        lines = [line for line in (REPO_ROOT / name).read_text().splitlines() if line.strip()]
+        if name.endswith(".md"):
+            # Included Markdown is rendered: its title is on the page, without the `#`.
+            assert lines[0].lstrip("#").strip() in text, f"{source.name}: {name}"
+            continue
+        # Included code is shown as it is: its first, last and longest lines are on the page.
+        for line in (lines[0], lines[-1], max(lines, key=len)):
+            assert line.strip() in text, f"{source.name}: {name}: {line!r} is not on the page"
