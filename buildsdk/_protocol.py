@@ -13,13 +13,16 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from buildsdk._version import __version__
 from buildsdk.auth import RegistryAuth, registry_config_header
 from buildsdk.build import BuildOptions
+from buildsdk.config import SSH_BASE_URL
 from buildsdk.errors import APIError, StreamError, UnsupportedOption, api_error_for_status
 from buildsdk.proxy import merge_proxy_build_args
 from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion
@@ -28,6 +31,7 @@ from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion
 # and result models (a dozen pydantic classes) when a build's stream is made; the prune
 # models by whoever calls `prune_request`, which has them already.
 if TYPE_CHECKING:
+    from buildsdk.config import Endpoint
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions
     from buildsdk.results import BuildResult
@@ -51,6 +55,7 @@ __all__ = [
     "ping_request",
     "probe_rejected",
     "prune_request",
+    "route_url",
     "upload_probe",
     "version_request",
 ]
@@ -240,6 +245,29 @@ def cancel_request(build_id: str, api_version: ApiVersion, *, base_path: str = "
     return Request("POST", _versioned(base_path, api_version, "/build/cancel"), (("id", build_id),))
 
 
+def route_url(endpoint: Endpoint, path: str) -> str:
+    """The URL the Go client names in its errors for `path` on `endpoint` (no query string).
+
+    A socket's path is percent-encoded into the host, as in docker's
+    `http://%2Fvar%2Frun%2Fdocker.sock/_ping`; an ssh engine is the CLI's dummy host.
+    The query is left out on purpose: a build's carries proxy build args and their passwords.
+    """
+    if endpoint.scheme in ("unix", "npipe"):
+        return f"http://{quote(endpoint.socket_path, safe='')}{path}"
+    if endpoint.scheme == "ssh":
+        return f"{SSH_BASE_URL}{path}"
+    hostname, port = endpoint.tcp_address
+    netloc = f"[{hostname}]:{port}" if ":" in hostname else f"{hostname}:{port}"
+    return f"{'https' if endpoint.tls is not None else 'http'}://{netloc}{path}"
+
+
+def _status_text(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return f"status {status_code}"
+
+
 def error_from_response(
     status_code: int,
     headers: Mapping[str, str],
@@ -247,13 +275,15 @@ def error_from_response(
     *,
     method: str = "",
     path: str = "",
+    url: str = "",
 ) -> APIError:
     """Turn an HTTP error answer into the fitting `APIError`, with the engine's own message.
 
     Like the Go client, the JSON `message` is used when the body is JSON; otherwise the
-    body text itself (cut to `ERROR_BODY_LIMIT`), or the status when there is no body.
-    A 3xx is "unexpected redirect in response", as the Go client says (a proxy in the way;
-    the Location is not repeated, it may carry credentials).
+    body text itself (cut to `ERROR_BODY_LIMIT`). Without a body the message is the Go
+    client's sentence, naming the status and `url` (or `path`): "request returned Not Found
+    for API route and version …". A 3xx is "unexpected redirect in response", as the Go
+    client says (a proxy in the way; the Location is not repeated, it may carry credentials).
     """
     if 300 <= status_code < 400:
         return api_error_for_status(
@@ -272,7 +302,12 @@ def error_from_response(
     if not message:
         message = body.decode("utf-8", "replace").strip()
     if not message:
-        message = f"HTTP {status_code} with an empty body"
+        # Nothing but the status came back: most likely not an engine at all (a proxy, a
+        # wrong port), so the words are docker's, which users search for.
+        message = (
+            f"request returned {_status_text(status_code)} for API route and version "
+            f"{url or path}, check if the server supports the requested API version"
+        )
     return api_error_for_status(status_code, message, method=method, path=path)
 
 

@@ -131,6 +131,7 @@ class AsyncClient(_BaseClient):
             body,
             method=request.method,
             path=request.path,
+            url=_protocol.route_url(self.endpoint, request.path),
         )
 
     async def _call(
@@ -183,9 +184,10 @@ class AsyncClient(_BaseClient):
             return _protocol.parse_ping(response.headers)
         request = _protocol.ping_get_request(base_path=self.endpoint.base_path)
         response = await self._send(request, self._short_timeout())
-        await response.aclose()
         if _protocol.ping_failed(response.status_code, response.headers):
+            # Reads the body for the message (a proxy's page, a router's 404), then closes.
             await self._check(request, response)
+        await response.aclose()
         return _protocol.parse_ping(response.headers)
 
     async def api_version(self) -> ApiVersion:

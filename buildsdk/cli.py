@@ -15,7 +15,8 @@ Docker CLI's reading of its flags:
 * a PATH of `-` reads a tar archive (or a lone Dockerfile) from stdin.
 
 Exit statuses: 0 success, 1 the build (or the engine) failed, 2 bad usage or an invalid
-option (reported before connecting), 3 no engine could be reached.
+option (reported before connecting), 3 no engine could be reached (or what answered is not
+one: its `/_ping` failed, reported in docker's words).
 
 Unlike the Docker CLI, a Git or HTTP(S) URL is handed to the engine as `remote` instead of
 being fetched by the command.
@@ -87,7 +88,7 @@ EXIT_BUILD_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 """Bad usage or an invalid option; nothing was sent."""
 EXIT_UNREACHABLE: Final = 3
-"""No engine could be reached at the address tried."""
+"""No engine could be reached at the address tried, or what answered there failed `/_ping`."""
 
 _BOOL_FLAGS: Final = (
     "--no-cache",
@@ -565,6 +566,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EngineUnreachable as exc:
         print(f"buildsdk: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except APIError as exc:
+        # Only a failed `/_ping` gets here (the commands report every other APIError).
+        print(f"buildsdk: {_docker_wording(exc)}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         print("buildsdk: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
@@ -621,6 +626,19 @@ def _usage_from(exc: ValidationError | ValueError | UnsupportedOption) -> _Usage
         flag = _FLAG_OF_FIELD.get(exc.option)
         return _UsageError(f"{flag}: {exc}" if flag else str(exc))
     return _UsageError(str(exc))
+
+
+def _ping_failed(exc: BaseException) -> bool:
+    """Whether `exc` is an error answer to `/_ping`: what listens there is not an engine."""
+    return isinstance(exc, APIError) and exc.path.endswith("/_ping")
+
+
+def _docker_wording(exc: APIError) -> str:
+    # The client's message is already docker's sentence when the answer had no body;
+    # otherwise docker prefixes what came back.
+    if exc.message.startswith("request returned "):
+        return exc.message
+    return f"Error response from daemon: {exc.message}"
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -729,6 +747,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     except EngineUnreachable:
         raise
     except (APIError, EngineTimeout, BuildSDKError) as exc:
+        if _ping_failed(exc):
+            raise
         print(f"buildsdk: {exc}", file=err)
         return EXIT_BUILD_FAILED
     if result.image_id and (args.quiet or isinstance(progress, QuietProgress)):
@@ -937,6 +957,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     except EngineUnreachable:
         raise
     except BuildSDKError as exc:
+        if _ping_failed(exc):
+            raise
         print(f"buildsdk: {exc}", file=sys.stderr)
         return EXIT_BUILD_FAILED
     if result.caches_deleted:
@@ -958,6 +980,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     except EngineUnreachable:
         raise
     except BuildSDKError as exc:
+        if _ping_failed(exc):
+            raise
         print(f"buildsdk: {exc}", file=sys.stderr)
         return EXIT_BUILD_FAILED
     names = [str(c.get("Name", "")) for c in version.components]

@@ -301,6 +301,7 @@ class Client(_BaseClient):
             body,
             method=request.method,
             path=request.path,
+            url=_protocol.route_url(self.endpoint, request.path),
         )
 
     def _call(self, request: _protocol.Request, timeout: httpx.Timeout | None = None) -> bytes:
@@ -351,9 +352,10 @@ class Client(_BaseClient):
             return _protocol.parse_ping(response.headers)
         request = _protocol.ping_get_request(base_path=self.endpoint.base_path)
         response = self._send(request, self._short_timeout())
-        response.close()
         if _protocol.ping_failed(response.status_code, response.headers):
+            # Reads the body for the message (a proxy's page, a router's 404), then closes.
             self._check(request, response)
+        response.close()
         return _protocol.parse_ping(response.headers)
 
     def api_version(self) -> ApiVersion:

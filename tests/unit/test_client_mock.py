@@ -370,7 +370,15 @@ async def test_a_proxy_password_reaches_the_engine_but_not_httpx_s_log(
             'Unsupported isolation: "hyperv"',
         ),
         (500, {"Content-Type": "text/plain"}, b"proxy failed\n", ServerError, "proxy failed"),
-        (502, {}, b"", ServerError, "HTTP 502 with an empty body"),
+        (
+            502,
+            {},
+            b"",
+            ServerError,
+            "request returned Bad Gateway for API route and version "
+            "http://%2Fmock%2Fdocker.sock/v1.41/build, "
+            "check if the server supports the requested API version",
+        ),
     ],
 )
 async def test_error_answers_to_a_build_carry_the_engines_message(

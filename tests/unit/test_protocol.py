@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from buildsdk import _protocol
 from buildsdk.auth import RegistryAuth
 from buildsdk.build import BuildOptions
+from buildsdk.config import resolve_endpoint
 from buildsdk.errors import (
     APIError,
     BadRequest,
@@ -105,10 +106,32 @@ def test_error_answer_that_is_not_json_keeps_its_text() -> None:
     assert error.message == "Bad gateway"
 
 
-def test_error_answer_without_body_names_the_status() -> None:
-    error = _protocol.error_from_response(418, {}, b"")
+def test_error_answer_without_body_is_dockers_sentence() -> None:
+    error = _protocol.error_from_response(418, {}, b"", url="http://127.0.0.1:2375/_ping")
     assert type(error) is APIError
-    assert error.message == "HTTP 418 with an empty body"
+    assert error.message == (
+        "request returned I'm a Teapot for API route and version http://127.0.0.1:2375/_ping, "
+        "check if the server supports the requested API version"
+    )
+
+
+def test_an_unknown_status_without_body_is_named_by_its_number() -> None:
+    error = _protocol.error_from_response(599, {}, b"", path="/v1.45/build")
+    assert error.message.startswith("request returned status 599 for API route and version ")
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("unix:///var/run/docker.sock", "http://%2Fvar%2Frun%2Fdocker.sock/_ping"),
+        ("tcp://10.0.0.5:2375", "http://10.0.0.5:2375/_ping"),
+        ("tcp://[::1]:2375", "http://[::1]:2375/_ping"),
+        ("ssh://builder@build-host", "http://docker.example.com/_ping"),
+    ],
+)
+def test_route_url_is_the_go_clients(host: str, url: str) -> None:
+    endpoint = resolve_endpoint(host, env={})
+    assert _protocol.route_url(endpoint, "/_ping") == url
 
 
 def test_error_body_is_cut_at_the_limit() -> None:
