@@ -289,7 +289,11 @@ def _build_parser() -> argparse.ArgumentParser:
     context.add_argument("path", nargs="?", default=".", metavar="PATH")
     context.add_argument("-f", "--file", help="Dockerfile, relative to the current directory")
     _add_bool(context, "--json", dest="json", default=False, help="print JSON")
-    context.add_argument("--why", metavar="PATH", help="say which .dockerignore line decides PATH")
+    context.add_argument(
+        "--why",
+        metavar="PATH",
+        help="say which .dockerignore line decides PATH (relative to the context, or absolute)",
+    )
     context.set_defaults(func=_cmd_context)
 
     prune = sub.add_parser("prune", parents=[engine], help="remove build cache", allow_abbrev=False)
@@ -889,11 +893,34 @@ def _cmd_context(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _in_context(root: Path, target: str) -> str:
+    """`target` as the context-relative name .dockerignore patterns are matched against.
+
+    A relative path is relative to the context, cleaned like Go's `filepath.Clean`
+    (`./src/a` and `src//a` are `src/a`); an absolute one must lie inside the context.
+    A path outside the context, or not in it, is a usage error that says so.
+    """
+    if os.path.isabs(target):
+        base = os.path.abspath(root)
+        rel = os.path.relpath(os.path.normpath(target), base)
+        if rel == ".." or rel.startswith("../"):
+            # The context may be reached through a symlink; compare the real paths too.
+            rel = os.path.relpath(os.path.realpath(target), os.path.realpath(base))
+    else:
+        rel = os.path.normpath(target)
+    rel = rel.replace(os.sep, "/")
+    if rel == ".." or rel.startswith("../"):
+        raise _UsageError(f"--why {target}: outside the context {root}")
+    if not os.path.lexists(root / rel):
+        raise _UsageError(f"--why {target}: no such file or directory in the context {root}")
+    return rel
+
+
 def _explain(root: Path, target: str, as_json: bool) -> int:
     ignore = root / ".dockerignore"
     raw = ignore.read_bytes() if ignore.is_file() else b""
     matcher = PatternMatcher(read_dockerignore(raw))
-    rel = target.strip("/") or "."
+    rel = _in_context(root, target)
     excluded = bool(matcher.matches_or_parent_matches(rel))
     line_text = matcher.which_pattern(rel)
     line_no = None

@@ -418,6 +418,55 @@ def test_context_why_names_the_deciding_line(
     assert capsys.readouterr().out.strip() == answer
 
 
+@pytest.mark.parametrize(
+    ("path", "answer"),
+    [
+        ("./a.log", "a.log: excluded by .dockerignore line 2: *.log"),
+        ("logs//x.txt", "logs/x.txt: excluded by .dockerignore line 3: logs"),
+        ("src/../logs/x.txt", "logs/x.txt: excluded by .dockerignore line 3: logs"),
+        ("./logs/", "logs: excluded by .dockerignore line 3: logs"),
+        ("{root}/a.log", "a.log: excluded by .dockerignore line 2: *.log"),
+        (
+            "{root}/./logs/keep.log",
+            "logs/keep.log: included again by .dockerignore line 4: !logs/keep.log",
+        ),
+        ("{root}/src/main.py", "src/main.py: included (no .dockerignore line matches it)"),
+    ],
+)
+def test_context_why_reads_paths_relative_to_the_context(
+    ignored: Path,
+    path: str,
+    answer: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The current directory is elsewhere: a relative PATH is the context's, as in docker.
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    assert main(["context", str(ignored), "--why", path.format(root=ignored)]) == 0
+    assert capsys.readouterr().out.strip() == answer
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("nope.log", "no such file or directory in the context"),
+        ("{root}/src/nope.py", "no such file or directory in the context"),
+        ("../outside.txt", "outside the context"),
+        ("{root}/../outside.txt", "outside the context"),
+    ],
+)
+def test_context_why_says_when_a_path_is_not_there(
+    ignored: Path, path: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (ignored.parent / "outside.txt").write_text("x\n")
+    target = path.format(root=ignored)
+    assert main(["context", str(ignored), "--why", target]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == f"buildsdk: --why {target}: {problem} {ignored}"
+
+
 def test_context_lists_what_would_be_sent(
     ignored: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
