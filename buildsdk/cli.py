@@ -470,7 +470,7 @@ def build_options_from_args(
     outputs = _outputs(args.output)
     # Secrets, ssh and session transfer need a BuildKit session: they choose BuildKit, as
     # --output does, unless DOCKER_BUILDKIT says no.
-    secrets = tuple(BuildSecret.parse(spec, base=base) for spec in args.secret)
+    secrets = tuple(BuildSecret.parse(spec, base=base, env=env) for spec in args.secret)
     ssh = _ssh_forwards(args.ssh, base)
     wants_session = bool(secrets or ssh) or args.context_transfer == "session"
     builder = args.builder

@@ -9,6 +9,7 @@ turns into "secret X not found" for a `required=true` mount and skips otherwise.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -89,39 +90,62 @@ class BuildSecret(BaseModel):
         return self
 
     @classmethod
-    def parse(cls, value: str, *, base: str | os.PathLike[str] | None = None) -> BuildSecret:
-        """Parse `docker build --secret` syntax: `id=ID,src=FILE` or `id=ID,env=VAR`.
+    def parse(
+        cls,
+        value: str,
+        *,
+        base: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> BuildSecret:
+        """Parse `docker build --secret` as buildx does: `id=ID[,src=FILE|,env=VAR][,type=…]`.
 
-        `source` is accepted for `src` and `type=file|env` as the CLI does; with neither
-        `src` nor `env`, a file named like the ID is used, as BuildKit's CLI does. A
-        relative `src` is taken relative to `base` (default: the current directory).
+        The value is CSV (a field may be quoted); keys are case-insensitive (`source` is
+        `src`), an empty value counts as not given, and with `type=env` a `src` names the
+        variable. With neither `src` nor `env`, the secret is the environment variable named
+        like the ID when `env` (default: `os.environ`) has it, else the file of that name.
+        With both, `src` must exist but the variable is what is read. A relative `src` is
+        taken relative to `base` (default: the current directory).
         """
-        fields: dict[str, str] = {}
-        kind = ""
-        for part in value.split(","):
-            key, sep, item = part.partition("=")
-            key = key.strip().lower()
+        try:
+            fields = next(csv.reader([value], strict=True), [])
+        except csv.Error as exc:
+            raise ValueError(f"failed to parse csv secret: {exc}") from None
+        ident = src = var = kind = ""
+        for field in fields:
+            key, sep, item = field.partition("=")
+            key = key.lower()
             if not sep:
-                raise ValueError(f"invalid secret {value!r}: {part!r} is not key=value")
+                raise ValueError(f"invalid field {field!r} must be a key=value pair")
             if key == "type":
                 if item not in ("file", "env"):
-                    raise ValueError(f"invalid secret {value!r}: type must be file or env")
+                    raise ValueError(f"unsupported secret type {item!r}")
                 kind = item
+            elif key == "id":
+                ident = item
             elif key in ("src", "source"):
-                fields["src"] = item
-            elif key in ("id", "env"):
-                fields[key] = item
+                src = item
+            elif key == "env":
+                var = item
             else:
-                raise ValueError(f"invalid secret {value!r}: unknown key {key!r}")
-        if "id" not in fields:
-            raise ValueError(f"invalid secret {value!r}: id=... is required")
-        if kind == "env" and "src" in fields and "env" not in fields:
-            fields["env"] = fields.pop("src")
-        if "src" not in fields and "env" not in fields:
-            fields["env" if kind == "env" else "src"] = fields["id"]
-        if "src" in fields and base is not None:
-            fields["src"] = os.path.join(os.fspath(base), os.path.expanduser(fields["src"]))
-        return cls(**fields)
+                raise ValueError(f"unexpected key {key!r} in {field!r}")
+        if kind == "env" and not var:
+            var, src = src, ""
+        if not ident:
+            raise ValueError("secret missing ID")
+        if not var and not src:
+            environ = os.environ if env is None else env
+            if ident in environ:
+                var = ident
+            else:
+                src = ident
+        if src and base is not None:
+            src = os.path.join(os.fspath(base), src)
+        if var and src:
+            # buildx checks the file, then reads the variable (BuildKit's store prefers env).
+            if not os.path.exists(src):
+                raise ValueError(f"secret {ident!r}: {src!r} is not a readable file")
+            src = ""
+        return cls(id=ident, src=src or None, env=var or None)
 
     def read(self, env: Mapping[str, str] | None = None) -> bytes:
         """The secret's value now (`BuildSDKError` naming the source when it is unavailable)."""

@@ -63,6 +63,35 @@ def test_cli_secret_from_the_environment(engines: Engines, tmp_path: Path) -> No
     assert value in done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("source", ["environment", "file"])
+def test_cli_secret_named_by_its_id_alone(engines: Engines, tmp_path: Path, source: str) -> None:
+    # `--secret id=API_TOKEN`, as docker build 26 (buildx) reads it: the variable when it
+    # is set, else the file of that name in the current directory.
+    value = secrets.token_hex(10)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {engines.base_image}\n"
+        "RUN --mount=type=secret,id=API_TOKEN,required=true cat /run/secrets/API_TOKEN\n"
+    )
+    env = {"API_TOKEN": value} if source == "environment" else {}
+    if source == "file":
+        (tmp_path / "API_TOKEN").write_text(value)
+    done = _run(
+        engines,
+        tmp_path,
+        "--secret",
+        "id=API_TOKEN",
+        "--no-cache",
+        "--network",
+        engines.dockerd_network,
+        "ctx",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert value in done.stdout + done.stderr
+
+
 def test_cli_session_context_transfer(engines: Engines, tmp_path: Path) -> None:
     marker = secrets.token_hex(8)
     context = tmp_path / "ctx"

@@ -33,6 +33,16 @@ def test_secret_flags_become_secrets_and_choose_buildkit(ctx: Path) -> None:
     assert built.version == "2"
 
 
+def test_secret_by_id_alone_reads_the_variable_when_it_is_set(ctx: Path) -> None:
+    # docker build 26 (buildx) reads $API_TOKEN for `--secret id=API_TOKEN`.
+    built = options(["--secret", "id=API_TOKEN"], ctx, env={"API_TOKEN": "t"})
+    assert built.secrets == (BuildSecret(id="API_TOKEN", env="API_TOKEN"),)
+    # Without the variable it is the file of that name, relative to the current directory.
+    (ctx / "API_TOKEN").write_text("t")
+    built = options(["--secret", "id=API_TOKEN"], ctx)
+    assert built.secrets == (BuildSecret(id="API_TOKEN", src=str(ctx / "API_TOKEN")),)
+
+
 def test_ssh_flags_become_forwards(ctx: Path) -> None:
     built = options(["--ssh", "default", "--ssh", "gh=agent.sock"], ctx)
     assert built.ssh == (SSHForward(), SSHForward(id="gh", socket=str(ctx / "agent.sock")))
@@ -61,7 +71,8 @@ def test_docker_buildkit_0_keeps_the_classic_builder_and_refuses_secrets(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--secret", "src=token.txt"], "id=... is required"),
+        (["--secret", "src=token.txt"], "secret missing ID"),
+        (["--secret", "id=API_TOKEN"], "/API_TOKEN' is not a readable file"),
         (["--secret", "id=a,src=missing.txt"], "is not a readable file"),
         (["--ssh", "default=a,b"], "cannot read ssh key"),
         (["--context-transfer", "rsync"], "invalid choice"),

@@ -32,11 +32,49 @@ def secret_file(tmp_path: Path) -> Path:
         ("id=npm,env=NPM_TOKEN", {"id": "npm", "env": "NPM_TOKEN"}),
         ("type=env,id=npm,src=NPM_TOKEN", {"id": "npm", "env": "NPM_TOKEN"}),
         ("type=env,id=NPM_TOKEN", {"id": "NPM_TOKEN", "env": "NPM_TOKEN"}),
+        ("ID=npm,ENV=NPM_TOKEN", {"id": "npm", "env": "NPM_TOKEN"}),
+        ('"id=npm,ci",env=NPM_TOKEN', {"id": "npm,ci", "env": "NPM_TOKEN"}),
+        ("id=npm,src=,env=NPM_TOKEN", {"id": "npm", "env": "NPM_TOKEN"}),
+        # Neither src nor env: the variable named like the ID, since it is set.
+        ("id=NPM_TOKEN", {"id": "NPM_TOKEN", "env": "NPM_TOKEN"}),
+        ("type=file,id=NPM_TOKEN", {"id": "NPM_TOKEN", "env": "NPM_TOKEN"}),
     ],
 )
 def test_secret_env_syntax(text: str, expected: dict[str, str]) -> None:
-    secret = BuildSecret.parse(text)
+    secret = BuildSecret.parse(text, env={"NPM_TOKEN": "t"})
     assert (secret.id, secret.env, secret.src) == (expected["id"], expected["env"], None)
+
+
+@pytest.mark.parametrize(
+    "text", ["id=API_TOKEN", "type=env,id=API_TOKEN", "type=file,id=API_TOKEN"]
+)
+def test_secret_named_by_id_alone_is_the_file_when_the_variable_is_unset(
+    tmp_path: Path, text: str
+) -> None:
+    # buildx (through BuildKit's secret store) falls back to a file named like the ID,
+    # even with type=env.
+    (tmp_path / "API_TOKEN").write_text("from-file")
+    secret = BuildSecret.parse(text, base=tmp_path, env={})
+    assert (secret.env, secret.src) == (None, str(tmp_path / "API_TOKEN"))
+    assert secret.read() == b"from-file"
+    with pytest.raises(ValidationError, match="is not a readable file"):
+        BuildSecret.parse(text, base=tmp_path / "elsewhere", env={})
+
+
+def test_secret_with_src_and_env_needs_the_file_but_reads_the_variable(secret_file: Path) -> None:
+    secret = BuildSecret.parse(f"id=a,src={secret_file},env=TOKEN", env={})
+    assert (secret.src, secret.env) == (None, "TOKEN")
+    assert secret.read({"TOKEN": "from-env"}) == b"from-env"
+    with pytest.raises(ValueError, match="is not a readable file"):
+        BuildSecret.parse(f"id=a,src={secret_file}.gone,env=TOKEN", env={})
+
+
+def test_secret_src_is_taken_as_written(tmp_path: Path) -> None:
+    # No `~` expansion and no trimming, as in buildx: the shell expands what it expands.
+    with pytest.raises(ValidationError, match="'~/token' is not a readable file"):
+        BuildSecret.parse("id=a,src=~/token", env={})
+    with pytest.raises(ValueError, match="unexpected key ' src'"):
+        BuildSecret.parse("id=a, src=token", env={})
 
 
 def test_secret_file_syntax(secret_file: Path) -> None:
@@ -53,16 +91,21 @@ def test_secret_file_syntax(secret_file: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("src=/x", "id=... is required"),
-        ("id=a,bogus=1", "unknown key 'bogus'"),
-        ("id=a,type=ftp", "type must be file or env"),
-        ("id", "is not key=value"),
+        ("src=/x", "secret missing ID"),
+        ("id=,src=/x", "secret missing ID"),
+        ("", "secret missing ID"),
+        ("id=a,bogus=1", "unexpected key 'bogus' in 'bogus=1'"),
+        ("id=a,type=ftp", "unsupported secret type 'ftp'"),
+        ("id=a,type=ENV", "unsupported secret type 'ENV'"),
+        ("id", "invalid field 'id' must be a key=value pair"),
+        ("id=a,", "invalid field '' must be a key=value pair"),
+        ('"id=a', "failed to parse csv secret"),
         ("id=a,src=/no/such/file", "is not a readable file"),
     ],
 )
 def test_bad_secret_syntax(text: str, message: str) -> None:
     with pytest.raises((ValueError, ValidationError), match=message):
-        BuildSecret.parse(text)
+        BuildSecret.parse(text, env={})
 
 
 def test_secret_needs_exactly_one_source(secret_file: Path) -> None:
