@@ -267,7 +267,7 @@ class AsyncBuild:
         if self._response is not None:
             return
         if self._closed:
-            raise BuildSDKError("this build was closed; start a new one with client.build()")
+            raise StreamError("this build was closed; start a new one with client.build()")
         from buildsdk.session._runtime import open_async_session
 
         client = self._client

@@ -34,7 +34,7 @@ from buildsdk.config import (
     api_version_from_env,
     resolve_endpoint,
 )
-from buildsdk.errors import APIError, BuildSDKError, StreamError
+from buildsdk.errors import APIError, BuildSDKError, StreamError, UnsupportedEngine
 from buildsdk.proxy import proxy_build_args
 from buildsdk.versions import ApiVersion, negotiate
 
@@ -140,7 +140,7 @@ class _BaseClient:
         try:
             return negotiate(ping.api_version)
         except ValueError as exc:
-            raise BuildSDKError(str(exc)) from None
+            raise UnsupportedEngine(str(exc)) from None
 
     def _needs_session(self, options: BuildOptions, api_version: ApiVersion) -> bool:
         """Whether a build of `options` gets a BuildKit session on this client; options the
@@ -437,7 +437,7 @@ class Build:
         if self._response is not None:
             return
         if self._closed:
-            raise BuildSDKError("this build was closed; start a new one with client.build()")
+            raise StreamError("this build was closed; start a new one with client.build()")
         from buildsdk.session._runtime import open_session
 
         client = self._client

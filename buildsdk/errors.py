@@ -10,9 +10,18 @@ BuildSDKError
 ├── ConfigError             the engine address, TLS files or a docker context are unusable
 │                           (defined in buildsdk.config; also a ValueError)
 ├── ConfigFileError         config.json exists but cannot be read (buildsdk._configfile)
+├── MissingDependency       an optional package is not installed (h2 for sessions,
+│                           cryptography for ssh key files); names the extra to install
 ├── EngineUnreachable       no connection could be made; names the address tried
+├── UnsupportedEngine       the engine's API version is older than buildsdk supports
 ├── EngineTimeout           connecting or reading took longer than allowed
 ├── StreamError             the response stream broke off or is not the engine's JSON
+├── SessionError            a BuildKit session cannot be opened, or cannot serve the build
+│   ├── SecretUnavailable   a secret's environment variable is not set, or its file
+│   │                       cannot be read or is too large
+│   ├── SSHAgentUnavailable no ssh-agent socket to forward (SSH_AUTH_SOCK is not set, or
+│   │                       the path is not a socket)
+│   └── SSHKeyError         an ssh key file cannot be read, decrypted or served
 ├── BuildError              the engine reported that the build failed
 └── APIError                the engine answered with an HTTP error status
     ├── BadRequest          400
@@ -51,11 +60,17 @@ __all__ = [
     "EngineTimeout",
     "EngineUnreachable",
     "Forbidden",
+    "MissingDependency",
     "NotFound",
+    "SSHAgentUnavailable",
+    "SSHKeyError",
+    "SecretUnavailable",
     "ServerError",
     "ServiceUnavailable",
+    "SessionError",
     "StreamError",
     "Unauthorized",
+    "UnsupportedEngine",
     "UnsupportedOption",
     "api_error_for_status",
 ]
@@ -95,6 +110,10 @@ class CredentialsError(BuildSDKError):
     """A credential helper is missing or failed while its credentials were needed."""
 
 
+class MissingDependency(BuildSDKError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra."""
+
+
 class EngineUnreachable(BuildSDKError):
     """No connection to the engine could be made at `address`."""
 
@@ -108,12 +127,38 @@ class EngineUnreachable(BuildSDKError):
         self.hint = hint
 
 
+class UnsupportedEngine(BuildSDKError):
+    """The engine's API version is older than the oldest one buildsdk speaks."""
+
+
 class EngineTimeout(BuildSDKError):
     """Connecting to the engine or waiting for its answer took longer than allowed."""
 
 
 class StreamError(BuildSDKError):
     """The engine's response stream broke off or could not be decoded."""
+
+
+class SessionError(BuildSDKError):
+    """A BuildKit session could not be opened, or cannot serve what the build needs."""
+
+
+class SecretUnavailable(SessionError):
+    """A secret's value cannot be had: its variable is unset, or its file is unreadable or
+    too large. `secret_id` names the secret; the message names the source, never the value."""
+
+    def __init__(self, message: str, *, secret_id: str) -> None:
+        super().__init__(message)
+        self.secret_id = secret_id
+
+
+class SSHAgentUnavailable(SessionError):
+    """No ssh-agent socket to forward: `SSH_AUTH_SOCK` is not set, or the path is not a socket."""
+
+
+class SSHKeyError(SessionError):
+    """An ssh key file cannot be used: missing, unreadable, encrypted without its
+    passphrase, or of a type buildsdk cannot serve."""
 
 
 class BuildError(BuildSDKError):

@@ -15,7 +15,7 @@ clients open and close sessions themselves.
 
 from __future__ import annotations
 
-from buildsdk.errors import BuildSDKError
+from buildsdk.errors import MissingDependency
 from buildsdk.session.secrets import BuildSecret
 from buildsdk.session.ssh import SSHForward
 
@@ -32,9 +32,9 @@ def h2_available() -> bool:
 
 
 def require_h2() -> None:
-    """Raise `BuildSDKError` naming the extra to install when `h2` is missing."""
+    """Raise `MissingDependency` naming the extra to install when `h2` is missing."""
     if not h2_available():
-        raise BuildSDKError(
+        raise MissingDependency(
             "BuildKit sessions (secrets, ssh, registry logins under BuildKit, session "
             "context transfer) need the h2 package: pip install 'buildsdk[session]'"
         )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from buildsdk.build import BuildOptions
-from buildsdk.errors import APIError, BuildSDKError, api_error_for_status
+from buildsdk.errors import APIError, SessionError, api_error_for_status
 from buildsdk.session import h2_available, require_h2
 
 # Clients import this module for every build, but only a build with a session runs the
@@ -215,7 +215,7 @@ async def _upgrade(
         finally:
             await response.aclose()
         if response.status_code < 400:
-            raise BuildSDKError(
+            raise SessionError(
                 f"the engine did not open a BuildKit session (HTTP {response.status_code})"
             )
         error = _protocol.error_from_response(

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from buildsdk.errors import BuildSDKError
+from buildsdk.errors import MissingDependency, SSHKeyError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
@@ -169,7 +169,7 @@ class AgentKey:
                 curve_hash = hashes.SHA256() if bits <= 256 else hashes.SHA384()
             r, s = decode_dss_signature(key.sign(data, ec.ECDSA(curve_hash)))
             return _string(self.kind.encode()) + _string(_mpint(r) + _mpint(s))
-        raise BuildSDKError(f"cannot sign with a {self.kind} key")  # pragma: no cover
+        raise SSHKeyError(f"cannot sign with a {self.kind} key")  # pragma: no cover
 
 
 def _read_key_file(path: str) -> bytes:
@@ -179,24 +179,24 @@ def _read_key_file(path: str) -> bytes:
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        raise BuildSDKError(f"cannot read ssh key {path!r}: {exc.strerror}") from None
+        raise SSHKeyError(f"cannot read ssh key {path!r}: {exc.strerror}") from None
     if stat.S_ISDIR(mode):
-        raise BuildSDKError(f"ssh key {path!r} is a directory, not a private key file")
+        raise SSHKeyError(f"ssh key {path!r} is a directory, not a private key file")
     if stat.S_ISSOCK(mode):
-        raise BuildSDKError(
+        raise SSHKeyError(
             f"ssh key {path!r} is a unix socket (an agent?), not a private key file; "
             "forward a socket on its own"
         )
     if not stat.S_ISREG(mode):
-        raise BuildSDKError(f"ssh key {path!r} is not a regular file")
+        raise SSHKeyError(f"ssh key {path!r} is not a regular file")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise BuildSDKError(f"cannot read ssh key {path!r}: {exc.strerror}") from None
+        raise SSHKeyError(f"cannot read ssh key {path!r}: {exc.strerror}") from None
     try:
         # Checked again on what was opened: the path may have changed since the stat.
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BuildSDKError(f"ssh key {path!r} is not a regular file")
+            raise SSHKeyError(f"ssh key {path!r} is not a regular file")
         chunks: list[bytes] = []
         size = 0
         while size <= MAX_KEY_FILE_SIZE:
@@ -206,11 +206,11 @@ def _read_key_file(path: str) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
     except OSError as exc:
-        raise BuildSDKError(f"cannot read ssh key {path!r}: {exc.strerror}") from None
+        raise SSHKeyError(f"cannot read ssh key {path!r}: {exc.strerror}") from None
     finally:
         os.close(fd)
     if size > MAX_KEY_FILE_SIZE:
-        raise BuildSDKError(
+        raise SSHKeyError(
             f"ssh key {path!r} is larger than {MAX_KEY_FILE_SIZE // 1024} KiB: not a private key"
         )
     return b"".join(chunks)
@@ -241,14 +241,14 @@ def _openssh_key_type(data: bytes) -> str | None:
     return kind.decode("ascii", "replace")
 
 
-def _crypto_missing() -> BuildSDKError:
-    return BuildSDKError(
+def _crypto_missing() -> MissingDependency:
+    return MissingDependency(
         "forwarding ssh key files needs the cryptography package (and bcrypt for "
         f"encrypted OpenSSH keys): {_INSTALL}"
     )
 
 
-class _Encrypted(BuildSDKError):
+class _Encrypted(SSHKeyError):
     """The key file is encrypted and no passphrase was given."""
 
 
@@ -256,25 +256,23 @@ def _parse(path: str, data: bytes, passphrase: bytes | None) -> object:
     """Parse a key file's bytes; errors name the file, never its content."""
     stripped = data.lstrip()
     if stripped.startswith(_PUBLIC_KEY_STARTS):
-        raise BuildSDKError(
+        raise SSHKeyError(
             f"ssh key {path!r} is a public key: give the private key file (without .pub)"
         )
     if b"-----BEGIN DSA PRIVATE KEY-----" in data:
-        raise BuildSDKError(f"ssh key {path!r} is a DSA key; supported: {_SUPPORTED_TEXT}")
+        raise SSHKeyError(f"ssh key {path!r} is a DSA key; supported: {_SUPPORTED_TEXT}")
     openssh = _OPENSSH_BEGIN in data
     if openssh:
         kind = _openssh_key_type(data)
         if kind is None:
-            raise BuildSDKError(f"ssh key {path!r} is not a valid OpenSSH private key file")
+            raise SSHKeyError(f"ssh key {path!r} is not a valid OpenSSH private key file")
         if kind not in _SUPPORTED:
-            raise BuildSDKError(
+            raise SSHKeyError(
                 f"ssh key {path!r} is a {kind} key, which buildsdk cannot serve; "
                 f"supported: {_SUPPORTED_TEXT}"
             )
     elif b"-----BEGIN" not in data or b"PRIVATE KEY-----" not in data:
-        raise BuildSDKError(
-            f"ssh key {path!r} is not a private key (OpenSSH or PEM format expected)"
-        )
+        raise SSHKeyError(f"ssh key {path!r} is not a private key (OpenSSH or PEM format expected)")
     try:
         from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives import serialization
@@ -291,23 +289,23 @@ def _parse(path: str, data: bytes, passphrase: bytes | None) -> object:
                 "passphrase=...), or run `buildsdk build` on a terminal to be asked for it)"
             ) from None
     except UnsupportedAlgorithm:
-        raise BuildSDKError(
+        raise SSHKeyError(
             f"ssh key {path!r} uses a key type or format buildsdk cannot load; "
             f"supported: {_SUPPORTED_TEXT}"
         ) from None
     except ValueError:
-        raise BuildSDKError(f"ssh key {path!r} is not a valid private key file") from None
+        raise SSHKeyError(f"ssh key {path!r} is not a valid private key file") from None
     try:
         return load(data, passphrase)
     except ValueError:
-        raise BuildSDKError(f"wrong passphrase for ssh key {path!r}") from None
+        raise SSHKeyError(f"wrong passphrase for ssh key {path!r}") from None
     except UnsupportedAlgorithm:
         if openssh:
             try:
                 import bcrypt  # noqa: F401
             except ImportError:
                 raise _crypto_missing() from None
-        raise BuildSDKError(
+        raise SSHKeyError(
             f"ssh key {path!r} is encrypted with a cipher buildsdk cannot decrypt"
         ) from None
 
@@ -325,7 +323,7 @@ def _describe(path: str, key: object) -> AgentKey:
     ):
         kind = f"ecdsa-sha2-nistp{key.curve.key_size}"
     else:
-        raise BuildSDKError(
+        raise SSHKeyError(
             f"ssh key {path!r} is of a type buildsdk cannot serve; supported: {_SUPPORTED_TEXT}"
         )
     line = key.public_key().public_bytes(
@@ -339,7 +337,8 @@ def load_key(path: str, passphrase: str | None = None) -> AgentKey:
     """Load the private key file at `path` (listed with `path` as its comment).
 
     `passphrase` opens an encrypted key and is ignored for a plain one. Raises
-    `BuildSDKError` naming the file when it cannot be used.
+    `SSHKeyError` naming the file when it cannot be used, `MissingDependency` without the
+    cryptography package.
     """
     data = _read_key_file(path)
     secret = passphrase.encode("utf-8") if passphrase is not None else None
@@ -347,7 +346,7 @@ def load_key(path: str, passphrase: str | None = None) -> AgentKey:
 
 
 def needs_passphrase(path: str) -> bool:
-    """Whether the key file at `path` is encrypted (`BuildSDKError` if it is unusable)."""
+    """Whether the key file at `path` is encrypted (`SSHKeyError` if it is unusable)."""
     try:
         load_key(path)
     except _Encrypted:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, field_validator, model_validator
 
-from buildsdk.errors import BuildSDKError
+from buildsdk.errors import SecretUnavailable
 from buildsdk.session._status import GrpcError, Status
 
 if TYPE_CHECKING:
@@ -148,14 +148,15 @@ class BuildSecret(BaseModel):
         return cls(id=ident, src=src or None, env=var or None)
 
     def read(self, env: Mapping[str, str] | None = None) -> bytes:
-        """The secret's value now (`BuildSDKError` naming the source when it is unavailable)."""
+        """The secret's value now (`SecretUnavailable` naming the source when it cannot be had)."""
         if self.data is not None:
             return self.data.get_secret_value()
         if self.env is not None:
             environ = os.environ if env is None else env
             if self.env not in environ:
-                raise BuildSDKError(
-                    f"secret {self.id!r}: environment variable {self.env} is not set"
+                raise SecretUnavailable(
+                    f"secret {self.id!r}: environment variable {self.env} is not set",
+                    secret_id=self.id,
                 )
             return environ[self.env].encode("utf-8")
         assert self.src is not None
@@ -163,12 +164,14 @@ class BuildSecret(BaseModel):
             with Path(self.src).open("rb") as handle:
                 data = handle.read(MAX_SECRET_SIZE + 1)
         except OSError as exc:
-            raise BuildSDKError(
-                f"secret {self.id!r}: cannot read {self.src!r}: {exc.strerror}"
+            raise SecretUnavailable(
+                f"secret {self.id!r}: cannot read {self.src!r}: {exc.strerror}",
+                secret_id=self.id,
             ) from None
         if len(data) > MAX_SECRET_SIZE:
-            raise BuildSDKError(
-                f"secret {self.id!r} is larger than the engine's limit of {MAX_SECRET_SIZE} bytes"
+            raise SecretUnavailable(
+                f"secret {self.id!r} is larger than the engine's limit of {MAX_SECRET_SIZE} bytes",
+                secret_id=self.id,
             )
         return data
 
@@ -202,6 +205,6 @@ class SecretsService:
             raise GrpcError(Status.NOT_FOUND, f"secret {request.id} not found")
         try:
             data = secret.read(self._env)
-        except BuildSDKError as exc:
+        except SecretUnavailable as exc:
             raise GrpcError(Status.NOT_FOUND, str(exc)) from None
         await call.send(GetSecretResponse(data).encode())

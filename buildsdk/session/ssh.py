@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from buildsdk.errors import BuildSDKError
+from buildsdk.errors import (
+    BuildSDKError,
+    MissingDependency,
+    SSHAgentUnavailable,
+    SSHKeyError,
+)
 from buildsdk.session._status import GrpcError, Status
 
 # `BuildOptions` imports this module for `SSHForward`, so everything only a running session
@@ -141,22 +146,24 @@ class SSHForward(BaseModel):
         return cls(id=ident, keys=tuple(paths))
 
     def resolve(self, env: Mapping[str, str] | None = None) -> str:
-        """The socket path to forward (`BuildSDKError` when there is no usable agent socket)."""
+        """The socket path to forward (`SSHAgentUnavailable` without a usable agent socket)."""
         if self.keys:
-            raise BuildSDKError(f"ssh {self.id!r} serves key files, not an agent socket")
+            raise SSHAgentUnavailable(f"ssh {self.id!r} serves key files, not an agent socket")
         environ = os.environ if env is None else env
         path = self.socket if self.socket is not None else environ.get("SSH_AUTH_SOCK", "")
         if not path:
-            raise BuildSDKError(
+            raise SSHAgentUnavailable(
                 f"ssh {self.id!r}: no agent socket given and SSH_AUTH_SOCK is not set "
                 "(start ssh-agent, or give socket=... or keys=...)"
             )
         try:
             mode = os.stat(path).st_mode
         except OSError as exc:
-            raise BuildSDKError(f"ssh {self.id!r}: cannot use {path!r}: {exc.strerror}") from None
+            raise SSHAgentUnavailable(
+                f"ssh {self.id!r}: cannot use {path!r}: {exc.strerror}"
+            ) from None
         if not stat.S_ISSOCK(mode):
-            raise BuildSDKError(
+            raise SSHAgentUnavailable(
                 f"ssh {self.id!r}: {path!r} is not an agent socket (to forward a private key "
                 "file, give it as keys=[...], or add the key to an ssh-agent and forward its "
                 "socket)"
@@ -166,18 +173,19 @@ class SSHForward(BaseModel):
     def encrypted_keys(self) -> tuple[str, ...]:
         """The files among `keys` that need a passphrase; reads them now.
 
-        Raises `BuildSDKError` (naming the ID and file) for a key that cannot be used.
+        Raises `SSHKeyError` (naming the ID and file) for a key that cannot be used, or
+        `MissingDependency` when the cryptography package is not installed.
         """
         from buildsdk.session._sshagent import needs_passphrase
 
         try:
             return tuple(path for path in self.keys if needs_passphrase(path))
         except BuildSDKError as exc:
-            raise BuildSDKError(f"ssh {self.id!r}: {exc}") from None
+            raise _same_kind(exc, f"ssh {self.id!r}: {exc}") from None
 
     def check(self, env: Mapping[str, str] | None = None) -> None:
-        """Raise `BuildSDKError` now if a build could not use this forward (a missing
-        socket, a key file that cannot be read or decrypted)."""
+        """Raise `SSHAgentUnavailable` or `SSHKeyError` now if a build could not use this
+        forward (a missing socket, a key file that cannot be read or decrypted)."""
         if self.keys:
             self._load_keys()
         else:
@@ -190,7 +198,14 @@ class SSHForward(BaseModel):
         try:
             return tuple(load_key(path, secret) for path in self.keys)
         except BuildSDKError as exc:
-            raise BuildSDKError(f"ssh {self.id!r}: {exc}") from None
+            raise _same_kind(exc, f"ssh {self.id!r}: {exc}") from None
+
+
+def _same_kind(exc: BuildSDKError, message: str) -> BuildSDKError:
+    """`exc`'s class again (`SSHKeyError`, `MissingDependency`) with the forward's ID in front."""
+    if isinstance(exc, MissingDependency):
+        return MissingDependency(message)
+    return SSHKeyError(message)
 
 
 def _is_socket(path: str) -> bool:

@@ -29,7 +29,12 @@ from buildsdk.aio import AsyncClient
 from buildsdk.auth import DockerConfig
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
-from buildsdk.errors import BuildError, BuildSDKError
+from buildsdk.errors import (
+    BuildError,
+    SecretUnavailable,
+    SSHAgentUnavailable,
+    SSHKeyError,
+)
 from buildsdk.results import BuildResult
 from buildsdk.session import SSHForward, filesync
 from tests.integration.conftest import Engines, client_settings
@@ -748,9 +753,31 @@ def test_ssh_wrong_passphrase_fails_before_the_build_starts(
         version="2",
         ssh=[SSHForward(keys=[key], passphrase="wrong-one")],
     )
-    with pytest.raises(BuildSDKError) as caught:
+    with pytest.raises(SSHKeyError) as caught:
         _build(flavor, dockerd, options)
     assert str(caught.value) == f"ssh 'default': wrong passphrase for ssh key '{key}'"
+    assert _session_threads() == []
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_what_the_session_cannot_serve_has_a_named_error(
+    flavor: str, dockerd: dict[str, Any], engines: Engines, tmp_path: Path
+) -> None:
+    context = _write(tmp_path / "ctx", {"Dockerfile": f"FROM {engines.base_image}\n"})
+    settings = {**dockerd, "env": {}}  # no secret variable, no SSH_AUTH_SOCK
+
+    def build(**session: Any) -> None:
+        _build(flavor, settings, BuildOptions(path=context, version="2", **session))
+
+    with pytest.raises(SecretUnavailable) as secret:
+        build(secrets=["id=tok,env=BUILDSDK_TEST_UNSET_VARIABLE"])
+    assert secret.value.secret_id == "tok"
+    assert "BUILDSDK_TEST_UNSET_VARIABLE is not set" in str(secret.value)
+    with pytest.raises(SSHAgentUnavailable, match="SSH_AUTH_SOCK is not set"):
+        build(ssh="default")
+    missing = tmp_path / "keys" / "id_missing"
+    with pytest.raises(SSHKeyError, match=f"cannot read ssh key '{missing}'"):
+        build(ssh=[SSHForward(keys=[missing])])
     assert _session_threads() == []
 
 

@@ -26,9 +26,9 @@ from buildsdk.client import Build, Client
 from buildsdk.errors import (
     BadRequest,
     BuildError,
-    BuildSDKError,
     ServerError,
     StreamError,
+    UnsupportedEngine,
 )
 from buildsdk.prune import PruneOptions
 from buildsdk.results import BuildResult
@@ -188,11 +188,29 @@ async def test_an_engine_older_than_supported_is_a_clear_error(
     mock_engine: Callable[[Handler], None],
 ) -> None:
     mock_engine(_Recorder(api_version="1.20"))
-    with Client(**_settings()) as c, pytest.raises(BuildSDKError, match=r"1\.20.*1\.24"):
+    with Client(**_settings()) as c, pytest.raises(UnsupportedEngine, match=r"1\.20.*1\.24"):
         c.api_version()
     async with AsyncClient(**_settings()) as ac:
-        with pytest.raises(BuildSDKError, match=r"1\.20.*1\.24"):
+        with pytest.raises(UnsupportedEngine, match=r"1\.20.*1\.24"):
             await ac.api_version()
+
+
+async def test_a_closed_build_cannot_be_started_again(
+    mock_engine: Callable[[Handler], None], tmp_path: Path
+) -> None:
+    mock_engine(_Recorder())
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    options = BuildOptions(path=tmp_path)
+    with Client(**_settings()) as c:
+        build = c.build(options)
+        build.close()
+        with pytest.raises(StreamError, match="this build was closed"):
+            build.result()
+    async with AsyncClient(**_settings()) as ac:
+        abuild = ac.build(options)
+        await abuild.close()
+        with pytest.raises(StreamError, match="this build was closed"):
+            await abuild.result()
 
 
 async def test_a_pinned_version_never_pings(mock_engine: Callable[[Handler], None]) -> None:

@@ -14,7 +14,12 @@ from pydantic import SecretStr, ValidationError
 
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
-from buildsdk.errors import BuildSDKError, UnsupportedOption
+from buildsdk.errors import (
+    MissingDependency,
+    SecretUnavailable,
+    SSHAgentUnavailable,
+    UnsupportedOption,
+)
 from buildsdk.session import BuildSecret, SSHForward, h2_available, require_h2
 from buildsdk.session._runtime import _headers, _plan, needs_session, session_transfer, shared_key
 
@@ -134,8 +139,9 @@ def test_secret_size_limit() -> None:
 def test_env_secret_reads_the_given_environment() -> None:
     secret = BuildSecret(id="a", env="TOKEN")
     assert secret.read({"TOKEN": "v"}) == b"v"
-    with pytest.raises(BuildSDKError, match="environment variable TOKEN is not set"):
+    with pytest.raises(SecretUnavailable, match="environment variable TOKEN is not set") as unset:
         secret.read({})
+    assert unset.value.secret_id == "a"
 
 
 @pytest.mark.parametrize(
@@ -156,12 +162,12 @@ def test_ssh_several_paths_are_key_files_and_a_socket_must_be_a_socket(tmp_path:
     assert (forward.socket, forward.keys) == (None, ("/a/id_rsa", "/b/id_ed25519"))
     key = tmp_path / "id_ed25519"
     key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
-    with pytest.raises(BuildSDKError, match=r"give it as keys=\[\.\.\.\]"):
+    with pytest.raises(SSHAgentUnavailable, match=r"give it as keys=\[\.\.\.\]"):
         SSHForward(socket=key).resolve({})
 
 
 def test_ssh_default_needs_ssh_auth_sock(tmp_path: Path) -> None:
-    with pytest.raises(BuildSDKError, match="SSH_AUTH_SOCK is not set"):
+    with pytest.raises(SSHAgentUnavailable, match="SSH_AUTH_SOCK is not set"):
         SSHForward().resolve({})
     path = tmp_path / "agent.sock"
     listener = socket.socket(socket.AF_UNIX)
@@ -277,8 +283,9 @@ def test_missing_h2_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(builtins, "__import__", no_h2)
     assert not h2_available()
-    with pytest.raises(BuildSDKError, match=r"pip install 'buildsdk\[session\]'"):
+    with pytest.raises(MissingDependency, match=r"pip install 'buildsdk\[session\]'") as missing:
         require_h2()
+    assert isinstance(missing.value, ImportError)
     # A build that needs no session does not need h2 either: without it, auto is a tar.
     options = BuildOptions(path=".", version="2")
     assert not session_transfer(options)
@@ -317,7 +324,7 @@ def test_session_plan_announces_each_method_on_its_own_header(tmp_path: Path) ->
 
 def test_session_plan_fails_early_for_an_unset_env_secret(tmp_path: Path) -> None:
     options = BuildOptions(path=tmp_path, version="2", secrets=["id=a,env=NOT_SET_ANYWHERE"])
-    with pytest.raises(BuildSDKError, match="NOT_SET_ANYWHERE is not set"):
+    with pytest.raises(SecretUnavailable, match="NOT_SET_ANYWHERE is not set"):
         _plan(options, env={}, credentials={}, lookup=lambda host: None)
 
 
