@@ -978,7 +978,23 @@ class BuildOptions(BaseModel):
         option `api_version` does not understand or the chosen builder ignores.
         """
         version = ApiVersion.parse(api_version)
-        self._check_builder(version)
+        query = self._query(version, dockerfile)
+        problems = self._builder_problems(version) + self._api_problems(version, query)
+        if problems:
+            raise problems[0]
+        return [(key, value) for key in sorted(query) for value in query[key]]
+
+    def unsupported(self, api_version: ApiVersion | str) -> list[UnsupportedOption]:
+        """Every option the chosen builder or `api_version` cannot honour, in one list.
+
+        `to_query` raises the first of them; this is for reporting them all at once.
+        """
+        version = ApiVersion.parse(api_version)
+        query = self._query(version, None)
+        return self._builder_problems(version) + self._api_problems(version, query)
+
+    def _query(self, version: ApiVersion, dockerfile: str | None) -> dict[str, list[str]]:
+        """The query parameters, unchecked, in the order they were added."""
         query: dict[str, list[str]] = {}
 
         def put(key: str, *values: str) -> None:
@@ -1043,12 +1059,13 @@ class BuildOptions(BaseModel):
             ordered = sorted(self.ulimits, key=lambda ulimit: ulimit.name)
             put("ulimits", go_json([ulimit.to_engine() for ulimit in ordered]))
         put("version", self.version)
+        return query
 
-        self._check_api_version(version, query)
-        return [(key, value) for key in sorted(query) for value in query[key]]
-
-    def _check_api_version(self, version: ApiVersion, query: dict[str, list[str]]) -> None:
-        """Refuse parameters `version` does not understand."""
+    def _api_problems(
+        self, version: ApiVersion, query: dict[str, list[str]]
+    ) -> list[UnsupportedOption]:
+        """The parameters `version` does not understand."""
+        problems: list[UnsupportedOption] = []
         for key in query:
             if key == "version" and self.version == "1":
                 # The CLI sends version=1 to every engine; older ones ignore what they
@@ -1057,31 +1074,41 @@ class BuildOptions(BaseModel):
             required = BUILD_PARAM_MIN_VERSION.get(key)
             if required is not None and version < required:
                 option = _PARAM_OPTION.get(key, key)
-                raise UnsupportedOption(
-                    option,
-                    f"{option} (query parameter {key!r}) needs API version {required} or "
-                    f"newer; the engine speaks {version}",
-                    required=str(required),
-                    given=str(version),
+                problems.append(
+                    UnsupportedOption(
+                        option,
+                        f"{option} (query parameter {key!r}) needs API version {required} or "
+                        f"newer; the engine speaks {version}",
+                        required=str(required),
+                        given=str(version),
+                    )
                 )
         if version < _NULL_BUILDARGS_MIN_VERSION and None in self.buildargs.values():
             required = _NULL_BUILDARGS_MIN_VERSION
-            raise UnsupportedOption(
-                "buildargs",
-                f"buildargs without a value (None) need API version {required} or newer; the "
-                f"engine speaks {version}, which would read them as empty strings",
-                required=str(required),
-                given=str(version),
+            problems.append(
+                UnsupportedOption(
+                    "buildargs",
+                    f"buildargs without a value (None) need API version {required} or newer; "
+                    f"the engine speaks {version}, which would read them as empty strings",
+                    required=str(required),
+                    given=str(version),
+                )
             )
+        return problems
 
-    def _check_builder(self, api_version: ApiVersion) -> None:
-        """Refuse options the chosen builder would silently ignore on `api_version`."""
+    def _builder_problems(self, api_version: ApiVersion) -> list[UnsupportedOption]:
+        """The options the chosen builder would silently ignore on `api_version`."""
+        problems: list[UnsupportedOption] = []
         if self.version == "1":
             if self.outputs:
-                self._unsupported_by_builder("outputs", "needs BuildKit: set version='2'", "2")
+                problems.append(
+                    self._unsupported_by_builder("outputs", "needs BuildKit: set version='2'", "2")
+                )
             if self.remote == "client-session":
-                self._unsupported_by_builder(
-                    "remote", "'client-session' needs BuildKit: set version='2'", "2"
+                problems.append(
+                    self._unsupported_by_builder(
+                        "remote", "'client-session' needs BuildKit: set version='2'", "2"
+                    )
                 )
             for option, is_set in (
                 ("secrets", bool(self.secrets)),
@@ -1089,10 +1116,12 @@ class BuildOptions(BaseModel):
                 ("context_transfer", self.context_transfer == "session"),
             ):
                 if is_set:
-                    self._unsupported_by_builder(
-                        option, "needs a BuildKit session: set version='2'", "2"
+                    problems.append(
+                        self._unsupported_by_builder(
+                            option, "needs a BuildKit session: set version='2'", "2"
+                        )
                     )
-            return
+            return problems
         ignored: list[tuple[str, bool]] = [
             ("container_limits", self.container_limits is not None),
             ("rm", not self.rm),
@@ -1103,8 +1132,10 @@ class BuildOptions(BaseModel):
         ]
         for option, is_set in ignored:
             if is_set:
-                self._unsupported_by_builder(
-                    option, "is ignored by BuildKit: remove it or use version='1'", "1"
+                problems.append(
+                    self._unsupported_by_builder(
+                        option, "is ignored by BuildKit: remove it or use version='1'", "1"
+                    )
                 )
         if api_version < _BUILDKIT_LIMITS_API:
             for option, is_set in (
@@ -1112,24 +1143,29 @@ class BuildOptions(BaseModel):
                 ("shmsize", self.shmsize is not None),
             ):
                 if is_set:
-                    self._unsupported_by_builder(
-                        option,
-                        f"is ignored by BuildKit before API {_BUILDKIT_LIMITS_API} (Docker "
-                        f"Engine 23.0; this engine speaks {api_version}): remove it or use "
-                        "version='1'",
-                        "1",
+                    problems.append(
+                        self._unsupported_by_builder(
+                            option,
+                            f"is ignored by BuildKit before API {_BUILDKIT_LIMITS_API} (Docker "
+                            f"Engine 23.0; this engine speaks {api_version}): remove it or use "
+                            "version='1'",
+                            "1",
+                        )
                     )
         if self.network_mode is not None and self.network_mode not in _BUILDKIT_NETWORK_MODES:
-            self._unsupported_by_builder(
-                "network_mode",
-                f"{self.network_mode!r} is not supported by BuildKit, which accepts only "
-                "default, host or none",
-                "1",
+            problems.append(
+                self._unsupported_by_builder(
+                    "network_mode",
+                    f"{self.network_mode!r} is not supported by BuildKit, which accepts only "
+                    "default, host or none",
+                    "1",
+                )
             )
+        return problems
 
-    def _unsupported_by_builder(self, option: str, reason: str, required: str) -> None:
-        """Raise `UnsupportedOption` for an option the selected builder does not honour."""
-        raise UnsupportedOption(
+    def _unsupported_by_builder(self, option: str, reason: str, required: str) -> UnsupportedOption:
+        """The `UnsupportedOption` for an option the selected builder does not honour."""
+        return UnsupportedOption(
             option,
             f"{option} {reason} (version={self.version!r})",
             required=f"version={required!r}",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import getpass
 import io
 import json
@@ -36,7 +37,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Final, NoReturn, TextIO
+from typing import IO, Any, Final, NoReturn, TextIO, TypeVar
 
 from pydantic import ValidationError
 
@@ -420,6 +421,107 @@ def build_options_from_args(
     """
     env = os.environ if env is None else env
     base = Path(os.getcwd() if cwd is None else cwd)
+    problems = _Problems()
+    # A context that cannot be used is one problem among others: the remaining flags are
+    # checked against a stand-in so that everything wrong is reported together.
+    stand_in: dict[str, Any] = {"path": str(base)}
+    kwargs = problems.attempt(lambda: _context_fields(args, base, stdin), stand_in)
+
+    limits = {
+        "memory": args.memory,
+        "memswap": args.memory_swap,
+        "cpushares": args.cpu_shares,
+        "cpusetcpus": args.cpuset_cpus,
+        "cpusetmems": args.cpuset_mems,
+        "cpuperiod": args.cpu_period,
+        "cpuquota": args.cpu_quota,
+    }
+    limits = {k: v for k, v in limits.items() if v not in (None, "", 0)}
+    if limits:
+        # Validated on its own so that errors name the field (and so the flag) at fault.
+        # Invalid limits are still limits, which BuildKit would ignore: an unvalidated
+        # stand-in lets that be reported too (the options are never sent then).
+        kwargs["container_limits"] = problems.attempt(
+            lambda: ContainerLimits(**limits), ContainerLimits.model_construct(**limits)
+        )
+
+    no_outputs: list[BuildOutput] = []
+    outputs = problems.attempt(lambda: _outputs(args.output), no_outputs)
+    # Secrets, ssh and session transfer need a BuildKit session: they choose BuildKit, as
+    # --output does, unless DOCKER_BUILDKIT says no.
+    secrets: list[BuildSecret] = []
+    for spec in args.secret:
+        secret: BuildSecret | None = problems.attempt(
+            functools.partial(BuildSecret.parse, spec, base=base, env=env), None
+        )
+        if secret is not None:
+            secrets.append(secret)
+    no_ssh: tuple[SSHForward, ...] = ()
+    ssh = problems.attempt(lambda: _ssh_forwards(args.ssh, base), no_ssh)
+    wants_session = bool(args.secret or args.ssh) or args.context_transfer == "session"
+    builder = args.builder
+    if builder is None:
+        flag = env.get("DOCKER_BUILDKIT", "").strip()
+        if flag in _TRUE or ((args.output or wants_session) and flag not in _FALSE):
+            builder = "buildkit"
+        else:
+            builder = "classic"
+    fields: dict[str, Any] = {
+        "tag": tuple(args.tag),
+        "quiet": args.quiet,
+        "nocache": args.no_cache,
+        "rm": args.rm,
+        "pull": args.pull,
+        "forcerm": args.force_rm,
+        "buildargs": _build_args(args.build_arg, env),
+        "gzip": args.compress,
+        "shmsize": args.shm_size or None,
+        "labels": _labels(args.label),
+        "cache_from": tuple(args.cache_from),
+        "target": args.target,
+        "network_mode": args.network,
+        "squash": args.squash or None,
+        "extra_hosts": tuple(args.add_host),
+        "platform": args.platform or env.get("DOCKER_DEFAULT_PLATFORM") or None,
+        "isolation": args.isolation or None,
+        "ulimits": _ulimits(args.ulimit),
+        "cgroup_parent": args.cgroup_parent,
+        "security_opt": tuple(args.security_opt),
+        "outputs": tuple(outputs),
+        "secrets": tuple(secrets),
+        "ssh": ssh,
+        "context_transfer": args.context_transfer,
+        "version": "2" if builder == "buildkit" else "1",
+        **kwargs,
+    }
+    try:
+        options: BuildOptions | None = BuildOptions(**fields)
+    except ValidationError as exc:
+        problems.add(exc)
+        # Without the fields at fault, so that what the builder objects to comes too.
+        faulty = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        try:
+            options = BuildOptions(**{k: v for k, v in fields.items() if k not in faulty})
+        except ValidationError:
+            options = None
+    version = problems.attempt(
+        lambda: ApiVersion.parse(args.api_version) if args.api_version else MAX_API_VERSION,
+        MAX_API_VERSION,
+    )
+    if options is not None:
+        # What the builder would ignore, or a pinned API version would not carry; the
+        # engine's own version is checked again once it answers.
+        for unsupported in options.unsupported(version):
+            problems.add(unsupported)
+    problems.raise_if_any()
+    assert options is not None
+    return options
+
+
+def _context_fields(
+    args: argparse.Namespace, base: Path, stdin: IO[bytes] | None
+) -> dict[str, Any]:
+    """The context and Dockerfile fields of `BuildOptions`; `ValueError` when unusable."""
     kwargs: dict[str, Any] = {}
     path: str = args.path
     stdin_dockerfile = args.file == "-"
@@ -452,62 +554,40 @@ def build_options_from_args(
             kwargs["dockerfile"] = str(dockerfile.resolve())
         else:
             kwargs["dockerfile"] = args.file
+    return kwargs
 
-    limits = {
-        "memory": args.memory,
-        "memswap": args.memory_swap,
-        "cpushares": args.cpu_shares,
-        "cpusetcpus": args.cpuset_cpus,
-        "cpusetmems": args.cpuset_mems,
-        "cpuperiod": args.cpu_period,
-        "cpuquota": args.cpu_quota,
-    }
-    limits = {k: v for k, v in limits.items() if v not in (None, "", 0)}
-    if limits:
-        # Validated on its own so that errors name the field (and so the flag) at fault.
-        kwargs["container_limits"] = ContainerLimits(**limits)
 
-    outputs = _outputs(args.output)
-    # Secrets, ssh and session transfer need a BuildKit session: they choose BuildKit, as
-    # --output does, unless DOCKER_BUILDKIT says no.
-    secrets = tuple(BuildSecret.parse(spec, base=base, env=env) for spec in args.secret)
-    ssh = _ssh_forwards(args.ssh, base)
-    wants_session = bool(secrets or ssh) or args.context_transfer == "session"
-    builder = args.builder
-    if builder is None:
-        flag = env.get("DOCKER_BUILDKIT", "").strip()
-        if flag in _TRUE or ((outputs or wants_session) and flag not in _FALSE):
-            builder = "buildkit"
-        else:
-            builder = "classic"
-    return BuildOptions(
-        tag=tuple(args.tag),
-        quiet=args.quiet,
-        nocache=args.no_cache,
-        rm=args.rm,
-        pull=args.pull,
-        forcerm=args.force_rm,
-        buildargs=_build_args(args.build_arg, env),
-        gzip=args.compress,
-        shmsize=args.shm_size or None,
-        labels=_labels(args.label),
-        cache_from=tuple(args.cache_from),
-        target=args.target,
-        network_mode=args.network,
-        squash=args.squash or None,
-        extra_hosts=tuple(args.add_host),
-        platform=args.platform or env.get("DOCKER_DEFAULT_PLATFORM") or None,
-        isolation=args.isolation or None,
-        ulimits=_ulimits(args.ulimit),
-        cgroup_parent=args.cgroup_parent,
-        security_opt=tuple(args.security_opt),
-        outputs=tuple(outputs),
-        secrets=secrets,
-        ssh=ssh,
-        context_transfer=args.context_transfer,
-        version="2" if builder == "buildkit" else "1",
-        **kwargs,
-    )
+_T = TypeVar("_T")
+
+
+class _Problems:
+    """What is wrong with one command line, collected so that it is all reported at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[ValidationError | ValueError | UnsupportedOption | _UsageError] = []
+
+    def add(self, error: ValidationError | ValueError | UnsupportedOption | _UsageError) -> None:
+        """Note one problem."""
+        self.errors.append(error)
+
+    def attempt(self, func: Callable[[], _T], fallback: _T) -> _T:
+        """`func()`, or `fallback` after noting why it failed."""
+        try:
+            return func()
+        except (ValidationError, ValueError, UnsupportedOption, _UsageError) as exc:
+            self.errors.append(exc)
+            return fallback
+
+    def raise_if_any(self) -> None:
+        """Raise the one problem as it is, or every problem in one `ValueError`."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            lines = [
+                str(error if isinstance(error, _UsageError) else _usage_from(error))
+                for error in self.errors
+            ]
+            raise ValueError("\n".join(lines))
 
 
 class _Prefixed(io.RawIOBase):
@@ -607,6 +687,12 @@ _FLAG_OF_FIELD: Final = {
     "security_opt": "--security-opt",
     "outputs": "--output",
     "dockerfile": "--file",
+    "rm": "--rm",
+    "forcerm": "--force-rm",
+    "squash": "--squash",
+    "secrets": "--secret",
+    "ssh": "--ssh",
+    "context_transfer": "--context-transfer",
     "filters": "--filter",
     "keep_storage": "--keep-storage",
     "reserved_space": "--reserved-space",

@@ -14,7 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from buildsdk.build import BuildOptions, BuildOutput, Ulimit, go_json, query_string
+from buildsdk.build import (
+    BuildOptions,
+    BuildOutput,
+    ContainerLimits,
+    Ulimit,
+    go_json,
+    query_string,
+)
 from buildsdk.errors import UnsupportedOption
 from buildsdk.versions import ApiVersion
 from tests import VECTORS_DIR, examples
@@ -705,3 +712,26 @@ def test_no_input_raises_anything_but_validation_or_unsupported(
         opts.to_query(api)
     except (ValidationError, UnsupportedOption):
         pass
+
+
+def test_unsupported_lists_every_problem_and_to_query_raises_the_first() -> None:
+    options = BuildOptions(
+        path=".",
+        version="2",
+        container_limits=ContainerLimits(memory="8m"),
+        rm=False,
+        squash=True,
+        platform="linux/amd64",
+    )
+    problems = options.unsupported("1.30")
+    assert [p.option for p in problems] == [
+        "container_limits",
+        "rm",
+        "squash",
+        "platform",
+        "version",
+    ]
+    with pytest.raises(UnsupportedOption) as first:
+        options.to_query("1.30")
+    assert str(first.value) == str(problems[0])
+    assert BuildOptions(path=".", version="2").unsupported("1.41") == []

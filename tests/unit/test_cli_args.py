@@ -232,6 +232,45 @@ def test_invalid_options_exit_2_before_connecting(
     assert "cannot reach" not in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "messages"),
+    [
+        (
+            ["--memory", "5k", "--builder", "buildkit"],
+            ["invalid --memory: memory must be at least 6 MiB", "container_limits is ignored"],
+        ),
+        (
+            ["--builder", "buildkit", "--rm=false", "--squash", "--shm-size", "0", "-t", "A"],
+            [
+                "invalid --shm-size",
+                "invalid --tag",
+                "--rm: rm is ignored by BuildKit",
+                "--squash: squash is ignored by BuildKit",
+            ],
+        ),
+        (
+            ["--secret", "id=a,src=/no/such/file", "--output", "dest=x", "--api-version", "1.30"],
+            ["/no/such/file' is not a readable file", "type is required", "API version 1.38"],
+        ),
+        (
+            ["-f", "nope/Dockerfile", "--memory", "5k"],
+            ["the Dockerfile (nope/Dockerfile) does not exist", "invalid --memory"],
+        ),
+    ],
+)
+def test_every_problem_of_one_command_line_is_reported_at_once(
+    ctx: Path, flags: list[str], messages: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["build", "-H", NOWHERE, *flags, str(ctx)])
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE, err
+    lines = err.splitlines()
+    assert lines[0].startswith("buildsdk: ")
+    for message in messages:
+        assert sum(message in line for line in lines) == 1, (message, err)
+    assert len(lines) == len(messages), err
+
+
 def test_missing_context_directory_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
