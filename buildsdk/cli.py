@@ -3,7 +3,8 @@
 Why it is shaped this way: the command is the SDK's end-to-end proof, so it adds no
 protocol knowledge of its own. Flags are turned into a `BuildOptions` (whose validation
 messages are the command's usage errors), the request is the one `Client` sends, and a dry
-run prints that very request without connecting. What belongs to the command alone is the
+run prints that very request without sending it (it only asks the engine's `/_ping` for the
+API version, as a build would). What belongs to the command alone is the
 Docker CLI's reading of its flags:
 
 * booleans take pflag's `--flag=false` form (`1 t T TRUE true True 0 f F FALSE false False`);
@@ -66,6 +67,7 @@ from buildsdk.errors import (
     ContextError,
     EngineTimeout,
     EngineUnreachable,
+    UnsupportedEngine,
     UnsupportedOption,
 )
 from buildsdk.prune import PruneOptions
@@ -280,7 +282,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "terminal, plain otherwise)",
     )
     _add_bool(
-        build, "--dry-run", dest="dry_run", default=False, help="print the request, send nothing"
+        build,
+        "--dry-run",
+        dest="dry_run",
+        default=False,
+        help="print the request (in the API version the engine's /_ping negotiates), send nothing",
     )
     build.set_defaults(func=_cmd_build)
 
@@ -869,19 +875,39 @@ def _mask_header(name: str, value: str) -> str:
     return value
 
 
+def _dry_run_version(args: argparse.Namespace, client: Client) -> tuple[ApiVersion, str]:
+    """The API version the build would be sent in, and a line saying where it comes from.
+
+    Only `/_ping` is asked (as a build would, first); without an answer the version is the
+    highest buildsdk speaks, and the line says an engine may negotiate a lower one.
+    """
+    if args.api_version:
+        return ApiVersion.parse(args.api_version), ""
+    pinned = os.environ.get("DOCKER_API_VERSION", "").strip()
+    try:
+        version = client.api_version()
+    except (EngineUnreachable, EngineTimeout, APIError, UnsupportedEngine) as exc:
+        reason = _docker_wording(exc) if isinstance(exc, APIError) else str(exc)
+        return MAX_API_VERSION, (
+            f"# API {MAX_API_VERSION}: the highest buildsdk supports, as no engine answered "
+            f"({reason}); an engine that answers may negotiate a lower one (pin it with "
+            "--api-version)"
+        )
+    if pinned:
+        return version, f"# API {version}: pinned by DOCKER_API_VERSION"
+    return version, f"# API {version}: negotiated with the engine (its /_ping)"
+
+
 def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
-    version = ApiVersion.parse(args.api_version) if args.api_version else MAX_API_VERSION
     client = _client(args)
     out = sys.stdout
     try:
         with client:
+            version, origin = _dry_run_version(args, client)
             request, context = client._prepare_build(options, version)
             out.write(f"{request.method} {request.path}?{query_string(request.params)}\n")
-            if not args.api_version:
-                out.write(
-                    f"# API {version} assumed: a dry run does not ask the engine "
-                    "(pin it with --api-version)\n"
-                )
+            if origin:
+                out.write(origin + "\n")
             out.write(f"# engine: {client.endpoint.host}\n")
             out.write("query:\n")
             for key, value in request.params:

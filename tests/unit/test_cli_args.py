@@ -29,6 +29,8 @@ from buildsdk.cli import (
     main,
     parse_args,
 )
+from buildsdk.versions import MAX_API_VERSION
+from tests.recording_engine import recording_engine
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -562,11 +564,45 @@ def test_dry_run_masks_secret_headers(
     assert "  X-Auth-Token: <masked>" in lines
     assert "t0ps3cret" not in out
     assert "  X-Registry-Config: <0 registries>" in lines
-    # Without --api-version the dry run says which version it assumed.
+    # Without --api-version and without an engine, the highest version, said plainly.
     assert lines[0].startswith("POST /v1.51/build?")
-    assert lines[1].startswith("# API 1.51 assumed")
+    assert lines[1].startswith("# API 1.51: the highest buildsdk supports, as no engine answered")
     assert lines[-1].startswith("context: 2 files, 26 bytes (3 entries; ")
     assert lines[-1].endswith(" bytes of gzip-compressed tar)")
+
+
+def test_dry_run_uses_the_version_the_engine_would_negotiate(
+    ctx: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DOCKER_API_VERSION", raising=False)
+    with recording_engine(api_version="1.45") as engine:
+        assert main(["build", "-H", engine.host, "--dry-run", "-t", "a:1", str(ctx)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith("POST /v1.45/build?")
+        assert lines[1] == "# API 1.45: negotiated with the engine (its /_ping)"
+        # Only the engine's version was asked for; nothing was built.
+        assert {request.path for request in engine.requests} <= {"/_ping"}
+        monkeypatch.setenv("DOCKER_API_VERSION", "1.41")
+        assert main(["build", "-H", engine.host, "--dry-run", str(ctx)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith("POST /v1.41/build?")
+        assert lines[1] == "# API 1.41: pinned by DOCKER_API_VERSION"
+
+
+def test_dry_run_says_plainly_when_no_engine_answered(
+    ctx: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DOCKER_API_VERSION", raising=False)
+    assert main(["build", "-H", NOWHERE, "--dry-run", str(ctx)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"POST /v{MAX_API_VERSION}/build?")
+    assert lines[1].startswith(
+        f"# API {MAX_API_VERSION}: the highest buildsdk supports, as no engine answered "
+        f"(cannot reach the engine at {NOWHERE}: "
+    )
+    assert lines[1].endswith(
+        "an engine that answers may negotiate a lower one (pin it with --api-version)"
+    )
 
 
 def test_dry_run_of_a_stdin_archive(
