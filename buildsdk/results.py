@@ -45,6 +45,10 @@ from buildsdk.events import (
 __all__ = ["BuildResult", "ResultCollector"]
 
 _QUIET_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}\n")
+# BuildKit sends no code field: the exit status is only in the text that ends its message
+# ("... did not complete successfully: exit code: 1", "executor failed running [...]: exit
+# code: 3"), as the runner formats it (buildkit's solver/llbsolver, every version since 0.6).
+_EXIT_CODE = re.compile(r"exit code: (\d+)\Z")
 _WARNING_PREFIX = "[Warning] "
 
 
@@ -181,8 +185,9 @@ class ResultCollector:
         """Return the result of the finished build, or raise `BuildError` if it failed.
 
         Raises `BuildError` with the engine's message and code when the engine reported an
-        error, with the vertex's error when a BuildKit step failed and no image followed, and
-        with a message saying so when no image id was received.
+        error (under BuildKit the code is the `exit code: N` that ends the message), with
+        the vertex's error when a BuildKit step failed and no image followed, and with a
+        message saying so when no image id was received.
         """
         image_id = self.image_id
         if self._error is not None:
@@ -210,4 +215,7 @@ class ResultCollector:
         )
 
     def _fail(self, message: str, code: int | None) -> NoReturn:
+        if code is None:
+            found = _EXIT_CODE.search(message)
+            code = int(found.group(1)) if found else None
         raise BuildError(message, code=code, log=self.log(), events=self._events)

@@ -130,7 +130,8 @@ def test_buildkit_failure() -> None:
         _collect(_events("buildkit_fail.jsonl")).finish(1.0)
     error = info.value
     assert error.message == BK_FAIL_MESSAGE
-    assert error.code is None
+    # BuildKit sends no code field; the exit status is the one its message ends with.
+    assert error.code == 3
     assert (
         '#5 [2/3] RUN echo "about to fail" && echo "failing now" >&2 && exit 3\n'
         "#5 about to fail\n"
@@ -146,6 +147,26 @@ def test_vertex_error_without_final_error_message_still_fails() -> None:
     with pytest.raises(BuildError) as info:
         _collect(events[:-1]).finish(1.0)
     assert info.value.message == BK_FAIL_MESSAGE
+    assert info.value.code == 3
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        # Docker 23+ (BuildKit 0.11+) words it this way.
+        ('process "/bin/sh -c exit 1" did not complete successfully: exit code: 1', 1),
+        ("executor failed running [/bin/sh -c exit 255]: exit code: 255", 255),
+        # Only the end of the message counts: a step's own text proves nothing.
+        ('process "/bin/sh -c echo exit code: 7; false" did not complete', None),
+        ("failed to compute cache key: not found", None),
+    ],
+)
+def test_buildkit_error_code_comes_from_the_end_of_the_message(
+    message: str, code: int | None
+) -> None:
+    with pytest.raises(BuildError) as info:
+        _collect([ErrorEvent(message=message)]).finish(1.0)
+    assert info.value.code == code
 
 
 def test_vertex_error_followed_by_an_image_is_a_warning() -> None:
