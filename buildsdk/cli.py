@@ -42,14 +42,6 @@ from typing import IO, Any, Final, NoReturn, TextIO, TypeVar
 
 from pydantic import ValidationError
 
-from buildsdk._progress import (
-    PlainProgress,
-    Progress,
-    QuietProgress,
-    RawJsonProgress,
-    TtyProgress,
-    human_size,
-)
 from buildsdk.build import (
     REMOTE_PREFIXES,
     BuildOptions,
@@ -69,6 +61,14 @@ from buildsdk.errors import (
     EngineUnreachable,
     UnsupportedEngine,
     UnsupportedOption,
+)
+from buildsdk.progress import (
+    PlainProgress,
+    Progress,
+    QuietProgress,
+    RawJsonProgress,
+    TtyProgress,
+    human_size,
 )
 from buildsdk.prune import PruneOptions
 from buildsdk.session import BuildSecret, SSHForward

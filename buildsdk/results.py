@@ -13,10 +13,14 @@ by reading log text:
   pip's "Successfully built cffi").
 
 The log is text for people. Classic builds: the `stream` texts as sent, plus status lines
-that are not progress ticks (`"<id>: <status>"`). BuildKit builds: one section per vertex in
-the order vertices first appeared, numbered like `docker build --progress plain`:
-`#N <name>`, its output lines as `#N <line>`, then `#N CACHED` or `#N ERROR: <error>`.
-Warnings: classic `[Warning] ` lines (prefix removed) and BuildKit warnings' short texts.
+that are not progress ticks (`"<id>: <status>"`). BuildKit builds: what
+`docker buildx build --progress plain` prints, printed in one pass at the end so that it does
+not depend on timing (`buildsdk.progress.PlainProgress` with `interval=None`): one section
+per step that ran, in the order the steps finished and numbered in that order (`#N <name>`,
+its status and output lines, then `#N DONE 0.2s`, `#N CACHED` or `#N ERROR: <error>`); a
+failed build ends with the failed step's last ten lines and `ERROR: failed to solve: …`, so
+the last lines of the log are about the failure. Warnings: classic `[Warning] ` lines
+(prefix removed) and BuildKit warnings' short texts.
 
 With `keep_events=False` the collector keeps no event objects: memory grows with the log
 text only.
@@ -24,6 +28,7 @@ text only.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
 from typing import NoReturn
@@ -39,8 +44,10 @@ from buildsdk.events import (
     StatusEvent,
     VertexEvent,
     VertexLogEvent,
+    VertexStatusEvent,
     VertexWarningEvent,
 )
+from buildsdk.progress import PlainProgress
 
 __all__ = ["BuildResult", "ResultCollector"]
 
@@ -71,17 +78,6 @@ class BuildResult(BaseModel):
     """How many events the build stream produced."""
 
 
-class _Vertex:
-    __slots__ = ("cached", "error", "log", "name", "number")
-
-    def __init__(self, number: int) -> None:
-        self.number = number
-        self.name = ""
-        self.cached = False
-        self.error = ""
-        self.log = bytearray()
-
-
 class ResultCollector:
     """Accumulates the events of one build and turns them into a `BuildResult` or `BuildError`.
 
@@ -103,7 +99,12 @@ class ResultCollector:
         self._events: list[BuildEvent] = []
         self._count = 0
         self._text: list[str] = []
-        self._vertices: dict[str, _Vertex] = {}
+        # BuildKit's part of the log: printed in one pass when asked for, with a fixed clock
+        # so that nothing in it depends on when events arrived.
+        self._buildkit_out = io.StringIO()
+        self._buildkit = PlainProgress(self._buildkit_out, interval=None, clock=lambda: 0.0)
+        self._buildkit_seen = False
+        self._buildkit_log: str | None = None
         self._warnings: list[str] = []
         self._image_id: str | None = None
         self._quiet_id: str | None = None
@@ -135,22 +136,20 @@ class ResultCollector:
                     for line in text.splitlines()
                     if line.startswith(_WARNING_PREFIX)
                 )
-        elif isinstance(event, VertexLogEvent):
-            self._vertex(event.vertex).log += event.data
+        elif isinstance(event, (VertexLogEvent, VertexStatusEvent)):
+            self._feed_buildkit(event)
         elif isinstance(event, VertexEvent):
-            vertex = self._vertex(event.digest)
-            vertex.name = event.name or vertex.name
-            vertex.cached = vertex.cached or event.cached
-            if event.error:
-                vertex.error = event.error
-                if self._vertex_error is None:
-                    self._vertex_error = event.error
+            self._feed_buildkit(event)
+            if event.error and self._vertex_error is None:
+                self._vertex_error = event.error
         elif isinstance(event, ImageIdEvent):
             self._image_id = event.image_id
         elif isinstance(event, ErrorEvent):
             if self._error is None:
                 self._error = event
+            self._buildkit.feed(event)
         elif isinstance(event, VertexWarningEvent):
+            self._feed_buildkit(event)
             self._warnings.append(event.short.decode("utf-8", "replace"))
         elif isinstance(event, StatusEvent):
             detail = event.progress_detail
@@ -159,27 +158,19 @@ class ResultCollector:
                     f"{event.id}: {event.status}\n" if event.id else f"{event.status}\n"
                 )
 
-    def _vertex(self, digest: str) -> _Vertex:
-        vertex = self._vertices.get(digest)
-        if vertex is None:
-            vertex = self._vertices[digest] = _Vertex(len(self._vertices) + 1)
-        return vertex
+    def _feed_buildkit(self, event: BuildEvent) -> None:
+        self._buildkit_seen = True
+        self._buildkit.feed(event)
 
     def log(self) -> str:
-        """The log so far as text: BuildKit vertex sections first, then classic stream text."""
-        parts: list[str] = []
-        for vertex in self._vertices.values():
-            prefix = f"#{vertex.number} "
-            parts.append(f"{prefix}{vertex.name}\n")
-            if vertex.log:
-                text = vertex.log.decode("utf-8", "replace")
-                parts.extend(f"{prefix}{line}\n" for line in text.splitlines())
-            if vertex.error:
-                parts.append(f"{prefix}ERROR: {vertex.error}\n")
-            elif vertex.cached:
-                parts.append(f"{prefix}CACHED\n")
-        parts.extend(self._text)
-        return "".join(parts)
+        """The log as text (see the module documentation): BuildKit's steps, or the classic
+        builder's text. BuildKit's part is printed once, when first asked for."""
+        if not self._buildkit_seen:
+            return "".join(self._text)
+        if self._buildkit_log is None:
+            self._buildkit.close()
+            self._buildkit_log = self._buildkit_out.getvalue()
+        return self._buildkit_log
 
     def finish(self, duration: float) -> BuildResult:
         """Return the result of the finished build, or raise `BuildError` if it failed.

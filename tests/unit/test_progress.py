@@ -20,14 +20,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from buildsdk._progress import (
-    PlainProgress,
-    QuietProgress,
-    RawJsonProgress,
-    TtyProgress,
-    format_bytes,
-    human_size,
-)
 from buildsdk.events import (
     AnyBuildEvent,
     BuildEvent,
@@ -39,6 +31,14 @@ from buildsdk.events import (
     VertexLogEvent,
     VertexStatusEvent,
     VertexWarningEvent,
+)
+from buildsdk.progress import (
+    PlainProgress,
+    QuietProgress,
+    RawJsonProgress,
+    TtyProgress,
+    format_bytes,
+    human_size,
 )
 
 __all__ = ["render_screen"]
@@ -52,11 +52,31 @@ def recorded(name: str) -> list[BuildEvent]:
     return decoder.feed((STREAMS / f"{name}.jsonl").read_bytes()) + decoder.flush()
 
 
-def plain(events: list[BuildEvent]) -> str:
+def plain(events: list[BuildEvent], interval: float | None = None) -> str:
+    """Print `events` in one pass at the end (`interval=None`), or each as it comes (0)."""
     out = io.StringIO()
-    progress = PlainProgress(out)
+    progress = PlainProgress(out, interval=interval, clock=lambda: 0.0)
     for event in events:
         progress.feed(event)
+    progress.close()
+    return out.getvalue()
+
+
+def plain_live(timed: list[tuple[float, BuildEvent]], *, tick: float = 0.15) -> str:
+    """Print events that arrive at the given seconds, with buildx's pacing on a fake clock:
+    updates at most every 0.1 s, and a tick every `tick` seconds of silence (as `render`)."""
+    now = [0.0]
+    out = io.StringIO()
+    progress = PlainProgress(out, clock=lambda: now[0])
+    next_tick = tick
+    for at, event in timed:
+        while next_tick < at:
+            now[0] = next_tick
+            progress.tick()
+            next_tick += tick
+        now[0] = at
+        progress.feed(event)
+        next_tick = max(next_tick, at + tick)
     progress.close()
     return out.getvalue()
 
@@ -113,6 +133,9 @@ def render_screen(output: str, width: int = 200) -> list[str]:
 
 # -- plain, BuildKit ------------------------------------------------------------------------
 
+# One pass at the end: each step that ran once, in the order the steps finished, as buildx
+# prints a build whose updates all arrive between two of its prints. The engine's own text
+# ("Successfully tagged") repeats the exporter's lines; docker's BuildKit output omits it.
 BUILDKIT_OK = """\
 #1 [internal] load remote build context
 #1 DONE 0.0s
@@ -139,17 +162,10 @@ BUILDKIT_OK = """\
 #6 DONE 0.2s
 
 #7 exporting to image
-#7 exporting layers
 #7 exporting layers 0.4s done
-#7 writing image sha256:5be5c5b54b9f29cd47ffbab00a1aa9b7ab3dc5f41aa75e44f7cadf104c82e3b8
 #7 writing image sha256:5be5c5b54b9f29cd47ffbab00a1aa9b7ab3dc5f41aa75e44f7cadf104c82e3b8 done
-#7 naming to docker.io/library/fixture:bk
-#7 DONE 0.4s
-
-#7 exporting to image
 #7 naming to docker.io/library/fixture:bk done
 #7 DONE 0.4s
-Successfully tagged fixture:bk
 """
 
 
@@ -159,12 +175,22 @@ def test_buildkit_plain_on_a_real_build() -> None:
 
 def test_buildkit_plain_on_a_real_failure() -> None:
     text = plain(recorded("buildkit_fail"))
+    message = (
+        'executor failed running [/bin/sh -c echo "about to fail" && echo "failing now" >&2'
+        " && exit 3]: exit code: 3"
+    )
+    # As buildx: the failed step, then its last lines between rules, then the error.
     assert text.endswith(
         '#5 [2/3] RUN echo "about to fail" && echo "failing now" >&2 && exit 3\n'
         "#5 0.185 about to fail\n"
         "#5 0.185 failing now\n"
-        '#5 ERROR: executor failed running [/bin/sh -c echo "about to fail" && '
-        'echo "failing now" >&2 && exit 3]: exit code: 3\n'
+        f"#5 ERROR: {message}\n"
+        "------\n"
+        ' > [2/3] RUN echo "about to fail" && echo "failing now" >&2 && exit 3:\n'
+        "0.185 about to fail\n"
+        "0.185 failing now\n"
+        "------\n"
+        f"ERROR: failed to solve: {message}\n"
     )
     assert "#4 [1/3] FROM docker.io/library/busybox:latest\n#4 CACHED\n" in text
     # The step after the failure never started, so it is never shown.
@@ -186,21 +212,25 @@ def _vertex(digest: str, name: str, **fields: object) -> VertexEvent:
 def test_switching_between_running_steps_marks_the_interruption() -> None:
     a = _vertex("sha256:a", "[a 1/2] RUN a", started=T0)
     b = _vertex("sha256:b", "[b 1/2] RUN b", started=T0)
-    events: list[BuildEvent] = [
-        a,
-        VertexLogEvent(vertex="sha256:a", data=b"from a\n", timestamp=T0 + timedelta(seconds=1)),
-        b,
-        VertexLogEvent(vertex="sha256:b", data=b"from b\n", timestamp=T0 + timedelta(seconds=12)),
-        _vertex("sha256:a", "[a 1/2] RUN a", started=T0, completed=T0 + timedelta(seconds=2)),
-        _vertex(
-            "sha256:b",
-            "[b 1/2] RUN b",
-            started=T0,
-            completed=T0 + timedelta(seconds=3),
-            error="failed: context canceled",
+    timed: list[tuple[float, BuildEvent]] = [
+        (0.0, a),
+        (1.0, VertexLogEvent(vertex="sha256:a", data=b"from a\n", timestamp=T0 + _s(1))),
+        (1.2, b),
+        # b's news waited over ten seconds while a held the screen: buildx switches to it.
+        (12.0, VertexLogEvent(vertex="sha256:b", data=b"from b\n", timestamp=T0 + _s(12))),
+        (12.5, _vertex("sha256:a", "[a 1/2] RUN a", started=T0, completed=T0 + _s(2))),
+        (
+            13.0,
+            _vertex(
+                "sha256:b",
+                "[b 1/2] RUN b",
+                started=T0,
+                completed=T0 + _s(3),
+                error="failed: context canceled",
+            ),
         ),
     ]
-    assert plain(events) == (
+    assert plain_live(timed) == (
         "#1 [a 1/2] RUN a\n"
         "#1 1.000 from a\n"
         "#1 ...\n"
@@ -215,6 +245,25 @@ def test_switching_between_running_steps_marks_the_interruption() -> None:
         "#2 [b 1/2] RUN b\n"
         "#2 CANCELED\n"
     )
+
+
+def test_a_running_step_keeps_the_screen_while_another_starts() -> None:
+    # buildx's anti-flicker rule: a second step's start does not interrupt the first.
+    timed: list[tuple[float, BuildEvent]] = [
+        (0.0, _vertex("sha256:a", "RUN a", started=T0)),
+        (0.5, VertexLogEvent(vertex="sha256:a", data=b"one\n", timestamp=T0)),
+        (1.0, _vertex("sha256:b", "RUN b", started=T0)),
+        (1.5, VertexLogEvent(vertex="sha256:a", data=b"two\n", timestamp=T0)),
+        (2.0, _vertex("sha256:a", "RUN a", started=T0, completed=T0 + _s(2))),
+        (2.5, _vertex("sha256:b", "RUN b", started=T0, completed=T0 + _s(2), cached=True)),
+    ]
+    assert plain_live(timed) == (
+        "#1 RUN a\n#1 0.000 one\n#1 0.000 two\n#1 DONE 2.0s\n\n#2 RUN b\n#2 CACHED\n"
+    )
+
+
+def _s(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
 
 
 def test_partial_log_lines_are_joined() -> None:
@@ -244,7 +293,9 @@ def test_status_lines_show_bytes_time_and_done() -> None:
     v = "sha256:v"
     events: list[BuildEvent] = [
         _vertex(v, "[internal] load build context", started=T0),
-        VertexStatusEvent(id="transferring context:", vertex=v, current=82, timestamp=T0),
+        VertexStatusEvent(
+            id="transferring context:", vertex=v, current=82, started=T0, timestamp=T0
+        ),
         VertexStatusEvent(
             id="sha256:layer",
             vertex=v,
@@ -276,7 +327,7 @@ def test_status_lines_show_bytes_time_and_done() -> None:
             v, "[internal] load build context", started=T0, completed=T0 + timedelta(seconds=3)
         ),
     ]
-    assert plain(events) == (
+    assert plain(events, interval=0.0) == (
         "#1 [internal] load build context\n"
         "#1 transferring context: 82B\n"
         "#1 sha256:layer 1.50MB / 27.51MB 1.0s\n"
@@ -532,7 +583,7 @@ def test_byte_counters_print_again_after_five_percent_or_five_seconds() -> None:
         counter(160, 3),  # +6% since the last printed line: printed
         counter(170, 8.5),  # +1%, but 5.5 s since the last printed line: printed
     ]
-    assert plain(events).splitlines()[1:] == [
+    assert plain(events, interval=0.0).splitlines()[1:] == [
         "#1 layer 100B / 1.00kB 1.0s",
         "#1 layer 160B / 1.00kB 3.0s",
         "#1 layer 170B / 1.00kB 8.5s",
@@ -540,12 +591,15 @@ def test_byte_counters_print_again_after_five_percent_or_five_seconds() -> None:
 
 
 def test_partial_line_is_repeated_in_full_after_an_interruption() -> None:
-    events: list[BuildEvent] = [
-        _vertex("sha256:a", "RUN a", started=T0),
-        VertexLogEvent(vertex="sha256:a", data=b"hel", timestamp=T0),
-        _vertex("sha256:b", "RUN b", started=T0),
-        VertexLogEvent(vertex="sha256:a", data=b"lo\n", timestamp=T0),
+    timed: list[tuple[float, BuildEvent]] = [
+        (0.0, _vertex("sha256:a", "RUN a", started=T0)),
+        (0.0, VertexLogEvent(vertex="sha256:a", data=b"hel", timestamp=T0)),
+        (0.5, _vertex("sha256:b", "RUN b", started=T0)),
+        # b waited over ten seconds: it gets the screen, cutting a's line.
+        (11.0, VertexLogEvent(vertex="sha256:b", data=b"b\n", timestamp=T0)),
+        (22.0, VertexLogEvent(vertex="sha256:a", data=b"lo\n", timestamp=T0)),
     ]
-    assert plain(events) == (
-        "#1 RUN a\n#1 0.000 hel\n#1 ...\n\n#2 RUN b\n#2 ...\n\n#1 RUN a\n#1 0.000 hello\n"
+    assert plain_live(timed) == (
+        "#1 RUN a\n#1 0.000 hel\n#1 ...\n\n#2 RUN b\n#2 0.000 b\n#2 ...\n\n"
+        "#1 RUN a\n#1 0.000 hello\n"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -101,21 +102,38 @@ def test_buildkit_success_log_is_numbered_per_vertex() -> None:
     result = _collect(_events("buildkit_ok.jsonl"), ("fixture:bk",)).finish(3.0)
     assert result.image_id == BUILDKIT_ID
     assert result.warnings == ()
+    # What `docker buildx build --progress plain` prints: steps in the order they finished
+    # (so [1/3] before [2/3]), numbered in that order, each closed once.
     assert result.log == (
         "#1 [internal] load remote build context\n"
+        "#1 DONE 0.0s\n"
+        "\n"
         "#2 copy /context /\n"
+        "#2 DONE 0.0s\n"
+        "\n"
         "#3 [internal] load metadata for docker.io/library/busybox:latest\n"
-        '#4 [2/3] RUN echo "buildkit stdout" && echo "buildkit stderr" >&2\n'
-        "#4 buildkit stderr\n"
-        "#4 buildkit stdout\n"
-        '#5 [3/3] RUN for i in 1 2 3; do echo "line $i"; done; echo "naïve café ✓ 日本"\n'
-        "#5 line 1\n"
-        "#5 line 2\n"
-        "#5 line 3\n"
-        "#5 naïve café ✓ 日本\n"
-        "#6 [1/3] FROM docker.io/library/busybox:latest\n"
+        "#3 DONE 0.0s\n"
+        "\n"
+        "#4 [1/3] FROM docker.io/library/busybox:latest\n"
+        "#4 DONE 0.0s\n"
+        "\n"
+        '#5 [2/3] RUN echo "buildkit stdout" && echo "buildkit stderr" >&2\n'
+        "#5 0.189 buildkit stderr\n"
+        "#5 0.189 buildkit stdout\n"
+        "#5 DONE 0.2s\n"
+        "\n"
+        '#6 [3/3] RUN for i in 1 2 3; do echo "line $i"; done; echo "naïve café ✓ 日本"\n'
+        "#6 0.158 line 1\n"
+        "#6 0.158 line 2\n"
+        "#6 0.158 line 3\n"
+        "#6 0.158 naïve café ✓ 日本\n"
+        "#6 DONE 0.2s\n"
+        "\n"
         "#7 exporting to image\n"
-        "Successfully tagged fixture:bk\n"
+        "#7 exporting layers 0.4s done\n"
+        f"#7 writing image {BUILDKIT_ID} done\n"
+        "#7 naming to docker.io/library/fixture:bk done\n"
+        "#7 DONE 0.4s\n"
     )
 
 
@@ -132,13 +150,24 @@ def test_buildkit_failure() -> None:
     assert error.message == BK_FAIL_MESSAGE
     # BuildKit sends no code field; the exit status is the one its message ends with.
     assert error.code == 3
-    assert (
+    # The log ends with the failure, as buildx's output does; the step after it never ran
+    # and is not listed.
+    assert error.log.endswith(
+        "#4 [1/3] FROM docker.io/library/busybox:latest\n"
+        "#4 CACHED\n"
+        "\n"
         '#5 [2/3] RUN echo "about to fail" && echo "failing now" >&2 && exit 3\n'
-        "#5 about to fail\n"
-        "#5 failing now\n"
+        "#5 0.185 about to fail\n"
+        "#5 0.185 failing now\n"
         f"#5 ERROR: {BK_FAIL_MESSAGE}\n"
-        "#6 [3/3] RUN echo never\n"
-    ) in error.log
+        "------\n"
+        ' > [2/3] RUN echo "about to fail" && echo "failing now" >&2 && exit 3:\n'
+        "0.185 about to fail\n"
+        "0.185 failing now\n"
+        "------\n"
+        f"ERROR: failed to solve: {BK_FAIL_MESSAGE}\n"
+    )
+    assert "[3/3]" not in error.log
 
 
 def test_vertex_error_without_final_error_message_still_fails() -> None:
@@ -272,15 +301,21 @@ def test_status_lines_in_the_classic_log() -> None:
     )
 
 
-def test_vertex_log_for_an_unannounced_vertex_and_partial_lines() -> None:
+def test_vertex_log_split_inside_lines_and_characters() -> None:
+    t0 = datetime(2026, 12, 7, 6, 0, tzinfo=timezone.utc)
     events: list[BuildEvent] = [
-        VertexLogEvent(vertex="sha256:x", stream=1, data=b"par"),
-        VertexLogEvent(vertex="sha256:x", stream=1, data="tial ✓".encode()[:-1]),
-        VertexLogEvent(vertex="sha256:x", stream=1, data="✓".encode()[-1:] + b"\nnext"),
-        VertexEvent(digest="sha256:x", name="late name"),
+        VertexEvent(digest="sha256:x", name="RUN x", started=t0),
+        VertexLogEvent(vertex="sha256:x", stream=1, data=b"par", timestamp=t0),
+        VertexLogEvent(vertex="sha256:x", stream=1, data="tial ✓".encode()[:-1], timestamp=t0),
+        VertexLogEvent(
+            vertex="sha256:x", stream=1, data="✓".encode()[-1:] + b"\nnext", timestamp=t0
+        ),
+        VertexEvent(digest="sha256:x", name="RUN x", started=t0, completed=t0),
         ImageIdEvent(image_id=CLASSIC_ID),
     ]
-    assert _collect(events).finish(1.0).log == "#1 late name\n#1 partial ✓\n#1 next\n"
+    assert _collect(events).finish(1.0).log == (
+        "#1 RUN x\n#1 0.000 partial ✓\n#1 0.000 next\n#1 DONE 0.0s\n"
+    )
 
 
 def test_single_tag_string_and_result_model() -> None:
