@@ -471,8 +471,8 @@ def test_tty_final_screen_of_a_real_buildkit_build() -> None:
         view.feed(event)
     view.close()
     screen = render_screen(out.getvalue(), width=80)
-    assert screen[0] == "Successfully tagged fixture:bk"
-    assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \(7/7\)", screen[1])
+    # The engine's "Successfully tagged" text is left out, as in docker's BuildKit view.
+    assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \(7/7\)", screen[0])
     step_lines = [line for line in screen if line.startswith(" => [2/3] RUN")]
     assert len(step_lines) == 1
     assert step_lines[0].endswith(" 0.2s")
@@ -603,3 +603,19 @@ def test_partial_line_is_repeated_in_full_after_an_interruption() -> None:
         "#1 RUN a\n#1 0.000 hel\n#1 ...\n\n#2 RUN b\n#2 0.000 b\n#2 ...\n\n"
         "#1 RUN a\n#1 0.000 hello\n"
     )
+
+
+def test_a_run_never_reported_finished_ends_with_the_next_run() -> None:
+    # Seen on dockerd 20.10's /build stream: a cached FROM starts, is never reported
+    # finished, then starts again and finishes. It must close, not stay open forever.
+    name = "[1/2] FROM docker.io/library/busybox:latest"
+    events: list[BuildEvent] = [
+        _vertex("sha256:f", name),
+        _vertex("sha256:f", name, started=T0),
+        _vertex("sha256:f", name, started=T0 + _s(1), completed=T0 + _s(1), cached=True),
+        _vertex("sha256:r", "[2/2] RUN true", started=T0 + _s(2), completed=T0 + _s(3)),
+    ]
+    for interval in (None, 0.0):
+        assert plain(events, interval=interval) == (
+            f"#1 {name}\n#1 CACHED\n\n#2 [2/2] RUN true\n#2 DONE 1.0s\n"
+        )
