@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import functools
 import getpass
 import io
@@ -35,7 +36,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, NoReturn, TextIO, TypeVar
@@ -69,6 +69,7 @@ from buildsdk.progress import (
     RawJsonProgress,
     TtyProgress,
     human_size,
+    render,
 )
 from buildsdk.prune import PruneOptions
 from buildsdk.session import BuildSecret, SSHForward
@@ -250,7 +251,8 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--builder",
         choices=("classic", "buildkit"),
-        help="builder to use (default: classic, or BuildKit with --output or DOCKER_BUILDKIT=1)",
+        help="builder to use (default, as docker: DOCKER_BUILDKIT if set, BuildKit for --output, "
+        "--secret, --ssh, else the one the engine prefers)",
     )
     build.add_argument(
         "-o", "--output", action="append", default=[], help="BuildKit output: type=TYPE[,k=v]"
@@ -422,6 +424,10 @@ def build_options_from_args(
 ) -> BuildOptions:
     """Turn parsed `build` arguments into `BuildOptions` as the Docker CLI reads its flags.
 
+    The builder is `--builder`, else DOCKER_BUILDKIT, else BuildKit when a flag needs it
+    (`--output`, `--secret`, `--ssh`, `--context-transfer session`), else classic; the
+    command then lets the engine's preference replace that last default.
+
     Raises `pydantic.ValidationError` for invalid values and `ValueError` for a context path
     or Dockerfile that does not exist; nothing is read from the context yet.
     """
@@ -454,7 +460,8 @@ def build_options_from_args(
     no_outputs: list[BuildOutput] = []
     outputs = problems.attempt(lambda: _outputs(args.output), no_outputs)
     # Secrets, ssh and session transfer need a BuildKit session: they choose BuildKit, as
-    # --output does, unless DOCKER_BUILDKIT says no.
+    # --output does, unless DOCKER_BUILDKIT says no. Otherwise the engine's preference
+    # decides (`_cmd_build` asks it); this default is the classic builder.
     secrets: list[BuildSecret] = []
     for spec in args.secret:
         secret: BuildSecret | None = problems.attempt(
@@ -465,10 +472,12 @@ def build_options_from_args(
     no_ssh: tuple[SSHForward, ...] = ()
     ssh = problems.attempt(lambda: _ssh_forwards(args.ssh, base), no_ssh)
     wants_session = bool(args.secret or args.ssh) or args.context_transfer == "session"
+    buildkit_flag = problems.attempt(lambda: _buildkit_env(env), None)
     builder = args.builder
     if builder is None:
-        flag = env.get("DOCKER_BUILDKIT", "").strip()
-        if flag in _TRUE or ((args.output or wants_session) and flag not in _FALSE):
+        if buildkit_flag is not None:
+            builder = "buildkit" if buildkit_flag else "classic"
+        elif args.output or wants_session:
             builder = "buildkit"
         else:
             builder = "classic"
@@ -594,6 +603,20 @@ class _Problems:
                 for error in self.errors
             ]
             raise ValueError("\n".join(lines))
+
+
+def _buildkit_env(env: Mapping[str, str]) -> bool | None:
+    """DOCKER_BUILDKIT as docker reads it (Go's ParseBool), or None when it is not set."""
+    value = env.get("DOCKER_BUILDKIT", "")
+    if value == "":
+        return None
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(
+        f"DOCKER_BUILDKIT environment variable expects boolean value: {value!r} is not one"
+    )
 
 
 class _Prefixed(io.RawIOBase):
@@ -753,48 +776,45 @@ def _terminal_size(stream: TextIO) -> tuple[int, int]:
     return size.columns or 80, size.lines or 24
 
 
-def _choose_progress(args: argparse.Namespace) -> tuple[Progress, TextIO]:
+def _choose_progress(args: argparse.Namespace, *, buildkit: bool) -> Progress:
     mode = "quiet" if args.quiet else args.progress
     if mode is None:
         mode = os.environ.get("BUILDKIT_PROGRESS", "").strip().lower()
         if mode not in _PROGRESS_MODES:
             mode = "auto"
-    err = sys.stderr
+    # As docker: BuildKit's progress goes to stderr, the classic builder's output to stdout
+    # (so `buildsdk build ctx > log` keeps it).
+    out = sys.stderr if buildkit else sys.stdout
     if mode == "auto":
-        tty = err.isatty() and os.environ.get("TERM", "") != "dumb"
+        tty = out.isatty() and os.environ.get("TERM", "") != "dumb"
         mode = "tty" if tty else "plain"
     if mode == "tty":
-        columns, lines = _terminal_size(err)
-        return TtyProgress(err, width=columns, height=lines), err
+        columns, lines = _terminal_size(out)
+        return TtyProgress(out, width=columns, height=lines)
     if mode == "plain":
-        return PlainProgress(err), err
+        return PlainProgress(out)
     if mode == "rawjson":
-        return RawJsonProgress(sys.stdout), err
-    return QuietProgress(), err
+        return RawJsonProgress(sys.stdout)
+    return QuietProgress()
 
 
-class _Ticker:
-    """A timer thread that lets the live view move its clocks while the engine is silent."""
-
-    def __init__(self, view: TtyProgress, period: float = 0.2) -> None:
-        self._view = view
-        self._period = period
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="buildsdk-progress", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._period):
-            self._view.tick()
-
-    def start(self) -> None:
-        """Start ticking."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop ticking and wait for the thread."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+def _follow_the_engine(
+    args: argparse.Namespace, options: BuildOptions, client: Client
+) -> BuildOptions:
+    """`options` with BuildKit when the command line left the builder to its default and
+    the engine prefers BuildKit (`Builder-Version: 2` on `/_ping`, Docker 23+), as docker
+    does; options BuildKit cannot honour are then refused, all at once."""
+    if args.builder is not None or _buildkit_env(os.environ) is not None:
+        return options
+    if options.version != "1" or client.ping().builder_version != "2":
+        return options
+    options = options.model_copy(update={"version": "2"})
+    refused = options.unsupported(client.api_version())
+    if len(refused) == 1:
+        raise _usage_from(refused[0])
+    if refused:
+        raise _UsageError("\n".join(str(_usage_from(problem)) for problem in refused))
+    return options
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -812,27 +832,21 @@ def _cmd_build(args: argparse.Namespace) -> int:
         # Like the CLI: a stale ID file must not survive a failed build.
         Path(args.iidfile).unlink(missing_ok=True)
     client = _client(args)
-    progress, err = _choose_progress(args)
-    ticker = _Ticker(progress) if isinstance(progress, TtyProgress) else None
+    err = sys.stderr
+    progress: Progress | None = None
     try:
-        try:
-            with client, client.build(options) as build:
-                if ticker is not None:
-                    ticker.start()
-                for event in build:
-                    progress.feed(event)
-                result = build.result()
-        finally:
-            # Whatever happened, the view is finished (and the cursor shown again)
-            # before any error message is printed below it.
-            if ticker is not None:
-                ticker.stop()
-            progress.close()
+        with client:
+            options = _follow_the_engine(args, options, client)
+            progress = _choose_progress(args, buildkit=options.version == "2")
+            with client.build(options) as build:
+                render(build, progress)
+            result = build.result()
     except BuildError as exc:
         if isinstance(progress, QuietProgress):
             # Quiet hid the output; a failure shows it, as `docker build -q` does.
             err.write(progress.text)
-        print(exc.message, file=err)
+        if not (isinstance(progress, (PlainProgress, TtyProgress)) and progress.reported_error):
+            print(exc.message, file=err)
         return EXIT_BUILD_FAILED
     except (UnsupportedOption, ValidationError) as exc:
         print(f"buildsdk: {_usage_from(exc)}", file=err)
@@ -904,6 +918,9 @@ def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
     try:
         with client:
             version, origin = _dry_run_version(args, client)
+            # Without an engine's answer the command line's builder stays (classic by default).
+            with contextlib.suppress(EngineUnreachable, EngineTimeout, APIError, UnsupportedEngine):
+                options = _follow_the_engine(args, options, client)
             request, context = client._prepare_build(options, version)
             out.write(f"{request.method} {request.path}?{query_string(request.params)}\n")
             if origin:

@@ -52,6 +52,8 @@ class RecordingEngine:
     api_version: str = "1.41"
     stream: Sequence[bytes] = _DEFAULT_STREAM
     delay: float = 0.0
+    builder_version: str | None = None
+    """The `Builder-Version` header of ping answers (Docker 23+ sends "2"); none when None."""
     requests: list[RecordedRequest] = field(default_factory=list)
 
     @property
@@ -95,6 +97,8 @@ def _handler_for(engine: RecordingEngine) -> type[BaseHTTPRequestHandler]:
             self.send_header("Ostype", "linux")
             self.send_header("Docker-Experimental", "true")
             self.send_header("Server", "Docker/20.10.24 (linux)")
+            if engine.builder_version is not None:
+                self.send_header("Builder-Version", engine.builder_version)
 
         def _record(self) -> RecordedRequest:
             parts = urlsplit(self.path)

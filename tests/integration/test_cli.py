@@ -33,6 +33,7 @@ import pytest
 from tests.integration.conftest import REPO_ROOT, Engines
 from tests.recording_engine import recording_engine
 from tests.unit.test_progress import render_screen
+from tests.unit.test_progress_vs_buildx import FIXTURES, normalize
 
 __all__: list[str] = []
 
@@ -115,9 +116,11 @@ def test_classic_build_prints_the_engines_text(cli: Cli, dockerd_http: httpx.Cli
         str(cli.context),
     )
     assert done.returncode == 0, done.stderr
+    # As `docker build` with the classic builder: its output on stdout, nothing on stderr.
+    assert done.stderr == ""
     # The engine marks the RUN's stderr with colour codes; they are printed untouched.
-    assert "\x1b[91mto stderr\n\x1b[0m" in done.stderr
-    lines = re.sub(r"\x1b\[[0-9;]*m", "", done.stderr).splitlines()
+    assert "\x1b[91mto stderr\n\x1b[0m" in done.stdout
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout).splitlines()
     assert lines[0].startswith("Step 1/3 : FROM ")
     assert "hi from stdout" in lines
     assert "to stderr" in lines
@@ -175,6 +178,51 @@ def test_buildkit_plain_progress_on_a_real_build(cli: Cli) -> None:
     cached = _steps(again.stderr)
     run = next(n for n, entries in cached.items() if entries[0].startswith("[2/2] RUN echo"))
     assert "CACHED" in cached[run], again.stderr
+
+
+def _dockerfile_blocks(text: str) -> list[list[str]]:
+    """The blocks of a plain output's Dockerfile steps and exporter (with a failure's summary),
+    their `#N` replaced; the numbers must grow from block to block."""
+    blocks: list[list[str]] = [[]]
+    for line in normalize(text):
+        if line:
+            blocks[-1].append(line)
+        else:
+            blocks.append([])
+    kept = [b for b in blocks if b and re.match(r"#\d+ (\[\d+/\d+\] |exporting to image)", b[0])]
+    numbers = [int(b[0][1:].split()[0]) for b in kept]
+    assert numbers == sorted(set(numbers)), text
+    return [[re.sub(r"^#\d+ ", "#N ", line) for line in block] for block in kept]
+
+
+@pytest.mark.dockerd
+@pytest.mark.parametrize("name", ["ok", "fail"])
+def test_plain_progress_matches_the_recorded_buildx_output(
+    cli: Cli, dockerd_http: httpx.Client, name: str
+) -> None:
+    # The same build as tests/fixtures/progress (same engine version): the Dockerfile's steps
+    # and the exporter print what buildx printed. The engine's internal steps (loading the
+    # Dockerfile, .dockerignore and context) run concurrently and finish in either order, and
+    # a print that falls between two runs of one of them shows it twice, in buildx as here;
+    # tests/unit/test_progress_vs_buildx.py compares them on recorded timings.
+    done = cli.run(
+        "build",
+        "--builder",
+        "buildkit",
+        "--progress",
+        "plain",
+        "--network",
+        cli.network,
+        "--no-cache",
+        "-t",
+        "progress-fixture:latest",
+        str(FIXTURES / name),
+    )
+    dockerd_http.delete("/images/progress-fixture:latest", params={"force": "1"})
+    assert done.returncode == (0 if name == "ok" else 1), done.stderr
+    expected = (FIXTURES / f"{name}.buildx.txt").read_text()
+    assert _dockerfile_blocks(done.stderr) == _dockerfile_blocks(expected), done.stderr
+    assert done.stdout == ""
 
 
 def _steps(text: str) -> dict[str, list[str]]:
@@ -416,8 +464,8 @@ def test_live_view_in_a_terminal_on_a_real_buildkit_build(cli: Cli) -> None:
     assert output.rstrip().endswith("\x1b[?25h")
     assert re.search(r"\x1b\[\d+A", output), "the view never moved the cursor up to redraw"
     screen = render_screen(output, width=100)
-    assert screen[0] == f"Successfully tagged {cli.tag}"
-    assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \((\d+)/\1\)", screen[1]), screen
+    assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \((\d+)/\1\)", screen[0]), screen
+    assert not any("Successfully tagged" in line for line in screen)
     run_lines = [line for line in screen if line.startswith(" => [2/2] RUN echo")]
     assert len(run_lines) == 1, screen
     assert re.search(r" \d+\.\ds$", run_lines[0])
@@ -466,16 +514,18 @@ def test_live_view_redraws_while_a_slow_stream_arrives(tmp_path: Path) -> None:
     assert len(ups) <= 24
     screen = render_screen(output, width=90)
     # Step lines are padded to the terminal's width, read from the terminal itself.
-    assert len(screen[2]) == 90
-    assert screen[0] == "Successfully tagged fixture:bk"
-    assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \(7/7\)", screen[1])
-    assert [line.split("  ")[0] for line in screen[2:8]] == [
+    assert len(screen[1]) == 90
+    # The engine's "Successfully tagged" text is left out, as docker's BuildKit view does.
+    assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \(7/7\)", screen[0])
+    # Steps in the order they started, as buildx lists them.
+    assert [line.split("  ")[0] for line in screen[1:8]] == [
         " => [internal] load remote build context",
         " => copy /context /",
         " => [internal] load metadata for docker.io/library/busybox:latest",
+        " => [1/3] FROM docker.io/library/busybox:latest",
         ' => [2/3] RUN echo "buildkit stdout" && echo "buildkit stderr" >&2',
         ' => [3/3] RUN for i in 1 2 3; do echo "line $i"; done; echo "naïve café ✓ 日本"',
-        " => [1/3] FROM docker.io/library/busybox:latest",
+        " => exporting to image",
     ]
 
 
@@ -695,8 +745,10 @@ def test_live_view_restores_the_cursor_when_no_engine_answers(tmp_path: Path) ->
         tmp_path,
     )
     assert status == 3, output
+    # The engine is asked which builder it prefers before the view starts: the cursor is
+    # never hidden, or shown again.
     hidden = output.rfind("\x1b[?25l")
-    assert output.rfind("\x1b[?25h") > hidden
+    assert hidden == -1 or output.rfind("\x1b[?25h") > hidden
     assert "cannot reach the engine at unix:///nonexistent/engine.sock" in output
 
 
@@ -734,3 +786,68 @@ def test_option_too_new_for_the_engine_exits_2_without_sending(tmp_path: Path) -
     # The engine was asked its version, and nothing was built.
     assert requests
     assert all(path.endswith("/_ping") for _, path in requests)
+
+
+# -- which builder, which stream: as docker -------------------------------------------------
+
+
+def _build_against(
+    tmp_path: Path, *, builder_version: str | None, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], list[tuple[str, str]]]:
+    """Run `buildsdk build CTX` against a fake engine whose ping has `builder_version`;
+    return the process and the query of the build request it sent (empty if none)."""
+    context = tmp_path / "ctx"
+    context.mkdir(exist_ok=True)
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    with recording_engine(builder_version=builder_version) as engine:
+        done = subprocess.run(
+            [sys.executable, "-m", "buildsdk", "build", "-H", engine.host, str(context)],
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "DOCKER_CONFIG": str(tmp_path),
+                "PYTHONPATH": str(REPO_ROOT),
+                **(env or {}),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        builds = engine.builds()
+    return done, builds[0].query if builds else []
+
+
+@pytest.mark.parametrize(
+    ("builder_version", "env", "version"),
+    [
+        # Docker 23+ answers `Builder-Version: 2`: docker builds with BuildKit.
+        ("2", {}, "2"),
+        # dockerd 20.10 without the buildkit feature sends no header, or "1": classic.
+        (None, {}, "1"),
+        ("1", {}, "1"),
+        # DOCKER_BUILDKIT, when set, wins over the engine either way.
+        ("2", {"DOCKER_BUILDKIT": "0"}, "1"),
+        ("1", {"DOCKER_BUILDKIT": "true"}, "2"),
+    ],
+)
+def test_the_builder_follows_the_engine_and_docker_buildkit(
+    tmp_path: Path, builder_version: str | None, env: dict[str, str], version: str
+) -> None:
+    done, query = _build_against(tmp_path, builder_version=builder_version, env=env)
+    assert done.returncode == 0, done.stderr
+    assert dict(query).get("version") == version
+
+
+def test_docker_buildkit_must_be_a_boolean_as_for_docker(tmp_path: Path) -> None:
+    done, query = _build_against(tmp_path, builder_version="2", env={"DOCKER_BUILDKIT": "yes"})
+    assert done.returncode == 2
+    assert "DOCKER_BUILDKIT environment variable expects boolean value" in done.stderr
+    assert query == []
+
+
+def test_classic_output_goes_to_stdout_like_docker_build(tmp_path: Path) -> None:
+    # `docker build ctx > log` keeps the classic builder's output; BuildKit's goes to stderr.
+    done, _ = _build_against(tmp_path, builder_version=None)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Step 1/1 : FROM scratch\nSuccessfully built abababababab\n"
+    assert done.stderr == ""
