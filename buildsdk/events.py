@@ -121,10 +121,15 @@ class StatusEvent(BuildEvent):
 
 
 class ImageIdEvent(BuildEvent):
-    """The id of the built image (`aux.ID`, or the `moby.image.id` aux of BuildKit and squash)."""
+    """The id of a built image (`aux.ID`, or the `moby.image.id` aux of BuildKit and squash).
+
+    The classic builder reports one per stage of a multi-stage build, in order, and the
+    last is the build's result (as `BuildResult.image_id`); BuildKit reports the result only.
+    """
 
     kind: Literal["image_id"] = "image_id"
     image_id: str
+    """The image id, `sha256:<64 hex digits>`."""
 
 
 class AuxEvent(BuildEvent):
@@ -152,17 +157,32 @@ class ProgressGroup(_Model):
 
 
 class VertexEvent(BuildEvent):
-    """A BuildKit vertex (one step of the build graph) was added, started, finished or failed."""
+    """A BuildKit vertex (one step of the build graph) was added, started, finished or failed.
+
+    The engine sends a vertex again whenever it changes, always whole: first announced
+    (`started` None), then running, then finished (`completed` set). A step may run more
+    than once (a cache check, then the work), each run with its own `started`; docker's
+    printers merge the runs. `buildsdk.progress` turns these events into docker's output.
+    """
 
     kind: Literal["vertex"] = "vertex"
     digest: str
+    """The vertex's id (`sha256:…` of its LLB definition); other events point to it by this."""
     inputs: list[str] = Field(default_factory=list)
+    """Digests of the vertices this one depends on."""
     name: str = ""
+    """What docker prints for the step: `[2/3] RUN make`, `[internal] load build context`."""
     cached: bool = False
+    """The result came from the build cache: the step did not run (`CACHED`)."""
     started: datetime | None = None
+    """When this run of the step started (engine clock, UTC); None while it is only queued."""
     completed: datetime | None = None
+    """When this run finished, successfully or not; None while it runs."""
     error: str = ""
+    """Why the step failed; empty when it did not. Ends with `context canceled` for a step
+    stopped because another failed."""
     progress_group: ProgressGroup | None = None
+    """The group docker shows this step in, as one line, if any."""
 
 
 class VertexStatusEvent(BuildEvent):
@@ -170,13 +190,21 @@ class VertexStatusEvent(BuildEvent):
 
     kind: Literal["vertex_status"] = "vertex_status"
     id: str
+    """The task, as docker prints it: `transferring context:`, `sha256:…` for a layer."""
     vertex: str = ""
+    """The digest of the `VertexEvent` this task belongs to."""
     name: str = ""
+    """A short name of the task's kind (`transferring`, `extracting`)."""
     current: int = 0
+    """Units done so far (bytes, for transfers)."""
     total: int = 0
+    """Units in all, or 0 when unknown."""
     timestamp: datetime | None = None
+    """When the engine sent this update."""
     started: datetime | None = None
+    """When the task started; docker shows no task that has not."""
     completed: datetime | None = None
+    """When the task finished; None while it runs."""
 
 
 class VertexLogEvent(BuildEvent):
@@ -184,9 +212,13 @@ class VertexLogEvent(BuildEvent):
 
     kind: Literal["vertex_log"] = "vertex_log"
     vertex: str
+    """The digest of the `VertexEvent` whose output this is."""
     stream: int = 0
+    """1 for stdout, 2 for stderr."""
     data: _Bytes = b""
+    """The bytes as written: a chunk may end inside a line or inside a UTF-8 character."""
     timestamp: datetime | None = None
+    """When the output was written (docker prints it as seconds since the step started)."""
 
 
 class Position(_Model):

@@ -177,6 +177,28 @@ async def test_one_build_gets_several_tags(
         assert inspect_image(dockerd.raw, tag)["Id"] == result.image_id
 
 
+@pytest.mark.parametrize(("builder", "ids"), [("1", 2), ("2", 1)])
+async def test_a_multi_stage_build_reports_an_image_id_per_classic_stage(
+    dockerd: Runner, tmp_path: Path, builder: Builder, ids: int
+) -> None:
+    # As documented on ImageIdEvent: the classic builder reports each stage's image, the
+    # last one is the result; BuildKit reports only the result.
+    dockerfile = (
+        "FROM busybox AS base\nRUN echo one > /one\nFROM busybox\nCOPY --from=base /one /one\n"
+    )
+    context = _context(tmp_path, {"Dockerfile": dockerfile})
+    options = BuildOptions(
+        path=context, version=builder, network_mode=dockerd.network, nocache=True
+    )
+    run = await dockerd.build(options)
+    result = run.ok()
+
+    reported = [e.image_id for e in run.events if isinstance(e, ImageIdEvent)]
+    assert len(reported) == ids
+    assert reported[-1] == result.image_id
+    assert len(set(reported)) == ids
+
+
 @pytest.mark.parametrize("builder", ["1", "2"])
 async def test_dockerfile_outside_the_context(
     dockerd: Runner, tmp_path: Path, builder: Builder
