@@ -280,8 +280,9 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--progress",
         choices=_PROGRESS_MODES,
-        help="how to show progress (default: BUILDKIT_PROGRESS, else auto: tty on a "
-        "terminal, plain otherwise)",
+        help="how to show progress (default: BUILDKIT_PROGRESS, else auto: tty when the "
+        "output is a terminal, plain otherwise; the output is stderr for BuildKit, stdout "
+        "for the classic builder, as in docker)",
     )
     _add_bool(
         build,

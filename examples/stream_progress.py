@@ -1,4 +1,4 @@
-"""Stream a build's progress to the terminal as it happens, classic builder or BuildKit.
+"""Stream a build's progress to the terminal as docker shows it, classic builder or BuildKit.
 
 Usage:
     python examples/stream_progress.py [--buildkit] [--no-cache] [CONTEXT_DIR]
@@ -16,66 +16,14 @@ those of scripts/engines) need BUILD_NETWORK=host:
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
-from buildsdk import (
-    BuildError,
-    BuildEvent,
-    BuildOptions,
-    BuildSDKError,
-    Client,
-    ErrorEvent,
-    ImageIdEvent,
-    LogEvent,
-    StatusEvent,
-    VertexEvent,
-    VertexLogEvent,
-    VertexWarningEvent,
-)
+from buildsdk import BuildError, BuildOptions, BuildSDKError, Client
+from buildsdk.progress import PlainProgress, TtyProgress, render
 
 HELLO = Path(__file__).resolve().parent / "hello"
-
-
-class Printer:
-    """Turns events into terminal lines; BuildKit steps are numbered in order of appearance."""
-
-    def __init__(self) -> None:
-        self._steps: dict[str, int] = {}
-        self._done: set[str] = set()
-
-    def _step(self, digest: str) -> int:
-        return self._steps.setdefault(digest, len(self._steps) + 1)
-
-    def show(self, event: BuildEvent) -> None:
-        """Print one event; events this printer does not care about are skipped."""
-        if isinstance(event, LogEvent):  # classic builder output, already line-shaped
-            print(event.text, end="", flush=True)
-        elif isinstance(event, StatusEvent) and event.progress_detail is None:
-            print(f"{event.id}: {event.status}" if event.id else event.status, flush=True)
-        elif isinstance(event, VertexEvent):  # a BuildKit step started, finished or failed
-            number = self._step(event.digest)
-            if event.error:
-                print(f"#{number} ERROR: {event.error}", flush=True)
-            elif event.cached and event.digest not in self._done:
-                self._done.add(event.digest)
-                print(f"#{number} {event.name} CACHED", flush=True)
-            elif event.completed is not None and event.digest not in self._done:
-                self._done.add(event.digest)
-                elapsed = (event.completed - event.started).total_seconds() if event.started else 0
-                print(f"#{number} {event.name} DONE {elapsed:.1f}s", flush=True)
-            elif event.started is not None and event.completed is None:
-                print(f"#{number} {event.name}", flush=True)
-        elif isinstance(event, VertexLogEvent):  # output of a RUN step under BuildKit
-            text = event.data.decode("utf-8", "replace")
-            for line in text.splitlines():
-                print(f"#{self._step(event.vertex)} {line}", flush=True)
-        elif isinstance(event, VertexWarningEvent):
-            print(f"WARNING: {event.short.decode('utf-8', 'replace')}", flush=True)
-        elif isinstance(event, ImageIdEvent):
-            print(f"image: {event.image_id}", flush=True)
-        elif isinstance(event, ErrorEvent):
-            print(f"ERROR: {event.message}", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -93,14 +41,21 @@ def main(argv: list[str]) -> int:
         nocache=nocache,
         network_mode=os.environ.get("BUILD_NETWORK") or None,
     )
-    printer = Printer()
+    # docker's own renderers: a live view on a terminal, `#N` lines (BuildKit) or the
+    # engine's text (classic) in a pipe or a CI log.
+    if sys.stdout.isatty():
+        columns, lines = shutil.get_terminal_size()
+        progress: PlainProgress | TtyProgress = TtyProgress(sys.stdout, width=columns, height=lines)
+    else:
+        progress = PlainProgress(sys.stdout)
     try:
         with Client() as docker, docker.build(options) as build:
-            for event in build:  # events arrive as the engine sends them
-                printer.show(event)
+            render(build, progress)  # every event as it arrives; then the renderer is closed
             result = build.result()
     except BuildError as exc:
-        print(f"build failed: {exc.message}", file=sys.stderr)
+        # After a failed BuildKit build the renderer has printed "ERROR: failed to solve: …".
+        if not progress.reported_error:
+            print(f"build failed: {exc.message}", file=sys.stderr)
         return 1
     except BuildSDKError as exc:
         print(f"error: {exc}", file=sys.stderr)

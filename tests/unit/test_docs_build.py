@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import buildsdk
-from buildsdk import compat
+from buildsdk import compat, progress
 
 __all__: list[str] = []
 
@@ -64,6 +64,12 @@ def test_every_public_name_has_a_reference_entry(site: Path) -> None:
 def test_compat_names_have_reference_entries(site: Path) -> None:
     anchors = _reference_anchors(site)
     missing = [name for name in compat.__all__ if f"buildsdk.compat.{name}" not in anchors]
+    assert missing == []
+
+
+def test_progress_names_have_reference_entries(site: Path) -> None:
+    anchors = _reference_anchors(site)
+    missing = [name for name in progress.__all__ if f"buildsdk.progress.{name}" not in anchors]
     assert missing == []
 
 

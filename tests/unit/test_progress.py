@@ -9,9 +9,12 @@ see the screen a user sees, and its redraws are counted with a fake clock.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
+import time
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -37,8 +40,10 @@ from buildsdk.progress import (
     QuietProgress,
     RawJsonProgress,
     TtyProgress,
+    arender,
     format_bytes,
     human_size,
+    render,
 )
 
 __all__ = ["render_screen"]
@@ -619,3 +624,67 @@ def test_a_run_never_reported_finished_ends_with_the_next_run() -> None:
         assert plain(events, interval=interval) == (
             f"#1 {name}\n#1 CACHED\n\n#2 [2/2] RUN true\n#2 DONE 1.0s\n"
         )
+
+
+# -- render / arender ------------------------------------------------------------------------
+
+
+class _Recorder:
+    """A renderer that records the calls it gets, to check how render drives one."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def feed(self, event: BuildEvent) -> None:
+        self.calls.append(f"feed {event.kind}")
+
+    def tick(self) -> None:
+        if not self.calls or self.calls[-1] != "tick":
+            self.calls.append("tick")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def _slow_events(fail: bool = False) -> Iterator[BuildEvent]:
+    yield LogEvent(text="Step 1/1 : FROM scratch\n")
+    time.sleep(0.35)  # silence: the renderer is ticked meanwhile
+    if fail:
+        raise RuntimeError("the stream broke")
+    yield LogEvent(text="done\n")
+
+
+def test_render_feeds_ticks_during_silence_and_closes() -> None:
+    recorder = _Recorder()
+    render(_slow_events(), recorder, period=0.05)
+    assert recorder.calls == ["feed log", "tick", "feed log", "close"]
+
+
+def test_render_closes_when_the_build_raises() -> None:
+    recorder = _Recorder()
+    with pytest.raises(RuntimeError, match="the stream broke"):
+        render(_slow_events(fail=True), recorder, period=0.05)
+    assert recorder.calls[-1] == "close"
+
+
+async def _aslow_events() -> AsyncIterator[BuildEvent]:
+    yield LogEvent(text="Step 1/1 : FROM scratch\n")
+    await asyncio.sleep(0.35)
+    yield LogEvent(text="done\n")
+
+
+def test_arender_feeds_ticks_during_silence_and_closes() -> None:
+    recorder = _Recorder()
+    asyncio.run(arender(_aslow_events(), recorder, period=0.05))
+    assert recorder.calls == ["feed log", "tick", "feed log", "close"]
+
+
+def test_render_prints_a_buildkit_build_as_plain_progress() -> None:
+    out = io.StringIO()
+    render(recorded("buildkit_ok"), PlainProgress(out))
+    # However the prints fell, every step that ran is closed once and the exporter names
+    # the image once.
+    text = out.getvalue()
+    assert text.count("#7 naming to docker.io/library/fixture:bk done\n") == 1
+    for number in range(1, 8):
+        assert re.search(rf"^#{number} (DONE \d+\.\ds|CACHED)$", text, re.MULTILINE), text
