@@ -780,8 +780,10 @@ class TtyProgress:
     """A live view for terminals, redrawn in place at most once per `interval` seconds.
 
     BuildKit builds show a `[+] Building 3.2s (4/7)` header and one line per step with its
-    time; running steps show their byte counters and latest log lines. Classic builds print
-    the engine's text above a region of per-layer progress bars. `width` and `height` bound
+    time, in the order the steps started (as buildx); running steps show their byte
+    counters and latest log lines, and a failed build ends with the failed step's last
+    lines and `ERROR: failed to solve: …`. Classic builds print the engine's text above a
+    region of per-layer progress bars. `width` and `height` bound
     the region (lines are cut at `width`, the oldest steps scroll off above `height`).
     """
 

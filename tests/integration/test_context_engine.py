@@ -7,6 +7,7 @@ Docker CLI would have sent (excluded files gone, re-included ones back, the Dock
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -73,7 +74,8 @@ def _context(tmp_path: Path) -> Path:
 
 
 def _listed(log: str) -> list[str]:
-    lines = [line.split(" ", 1)[1] if line.startswith("#") else line for line in log.splitlines()]
+    # BuildKit's lines are `#N <seconds> <text>`; the classic builder's are the text.
+    lines = [re.sub(r"^#\d+ [\d.]+ ", "", line) for line in log.splitlines()]
     begin = lines.index("BEGIN")
     return lines[begin + 1 : lines.index("END", begin)]
 

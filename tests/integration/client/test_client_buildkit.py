@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import random
+import re
 import time
 from pathlib import Path
 
@@ -93,10 +94,14 @@ async def test_buildkit_events_name_the_steps_and_carry_the_run_output(
     finished = [e for e in run.events if isinstance(e, VertexEvent) and e.digest == run_digest]
     assert finished[-1].completed is not None
     assert finished[-1].error == ""
-    # The log is numbered like `docker build --progress plain`.
-    number = next(line.split()[0] for line in result.log.splitlines() if line.endswith(run_step))
-    assert f"{number} to-stdout\n" in result.log
-    assert f"{number} to-stderr\n" in result.log
+    # The log is numbered like `docker buildx build --progress plain`: the FROM step finished
+    # first, so its number is lower; output lines carry their offset in the step.
+    lines = result.log.splitlines()
+    number = next(line.split()[0] for line in lines if line.endswith(run_step))
+    from_number = next(line.split()[0] for line in lines if "[1/2] FROM" in line)
+    assert int(from_number[1:]) < int(number[1:])
+    assert re.search(rf"^{number} \d\.\d{{3}} to-stdout$", result.log, re.MULTILINE)
+    assert re.search(rf"^{number} \d\.\d{{3}} to-stderr$", result.log, re.MULTILINE)
 
 
 async def test_cancel_build_stops_a_running_buildkit_build(dockerd: Runner, tmp_path: Path) -> None:
