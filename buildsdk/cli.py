@@ -811,10 +811,13 @@ def _follow_the_engine(
         return options
     options = options.model_copy(update={"version": "2"})
     refused = options.unsupported(client.api_version())
-    if len(refused) == 1:
-        raise _usage_from(refused[0])
     if refused:
-        raise _UsageError("\n".join(str(_usage_from(problem)) for problem in refused))
+        raise _UsageError(
+            "the engine prefers BuildKit (Builder-Version: 2), which cannot honour these "
+            "options; remove them, or choose the classic builder with --builder classic "
+            "or DOCKER_BUILDKIT=0:\n"
+            + "\n".join(f"  {_usage_from(problem)}" for problem in refused)
+        )
     return options
 
 

@@ -589,6 +589,26 @@ def test_dry_run_uses_the_version_the_engine_would_negotiate(
         assert lines[1] == "# API 1.41: pinned by DOCKER_API_VERSION"
 
 
+def test_dry_run_follows_the_engines_preferred_builder(
+    ctx: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DOCKER_BUILDKIT", raising=False)
+    monkeypatch.delenv("DOCKER_API_VERSION", raising=False)
+    with recording_engine(builder_version="2") as engine:
+        assert main(["build", "-H", engine.host, "--dry-run", str(ctx)]) == 0
+        assert "  version=2" in capsys.readouterr().out.splitlines()
+        # What BuildKit would ignore is refused, as for a real build.
+        assert main(["build", "-H", engine.host, "--dry-run", "--squash", str(ctx)]) == 2
+        err = capsys.readouterr().err
+        assert "the engine prefers BuildKit (Builder-Version: 2)" in err
+        assert "--builder classic" in err
+        assert "squash is ignored by BuildKit" in err
+        monkeypatch.setenv("DOCKER_BUILDKIT", "0")
+        assert main(["build", "-H", engine.host, "--dry-run", str(ctx)]) == 0
+        assert "  version=1" in capsys.readouterr().out.splitlines()
+        assert {request.path for request in engine.requests} <= {"/_ping"}
+
+
 def test_dry_run_says_plainly_when_no_engine_answered(
     ctx: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
