@@ -416,7 +416,8 @@ class PlainProgress:
 
     `interval` is how often gathered BuildKit updates are printed (buildx: 0.1 s; `None`
     prints everything at `close`, in one pass, which gives a log that does not depend on
-    timing); `clock` is the time source, replaced by a fake one in tests.
+    timing); `clock` is the time source, replaced by a fake one in tests. A program that
+    feeds events itself should call `tick` now and then, or let `render` do both.
     """
 
     def __init__(
