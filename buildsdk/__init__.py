@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from buildsdk._decoder import EventDecoder
     from buildsdk._protocol import PingResult, VersionInfo
     from buildsdk.aio import AsyncBuild, AsyncClient
     from buildsdk.auth import DockerConfig, RegistryAuth
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
         AuxEvent,
         BuildEvent,
         ErrorEvent,
-        EventDecoder,
         ImageIdEvent,
         LogEvent,
         ProgressDetail,
@@ -154,7 +154,7 @@ _LAZY: dict[str, str] = {
     "EngineTimeout": "buildsdk.errors",
     "EngineUnreachable": "buildsdk.errors",
     "ErrorEvent": "buildsdk.events",
-    "EventDecoder": "buildsdk.events",
+    "EventDecoder": "buildsdk._decoder",
     "Forbidden": "buildsdk.errors",
     "ImageIdEvent": "buildsdk.events",
     "LogEvent": "buildsdk.events",

@@ -329,7 +329,7 @@ class BuildStream:
     def __init__(
         self, tags: Sequence[str], *, keep_events: bool = True, expect_image: bool = True
     ) -> None:
-        from buildsdk.events import EventDecoder
+        from buildsdk._decoder import EventDecoder
         from buildsdk.results import ResultCollector
 
         self._decoder = EventDecoder()

@@ -50,7 +50,7 @@ from buildsdk.events import (
     VertexLogEvent,
     VertexStatusEvent,
     VertexWarningEvent,
-    _trusted,
+    trusted,
 )
 
 __all__ = ["decode_status_response", "decode_trace"]
@@ -156,7 +156,7 @@ def _progress_group(data: bytes) -> ProgressGroup:
             values["name"] = _str(value)
         elif number == 3 and wire == WIRE_VARINT:
             values["weak"] = value != 0
-    return _trusted(ProgressGroup, values)
+    return trusted(ProgressGroup, values)
 
 
 def _vertex(data: bytes) -> VertexEvent:
@@ -204,7 +204,7 @@ def _vertex(data: bytes) -> VertexEvent:
             cached = value != 0
         else:
             pos = skip_field(data, pos, key)
-    return _trusted(
+    return trusted(
         VertexEvent,
         {
             "kind": "vertex",
@@ -266,7 +266,7 @@ def _vertex_status(data: bytes) -> VertexStatusEvent:
             total = value - _2_64 if value >= _2_63 else value
         else:
             pos = skip_field(data, pos, key)
-    return _trusted(
+    return trusted(
         VertexStatusEvent,
         {
             "kind": "vertex_status",
@@ -315,7 +315,7 @@ def _vertex_log(data: bytes) -> VertexLogEvent:
             stream = value - _2_64 if value >= _2_63 else value
         else:
             pos = skip_field(data, pos, key)
-    return _trusted(
+    return trusted(
         VertexLogEvent,
         {
             "kind": "vertex_log",
@@ -336,7 +336,7 @@ def _position(data: bytes) -> Position:
                 values["line"] = as_int32(value)
             elif number == 2:
                 values["character"] = as_int32(value)
-    return _trusted(Position, values)
+    return trusted(Position, values)
 
 
 def _range(data: bytes) -> Range:
@@ -350,8 +350,8 @@ def _range(data: bytes) -> Range:
                 values["end"] = _position(value)
     for key in ("start", "end"):
         if values[key] is None:
-            values[key] = _trusted(Position, {"line": 0, "character": 0})
-    return _trusted(Range, values)
+            values[key] = trusted(Position, {"line": 0, "character": 0})
+    return trusted(Range, values)
 
 
 def _source_info(data: bytes) -> SourceInfo:
@@ -365,7 +365,7 @@ def _source_info(data: bytes) -> SourceInfo:
                 values["data"] = value
             elif number == 4:
                 values["language"] = _str(value)
-    return _trusted(SourceInfo, values)
+    return trusted(SourceInfo, values)
 
 
 def _vertex_warning(data: bytes) -> VertexWarningEvent:
@@ -397,7 +397,7 @@ def _vertex_warning(data: bytes) -> VertexWarningEvent:
         elif number == 2 and wire == WIRE_VARINT:
             assert isinstance(value, int)
             values["level"] = as_int64(value)
-    return _trusted(VertexWarningEvent, values)
+    return trusted(VertexWarningEvent, values)
 
 
 def _status_response(data: bytes) -> list[BuildEvent]:

@@ -39,11 +39,11 @@ import httpx
 
 from buildsdk import _protocol
 from buildsdk import errors as _errors
+from buildsdk._decoder import MessageDecoder, event_from_message
 from buildsdk.auth import DockerConfig
 from buildsdk.build import REMOTE_PREFIXES, BuildOptions
 from buildsdk.client import Client
 from buildsdk.config import TLSConfig
-from buildsdk.events import MessageDecoder, event_from_message
 from buildsdk.prune import PruneFilters, PruneOptions
 from buildsdk.results import ResultCollector
 from buildsdk.transports import translate_transport_errors

@@ -29,10 +29,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from buildsdk import ContextError, StreamError, UnsupportedOption
+from buildsdk._decoder import EventDecoder
 from buildsdk._protobuf import field_bytes, field_string
 from buildsdk.build import BuildOptions
 from buildsdk.context import prepare_context
-from buildsdk.events import BuildEvent, EventDecoder
+from buildsdk.events import BuildEvent
 from buildsdk.prune import PruneOptions
 from buildsdk.versions import ApiVersion
 

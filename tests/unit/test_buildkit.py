@@ -23,6 +23,7 @@ from google.protobuf import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from buildsdk._decoder import EventDecoder
 from buildsdk._protobuf import (
     WIRE_FIXED64,
     WIRE_LEN,
@@ -40,7 +41,6 @@ from buildsdk.buildkit import decode_status_response, decode_trace
 from buildsdk.errors import StreamError
 from buildsdk.events import (
     BuildEvent,
-    EventDecoder,
     Position,
     ProgressGroup,
     Range,

@@ -12,23 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from buildsdk._decoder import MAX_MESSAGE_BYTES, EventDecoder, MessageDecoder, event_from_message
 from buildsdk.errors import StreamError
 from buildsdk.events import (
-    MAX_MESSAGE_BYTES,
     AnyBuildEvent,
     AuxEvent,
     BuildEvent,
     ErrorEvent,
-    EventDecoder,
     ImageIdEvent,
     LogEvent,
-    MessageDecoder,
     ProgressDetail,
     StatusEvent,
     UnknownEvent,
     VertexLogEvent,
     VertexWarningEvent,
-    event_from_message,
 )
 from tests import examples
 

@@ -23,10 +23,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from buildsdk._decoder import EventDecoder
 from buildsdk.events import (
     AnyBuildEvent,
     BuildEvent,
-    EventDecoder,
     LogEvent,
     ProgressDetail,
     StatusEvent,

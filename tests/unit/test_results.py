@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from buildsdk._decoder import EventDecoder
 from buildsdk.errors import BuildError
 from buildsdk.events import (
     BuildEvent,
     ErrorEvent,
-    EventDecoder,
     ImageIdEvent,
     LogEvent,
     ProgressDetail,
