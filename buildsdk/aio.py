@@ -18,9 +18,9 @@ import anyio
 import httpx
 
 from buildsdk import _protocol
+from buildsdk._base_client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, BaseClient, transport_errors
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
-from buildsdk.client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, _BaseClient, _transport_errors
 from buildsdk.config import Endpoint, TLSConfig
 from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.versions import ApiVersion
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncBuild", "AsyncClient"]
 
 
-class AsyncClient(_BaseClient):
+class AsyncClient(BaseClient):
     """An asyncio client for an engine's build endpoints; one connection pool.
 
     The engine is found like the Docker CLI finds it (`host=`, `DOCKER_HOST`, docker
@@ -114,14 +114,14 @@ class AsyncClient(_BaseClient):
             content=content,
             timeout=timeout,
         )
-        with _transport_errors(self.endpoint):
+        with transport_errors(self.endpoint):
             return await self._http.send(http_request, stream=True)
 
     async def _check(self, request: _protocol.Request, response: httpx.Response) -> None:
         if not _protocol.is_error_status(response.status_code):
             return
         try:
-            with _transport_errors(self.endpoint):
+            with transport_errors(self.endpoint):
                 body = await _read_capped(response)
         finally:
             await response.aclose()
@@ -140,7 +140,7 @@ class AsyncClient(_BaseClient):
         response = await self._send(request, timeout or self._short_timeout())
         await self._check(request, response)
         try:
-            with _transport_errors(self.endpoint):
+            with transport_errors(self.endpoint):
                 return await response.aread()
         finally:
             await response.aclose()
@@ -276,7 +276,9 @@ class AsyncBuild:
         options = self.options
         # Reading the Docker configuration may block.
         if await anyio.to_thread.run_sync(client._needs_session, options, api_version):
-            session = await open_async_session(client, options, api_version)
+            session = await open_async_session(
+                client._http, client._session_target(), options, api_version
+            )
             self._sessions.append(session)
             options = session.options
         try:
@@ -330,7 +332,7 @@ async def _read_events(
     sessions: list[AsyncSession],
 ) -> AsyncGenerator[BuildEvent, None]:
     try:
-        with _transport_errors(endpoint):
+        with transport_errors(endpoint):
             async for chunk in response.aiter_raw():
                 for event in stream.feed(chunk):
                     yield event

@@ -1,42 +1,39 @@
 """`Client`: the synchronous door to an engine's build endpoints.
 
 Everything protocol-shaped is decided in `_protocol` (shared with `AsyncClient`); this
-module only moves bytes with httpx and keeps the connection pool. `_BaseClient` holds the
-state both clients share and that needs no socket: where the engine is, which API version
-to speak, which credentials and proxies the Docker CLI's configuration gives.
-
-Making a client adds one filter to the `httpx` logger, which masks URL passwords: httpx
-logs every request's URL at INFO, and a build's query can carry proxy credentials.
+module only moves bytes with httpx and keeps the connection pool. `BaseClient`
+(`_base_client.py`) holds the state both clients share and that needs no socket: where the
+engine is, which API version to speak, which credentials and proxies the Docker CLI's
+configuration gives.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import logging
-import re
 import socket
 import threading
 from collections.abc import Generator, Iterator, Mapping
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, NoReturn, cast
+from typing import TYPE_CHECKING, NoReturn
 
 import httpx
 
 from buildsdk import _protocol
-from buildsdk.auth import DockerConfig, RegistryAuth, buildkit_auth_warning, merge_credentials
+from buildsdk._base_client import (
+    CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    BaseClient,
+    transport_errors,
+)
+from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
 from buildsdk.config import (
-    DEFAULT_CONNECT_TIMEOUT,
-    SSH_BASE_URL,
     Endpoint,
     TLSConfig,
-    api_version_from_env,
-    resolve_endpoint,
 )
-from buildsdk.errors import APIError, BuildSDKError, StreamError, UnsupportedEngine
-from buildsdk.proxy import proxy_build_args
-from buildsdk.versions import ApiVersion, negotiate
+from buildsdk.errors import APIError, BuildSDKError, StreamError
+from buildsdk.versions import ApiVersion
 
 # Imported where they are used, so `from buildsdk import Client` does not pay for them:
 # the prune models by `prune_builds`, the session runtime when a build starts, the context
@@ -45,7 +42,6 @@ from buildsdk.versions import ApiVersion, negotiate
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from buildsdk.context import BuildContext
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions, PruneResult
     from buildsdk.results import BuildResult
@@ -53,153 +49,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Build", "Client"]
 
-logger = logging.getLogger("buildsdk")
 
-DEFAULT_TIMEOUT = 60.0
-"""Seconds the short calls (ping, version, cancel) may take; builds have no read timeout."""
-
-CONNECT_TIMEOUT = DEFAULT_CONNECT_TIMEOUT
-"""Seconds a connection may take to open, for every call (as the CLI's ssh ConnectTimeout)."""
-
-
-class _RedactURLPasswords(logging.Filter):
-    """Replaces URL passwords with `***` in the arguments of httpx's log records."""
-
-    # A proxy build arg (`http://user:secret@proxy:3128`) travels in the build's query
-    # string, as the Docker CLI sends it, and httpx logs every request's URL at INFO. Both
-    # the plain form and the query-encoded one (`%2F%2Fuser%3Asecret%40`) are covered.
-    _PLAIN = re.compile(r'(//[^/@:\s"]*):[^/@\s"]*@')
-    _ENCODED = re.compile(
-        r"(%2F%2F(?:(?!%22|%3A|%40)[^&\s/])*)%3A(?:(?!%22|%40)[^&\s/])*%40", re.IGNORECASE
-    )
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Redact the record's arguments in place; never drop the record."""
-        if isinstance(record.args, tuple):
-            record.args = tuple(self._redact(arg) for arg in record.args)
-        return True
-
-    def _redact(self, arg: object) -> object:
-        if not isinstance(arg, (str, httpx.URL)):
-            return arg
-        text = str(arg)
-        redacted = self._ENCODED.sub(r"\1%3A%2A%2A%2A%40", self._PLAIN.sub(r"\1:***@", text))
-        return arg if redacted == text else redacted
-
-
-_URL_PASSWORDS = _RedactURLPasswords()
-
-
-class _BaseClient:
-    """State and decisions shared by `Client` and `AsyncClient`; no network I/O here."""
-
-    def __init__(
-        self,
-        host: str | None = None,
-        *,
-        tls: TLSConfig | bool | None = None,
-        context: str | None = None,
-        api_version: str | ApiVersion | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        credentials: Mapping[str, RegistryAuth] | None = None,
-        config: DockerConfig | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self._env = env
-        self.endpoint: Endpoint = resolve_endpoint(host, tls=tls, context=context, env=env)
-        pinned = api_version if api_version is not None else api_version_from_env(env)
-        self._pinned = ApiVersion.parse(pinned) if pinned is not None else None
-        self._negotiated: ApiVersion | None = self._pinned
-        self._timeout = timeout
-        self._credentials = dict(credentials or {})
-        self._config = config
-        # Adding the same filter again is a no-op.
-        logging.getLogger("httpx").addFilter(_URL_PASSWORDS)
-
-    @property
-    def docker_config(self) -> DockerConfig:
-        """The Docker CLI configuration this client uses (read on first use)."""
-        if self._config is None:
-            self._config = DockerConfig.load(self._env)
-        return self._config
-
-    def _short_timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT)
-
-    def _build_timeout(self, options: BuildOptions) -> httpx.Timeout:
-        # A build may print nothing for a long time (a slow RUN); only the user knows how
-        # long is too long, so the read timeout is theirs and off by default.
-        return httpx.Timeout(None, connect=CONNECT_TIMEOUT, read=options.timeout)
-
-    def _prune_timeout(self) -> httpx.Timeout:
-        # Pruning a large cache takes long; it has no read timeout, like a build.
-        return httpx.Timeout(None, connect=CONNECT_TIMEOUT)
-
-    def _negotiate_with(self, ping: _protocol.PingResult) -> ApiVersion:
-        # Only called while nothing is negotiated, so never for a pinned version.
-        try:
-            return negotiate(ping.api_version)
-        except ValueError as exc:
-            raise UnsupportedEngine(str(exc)) from None
-
-    def _needs_session(self, options: BuildOptions, api_version: ApiVersion) -> bool:
-        """Whether a build of `options` gets a BuildKit session on this client; options the
-        engine's API cannot carry are refused first, before any session is opened."""
-        from buildsdk.session._runtime import needs_session
-
-        options.to_query(api_version)
-        return needs_session(options, config=self.docker_config, credentials=self._credentials)
-
-    def _prepare_build(
-        self, options: BuildOptions, api_version: ApiVersion
-    ) -> tuple[_protocol.Request, BuildContext | None]:
-        from buildsdk.context import prepare_context
-
-        context: BuildContext | None = None
-        if not options.is_remote or options.fileobj is not None:
-            context = prepare_context(
-                path=None if options.is_remote else options.path,
-                dockerfile=options.dockerfile,
-                fileobj=cast("IO[bytes] | IO[str] | None", options.fileobj),
-                custom_context=options.custom_context,
-                gzip=options.gzip,
-            )
-        config = self.docker_config
-        if options.version == "2":
-            # BuildKit ignores X-Registry-Config: running credential helpers for it would
-            # cost time and could fail for nothing. Say so when credentials exist.
-            warning = buildkit_auth_warning(
-                options.version, config=config, credentials=self._credentials
-            )
-            if warning and options.session_id is None:
-                logger.warning(warning)
-            credentials: dict[str, RegistryAuth] = {}
-        else:
-            credentials = merge_credentials(config.all_credentials(), self._credentials)
-        request = _protocol.build_request(
-            options,
-            api_version,
-            dockerfile=context.dockerfile if context is not None else None,
-            credentials=credentials,
-            proxy_args=proxy_build_args(config.proxies, self._proxy_host()),
-            extra_headers=config.http_headers,
-            base_path=self.endpoint.base_path,
-        )
-        return request, context
-
-    def _proxy_host(self) -> str:
-        # config.json keys per-engine proxies by the host string the CLI's client reports,
-        # which for ssh is the dummy URL it speaks HTTP to.
-        if self.endpoint.scheme == "ssh":
-            return SSH_BASE_URL
-        return self.endpoint.host
-
-    def _headers(self) -> dict[str, str]:
-        # The CLI sends config.json's HttpHeaders with every request, not only builds.
-        return {**self.docker_config.http_headers, "User-Agent": _protocol.USER_AGENT}
-
-
-class Client(_BaseClient):
+class Client(BaseClient):
     """A synchronous client for an engine's build endpoints; one connection pool, thread-safe.
 
     The engine is found like the Docker CLI finds it (`host=`, `DOCKER_HOST`, docker
@@ -241,7 +92,6 @@ class Client(_BaseClient):
             transport, base_url = transports.create_transport(
                 self.endpoint, connect_timeout=CONNECT_TIMEOUT, env=self._env
             )
-            self._session_transport: httpx.AsyncBaseTransport | None = None
         else:
             base_url = transports.base_url(self.endpoint)
             # A session runs on asyncio: it can use the given transport when that is also an
@@ -284,14 +134,14 @@ class Client(_BaseClient):
             content=content,
             timeout=timeout,
         )
-        with _transport_errors(self.endpoint):
+        with transport_errors(self.endpoint):
             return self._http.send(http_request, stream=True)
 
     def _check(self, request: _protocol.Request, response: httpx.Response) -> None:
         if not _protocol.is_error_status(response.status_code):
             return
         try:
-            with _transport_errors(self.endpoint):
+            with transport_errors(self.endpoint):
                 body = _read_capped(response)
         finally:
             response.close()
@@ -308,7 +158,7 @@ class Client(_BaseClient):
         response = self._send(request, timeout or self._short_timeout())
         self._check(request, response)
         try:
-            with _transport_errors(self.endpoint):
+            with transport_errors(self.endpoint):
                 return response.read()
         finally:
             response.close()
@@ -445,7 +295,7 @@ class Build:
         self._stream.use_api_version(api_version)
         options = self.options
         if client._needs_session(options, api_version):
-            session = open_session(client, options, api_version)
+            session = open_session(client._session_target(), options, api_version)
             self._sessions.append(session)
             options = session.options
         try:
@@ -509,21 +359,13 @@ def _read_events(
     sessions: list[SyncSession],
 ) -> Generator[BuildEvent, None, None]:
     try:
-        with _transport_errors(endpoint):
+        with transport_errors(endpoint):
             for chunk in response.iter_raw():
                 yield from stream.feed(chunk)
         yield from stream.end()
     finally:
         response.close()
         _close_sessions(sessions)
-
-
-def _transport_errors(endpoint: Endpoint) -> contextlib.AbstractContextManager[None]:
-    # `translate_transport_errors`; also used by aio.py. Importing it here costs nothing
-    # after the first client, which imported the module.
-    from buildsdk.transports import translate_transport_errors
-
-    return translate_transport_errors(endpoint)
 
 
 def _close_sessions(sessions: list[SyncSession]) -> None:

@@ -36,15 +36,14 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from buildsdk.aio import AsyncClient
     from buildsdk.auth import DockerConfig, RegistryAuth
-    from buildsdk.client import Client
     from buildsdk.config import Endpoint
     from buildsdk.session._server import Handler, SessionServer
     from buildsdk.versions import ApiVersion
 
 __all__ = [
     "AsyncSession",
+    "SessionTarget",
     "SyncSession",
     "needs_session",
     "open_async_session",
@@ -282,13 +281,28 @@ def _session_path(base_path: str, api_version: ApiVersion) -> str:
     return f"{base_path}/v{api_version}/session"
 
 
-def _plan_for(client: Client | AsyncClient, options: BuildOptions) -> _Plan:
-    config = client.docker_config
+@dataclass(frozen=True)
+class SessionTarget:
+    """What a session needs of the client whose build it serves: where the engine is, how
+    to reach it, the headers every request carries, and the user's credentials."""
+
+    endpoint: Endpoint
+    env: Mapping[str, str] | None
+    headers: Mapping[str, str]
+    docker_config: Callable[[], DockerConfig]
+    """The client's Docker CLI configuration, read on first call (it may read files)."""
+    credentials: Mapping[str, RegistryAuth]
+    connect_timeout: float
+    transport: httpx.AsyncBaseTransport | None = None
+    """For a sync client's session: a transport to borrow instead of connecting anew."""
+
+
+def _plan_for(target: SessionTarget, options: BuildOptions) -> _Plan:
     return _plan(
         options,
-        env=client._env,
-        credentials=client._credentials,
-        lookup=config.credentials_for,
+        env=target.env,
+        credentials=target.credentials,
+        lookup=target.docker_config().credentials_for,
     )
 
 
@@ -330,17 +344,18 @@ class AsyncSession:
 
 
 async def open_async_session(
-    client: AsyncClient, options: BuildOptions, api_version: ApiVersion
+    http: httpx.AsyncClient, target: SessionTarget, options: BuildOptions, api_version: ApiVersion
 ) -> AsyncSession:
-    """Open a session for a build of `options`; returns once the engine accepted it."""
+    """Open a session for a build of `options` over a connection of `http`'s pool; returns
+    once the engine accepted it."""
     import asyncio
 
-    plan = await asyncio.to_thread(_plan_for, client, options)
+    plan = await asyncio.to_thread(_plan_for, target, options)
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[SessionServer] = loop.create_future()
-    path = _session_path(client.endpoint.base_path, api_version)
+    path = _session_path(target.endpoint.base_path, api_version)
     task = asyncio.ensure_future(
-        _serve(client._http, client.endpoint, path, plan, client._headers(), ready)
+        _serve(http, target.endpoint, path, plan, dict(target.headers), ready)
     )
     session = AsyncSession(plan.options, task, ready)
     try:
@@ -373,7 +388,7 @@ class SyncSession:
         self._ready: Future[None] = Future()
         self._thread: threading.Thread | None = None
 
-    def _main(self, client: Client, path: str) -> None:
+    def _main(self, target: SessionTarget, path: str) -> None:
         import asyncio
         from concurrent.futures import ThreadPoolExecutor
 
@@ -383,7 +398,7 @@ class SyncSession:
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="buildsdk-session")
         loop.set_default_executor(executor)
         try:
-            loop.run_until_complete(self._run(client, path))
+            loop.run_until_complete(self._run(target, path))
             pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
             for task in pending:
                 task.cancel()
@@ -394,27 +409,27 @@ class SyncSession:
             executor.shutdown(wait=True, cancel_futures=True)
             loop.close()
 
-    async def _run(self, client: Client, path: str) -> None:
+    async def _run(self, target: SessionTarget, path: str) -> None:
         import asyncio
 
         import httpx
 
         from buildsdk import transports
-        from buildsdk.client import CONNECT_TIMEOUT
 
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[SessionServer] = self._loop.create_future()
         try:
-            if client._session_transport is not None:
-                transport: httpx.AsyncBaseTransport = client._session_transport
-                base_url = transports.base_url(client.endpoint)
+            if target.transport is not None:
+                transport = target.transport
+                base_url = transports.base_url(target.endpoint)
             else:
                 transport, base_url = transports.create_async_transport(
-                    client.endpoint, connect_timeout=CONNECT_TIMEOUT, env=client._env
+                    target.endpoint, connect_timeout=target.connect_timeout, env=target.env
                 )
             async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+                headers = dict(target.headers)
                 self._task = asyncio.ensure_future(
-                    _serve(http, client.endpoint, path, self._plan, client._headers(), ready)
+                    _serve(http, target.endpoint, path, self._plan, headers, ready)
                 )
                 self._server_ready = ready
                 try:
@@ -430,11 +445,11 @@ class SyncSession:
             if not self._ready.done():
                 self._ready.set_exception(exc)
 
-    def start(self, client: Client, api_version: ApiVersion) -> None:
+    def start(self, target: SessionTarget, api_version: ApiVersion) -> None:
         """Start the thread and wait until the engine accepted the session."""
-        path = _session_path(client.endpoint.base_path, api_version)
+        path = _session_path(target.endpoint.base_path, api_version)
         self._thread = threading.Thread(
-            target=self._main, args=(client, path), name="buildsdk-session", daemon=True
+            target=self._main, args=(target, path), name="buildsdk-session", daemon=True
         )
         self._thread.start()
         try:
@@ -460,12 +475,15 @@ class SyncSession:
             thread.join(_CLOSE_TIMEOUT)
 
 
-def open_session(client: Client, options: BuildOptions, api_version: ApiVersion) -> SyncSession:
-    """Open a session for a build of `options` on `client`; returns once it is accepted."""
-    plan = _plan_for(client, options)
+def open_session(
+    target: SessionTarget, options: BuildOptions, api_version: ApiVersion
+) -> SyncSession:
+    """Open a session for a build of `options` on a connection of its own; returns once the
+    engine accepted it."""
+    plan = _plan_for(target, options)
     session = SyncSession(plan)
     try:
-        session.start(client, api_version)
+        session.start(target, api_version)
     except _SessionRefused as exc:
         if plan.optional:
             # Only offered for registry logins (which this engine cannot ask for anyway)

@@ -1,0 +1,212 @@
+"""`BaseClient`: what `Client` and `AsyncClient` share and that needs no socket.
+
+Where the engine is, which API version to speak, the timeouts, which credentials and proxies
+the Docker CLI's configuration gives, and how a build is turned into a request. Both client
+modules subclass it; neither imports the other, and the session runtime is handed a
+`SessionTarget`, not a client.
+
+Making a client adds one filter to the `httpx` logger, which masks URL passwords: httpx
+logs every request's URL at INFO, and a build's query can carry proxy credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, cast
+
+import httpx
+
+from buildsdk import _protocol
+from buildsdk.auth import DockerConfig, RegistryAuth, buildkit_auth_warning, merge_credentials
+from buildsdk.build import BuildOptions
+from buildsdk.config import (
+    DEFAULT_CONNECT_TIMEOUT,
+    SSH_BASE_URL,
+    Endpoint,
+    TLSConfig,
+    api_version_from_env,
+    resolve_endpoint,
+)
+from buildsdk.errors import UnsupportedEngine
+from buildsdk.proxy import proxy_build_args
+from buildsdk.versions import ApiVersion, negotiate
+
+if TYPE_CHECKING:
+    from buildsdk.context import BuildContext
+    from buildsdk.session._runtime import SessionTarget
+
+__all__ = ["CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "BaseClient", "transport_errors"]
+
+logger = logging.getLogger("buildsdk")
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds the short calls (ping, version, cancel) may take; builds have no read timeout."""
+
+CONNECT_TIMEOUT = DEFAULT_CONNECT_TIMEOUT
+"""Seconds a connection may take to open, for every call (as the CLI's ssh ConnectTimeout)."""
+
+
+class _RedactURLPasswords(logging.Filter):
+    """Replaces URL passwords with `***` in the arguments of httpx's log records."""
+
+    # A proxy build arg (`http://user:secret@proxy:3128`) travels in the build's query
+    # string, as the Docker CLI sends it, and httpx logs every request's URL at INFO. Both
+    # the plain form and the query-encoded one (`%2F%2Fuser%3Asecret%40`) are covered.
+    _PLAIN = re.compile(r'(//[^/@:\s"]*):[^/@\s"]*@')
+    _ENCODED = re.compile(
+        r"(%2F%2F(?:(?!%22|%3A|%40)[^&\s/])*)%3A(?:(?!%22|%40)[^&\s/])*%40", re.IGNORECASE
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's arguments in place; never drop the record."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._redact(arg) for arg in record.args)
+        return True
+
+    def _redact(self, arg: object) -> object:
+        if not isinstance(arg, (str, httpx.URL)):
+            return arg
+        text = str(arg)
+        redacted = self._ENCODED.sub(r"\1%3A%2A%2A%2A%40", self._PLAIN.sub(r"\1:***@", text))
+        return arg if redacted == text else redacted
+
+
+_URL_PASSWORDS = _RedactURLPasswords()
+
+
+class BaseClient:
+    """State and decisions shared by `Client` and `AsyncClient`; no network I/O here."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        tls: TLSConfig | bool | None = None,
+        context: str | None = None,
+        api_version: str | ApiVersion | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        credentials: Mapping[str, RegistryAuth] | None = None,
+        config: DockerConfig | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._env = env
+        self.endpoint: Endpoint = resolve_endpoint(host, tls=tls, context=context, env=env)
+        pinned = api_version if api_version is not None else api_version_from_env(env)
+        self._pinned = ApiVersion.parse(pinned) if pinned is not None else None
+        self._negotiated: ApiVersion | None = self._pinned
+        self._timeout = timeout
+        self._credentials = dict(credentials or {})
+        self._config = config
+        # A transport a sync client's session borrows (set by `Client` when it was given
+        # one that is also async); otherwise a session connects on its own.
+        self._session_transport: httpx.AsyncBaseTransport | None = None
+        # Adding the same filter again is a no-op.
+        logging.getLogger("httpx").addFilter(_URL_PASSWORDS)
+
+    @property
+    def docker_config(self) -> DockerConfig:
+        """The Docker CLI configuration this client uses (read on first use)."""
+        if self._config is None:
+            self._config = DockerConfig.load(self._env)
+        return self._config
+
+    def _short_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT)
+
+    def _build_timeout(self, options: BuildOptions) -> httpx.Timeout:
+        # A build may print nothing for a long time (a slow RUN); only the user knows how
+        # long is too long, so the read timeout is theirs and off by default.
+        return httpx.Timeout(None, connect=CONNECT_TIMEOUT, read=options.timeout)
+
+    def _prune_timeout(self) -> httpx.Timeout:
+        # Pruning a large cache takes long; it has no read timeout, like a build.
+        return httpx.Timeout(None, connect=CONNECT_TIMEOUT)
+
+    def _negotiate_with(self, ping: _protocol.PingResult) -> ApiVersion:
+        # Only called while nothing is negotiated, so never for a pinned version.
+        try:
+            return negotiate(ping.api_version)
+        except ValueError as exc:
+            raise UnsupportedEngine(str(exc)) from None
+
+    def _needs_session(self, options: BuildOptions, api_version: ApiVersion) -> bool:
+        """Whether a build of `options` gets a BuildKit session on this client; options the
+        engine's API cannot carry are refused first, before any session is opened."""
+        from buildsdk.session._runtime import needs_session
+
+        options.to_query(api_version)
+        return needs_session(options, config=self.docker_config, credentials=self._credentials)
+
+    def _prepare_build(
+        self, options: BuildOptions, api_version: ApiVersion
+    ) -> tuple[_protocol.Request, BuildContext | None]:
+        from buildsdk.context import prepare_context
+
+        context: BuildContext | None = None
+        if not options.is_remote or options.fileobj is not None:
+            context = prepare_context(
+                path=None if options.is_remote else options.path,
+                dockerfile=options.dockerfile,
+                fileobj=cast("IO[bytes] | IO[str] | None", options.fileobj),
+                custom_context=options.custom_context,
+                gzip=options.gzip,
+            )
+        config = self.docker_config
+        if options.version == "2":
+            # BuildKit ignores X-Registry-Config: running credential helpers for it would
+            # cost time and could fail for nothing. Say so when credentials exist.
+            warning = buildkit_auth_warning(
+                options.version, config=config, credentials=self._credentials
+            )
+            if warning and options.session_id is None:
+                logger.warning(warning)
+            credentials: dict[str, RegistryAuth] = {}
+        else:
+            credentials = merge_credentials(config.all_credentials(), self._credentials)
+        request = _protocol.build_request(
+            options,
+            api_version,
+            dockerfile=context.dockerfile if context is not None else None,
+            credentials=credentials,
+            proxy_args=proxy_build_args(config.proxies, self._proxy_host()),
+            extra_headers=config.http_headers,
+            base_path=self.endpoint.base_path,
+        )
+        return request, context
+
+    def _proxy_host(self) -> str:
+        # config.json keys per-engine proxies by the host string the CLI's client reports,
+        # which for ssh is the dummy URL it speaks HTTP to.
+        if self.endpoint.scheme == "ssh":
+            return SSH_BASE_URL
+        return self.endpoint.host
+
+    def _headers(self) -> dict[str, str]:
+        # The CLI sends config.json's HttpHeaders with every request, not only builds.
+        return {**self.docker_config.http_headers, "User-Agent": _protocol.USER_AGENT}
+
+    def _session_target(self) -> SessionTarget:
+        """What a BuildKit session of this client's builds needs of it."""
+        from buildsdk.session._runtime import SessionTarget
+
+        return SessionTarget(
+            endpoint=self.endpoint,
+            env=self._env,
+            headers=self._headers(),
+            docker_config=lambda: self.docker_config,
+            credentials=self._credentials,
+            connect_timeout=CONNECT_TIMEOUT,
+            transport=self._session_transport,
+        )
+
+
+def transport_errors(endpoint: Endpoint) -> contextlib.AbstractContextManager[None]:
+    """Translate the transport's exceptions into buildsdk's (`translate_transport_errors`)."""
+    # Imported here: it imports httpcore, which a client loads only when it is made, and
+    # costs nothing after that.
+    from buildsdk.transports import translate_transport_errors
+
+    return translate_transport_errors(endpoint)
