@@ -23,9 +23,9 @@ from buildsdk._version import __version__
 from buildsdk.auth import RegistryAuth, registry_config_header
 from buildsdk.build import BuildOptions
 from buildsdk.config import SSH_BASE_URL
-from buildsdk.errors import APIError, StreamError, UnsupportedOption, api_error_for_status
+from buildsdk.errors import APIError, StreamError, api_error_for_status
 from buildsdk.proxy import merge_proxy_build_args
-from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion
+from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion, api_too_old
 
 # Imported by the code that needs them, so that importing a client stays cheap: the event
 # and result models (a dozen pydantic classes) when a build's stream is made; the prune
@@ -235,13 +235,9 @@ def cancel_request(build_id: str, api_version: ApiVersion, *, base_path: str = "
     """Describe `POST /build/cancel?id=…`, which stops a BuildKit build started with `build_id`."""
     if not build_id:
         raise ValueError("build_id must be a non-empty string")
-    if api_version < CANCEL_MIN_VERSION:
-        raise UnsupportedOption(
-            "build_id",
-            f"cancelling a build needs API {CANCEL_MIN_VERSION}, the engine speaks {api_version}",
-            required=str(CANCEL_MIN_VERSION),
-            given=str(api_version),
-        )
+    gate = api_too_old("build_id", "cancelling a build", CANCEL_MIN_VERSION, api_version)
+    if gate is not None:
+        raise gate
     return Request("POST", _versioned(base_path, api_version, "/build/cancel"), (("id", build_id),))
 
 

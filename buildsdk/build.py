@@ -53,7 +53,7 @@ from buildsdk._wire import go_json, query_string
 from buildsdk.errors import UnsupportedOption
 from buildsdk.session.secrets import BuildSecret
 from buildsdk.session.ssh import SSHForward
-from buildsdk.versions import BUILD_PARAM_MIN_VERSION, ApiVersion
+from buildsdk.versions import BUILD_PARAM_MIN_VERSION, ApiVersion, api_too_old
 
 __all__ = [
     "REMOTE_PREFIXES",
@@ -1072,28 +1072,20 @@ class BuildOptions(BaseModel):
                 # do not know, and only have the classic builder anyway.
                 continue
             required = BUILD_PARAM_MIN_VERSION.get(key)
-            if required is not None and version < required:
-                option = _PARAM_OPTION.get(key, key)
-                problems.append(
-                    UnsupportedOption(
-                        option,
-                        f"{option} (query parameter {key!r}) needs API version {required} or "
-                        f"newer; the engine speaks {version}",
-                        required=str(required),
-                        given=str(version),
-                    )
-                )
-        if version < _NULL_BUILDARGS_MIN_VERSION and None in self.buildargs.values():
-            required = _NULL_BUILDARGS_MIN_VERSION
-            problems.append(
-                UnsupportedOption(
-                    "buildargs",
-                    f"buildargs without a value (None) need API version {required} or newer; "
-                    f"the engine speaks {version}, which would read them as empty strings",
-                    required=str(required),
-                    given=str(version),
-                )
+            option = _PARAM_OPTION.get(key, key)
+            what = f"{option} (query parameter {key!r})"
+            if required is not None and (gate := api_too_old(option, what, required, version)):
+                problems.append(gate)
+        if None in self.buildargs.values() and (
+            gate := api_too_old(
+                "buildargs",
+                "a build arg without a value (None)",
+                _NULL_BUILDARGS_MIN_VERSION,
+                version,
+                consequence="which would read it as an empty string",
             )
+        ):
+            problems.append(gate)
         return problems
 
     def _builder_problems(self, api_version: ApiVersion) -> list[UnsupportedOption]:

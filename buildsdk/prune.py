@@ -35,8 +35,12 @@ from pydantic import (
 
 from buildsdk._units import parse_size
 from buildsdk._wire import go_json
-from buildsdk.errors import UnsupportedOption
-from buildsdk.versions import PRUNE_MIN_VERSION, PRUNE_PARAM_MIN_VERSION, ApiVersion
+from buildsdk.versions import (
+    PRUNE_MIN_VERSION,
+    PRUNE_PARAM_MIN_VERSION,
+    ApiVersion,
+    api_too_old,
+)
 
 __all__ = ["PruneFilters", "PruneOptions", "PruneResult"]
 
@@ -226,14 +230,9 @@ class PruneOptions(BaseModel):
         `UnsupportedOption` when the endpoint or an option needs a newer API version.
         """
         version = ApiVersion.parse(api_version)
-        if version < PRUNE_MIN_VERSION:
-            raise UnsupportedOption(
-                "prune",
-                f"build cache pruning needs API version {PRUNE_MIN_VERSION} or newer; the "
-                f"engine speaks {version}",
-                required=str(PRUNE_MIN_VERSION),
-                given=str(version),
-            )
+        gate = api_too_old("prune", "build cache pruning", PRUNE_MIN_VERSION, version)
+        if gate is not None:
+            raise gate
         query: dict[str, str] = {}
         if self.all:
             query["all"] = "1"
@@ -249,16 +248,11 @@ class PruneOptions(BaseModel):
         if self.min_free_space:
             query["min-free-space"] = str(self.min_free_space)
         for key in query:
-            required = PRUNE_PARAM_MIN_VERSION[key]
-            if version < required:
-                option = _PARAM_OPTION[key]
-                raise UnsupportedOption(
-                    option,
-                    f"prune option {option} (query parameter {key!r}) needs API version "
-                    f"{required} or newer; the engine speaks {version}",
-                    required=str(required),
-                    given=str(version),
-                )
+            option = _PARAM_OPTION[key]
+            what = f"prune option {option} (query parameter {key!r})"
+            gate = api_too_old(option, what, PRUNE_PARAM_MIN_VERSION[key], version)
+            if gate is not None:
+                raise gate
         return sorted(query.items())
 
 

@@ -13,12 +13,15 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from buildsdk.errors import UnsupportedOption
+
 __all__ = [
     "BUILD_PARAM_MIN_VERSION",
     "MAX_API_VERSION",
     "MIN_API_VERSION",
     "PRUNE_PARAM_MIN_VERSION",
     "ApiVersion",
+    "api_too_old",
     "negotiate",
 ]
 
@@ -102,3 +105,19 @@ PRUNE_MIN_VERSION: Final = ApiVersion(1, 31)
 
 CANCEL_MIN_VERSION: Final = ApiVersion(1, 38)
 """`POST /build/cancel` exists from this version on (Docker Engine 18.06)."""
+
+
+def api_too_old(
+    option: str, what: str, required: ApiVersion, given: ApiVersion, *, consequence: str = ""
+) -> UnsupportedOption | None:
+    """The `UnsupportedOption` for `option` when `given` is older than `required`, else None.
+
+    Every version gate words it the same: "<what> needs API version <required> or newer; the
+    engine speaks <given>", then `consequence` (what the engine would do instead) if any.
+    """
+    if given >= required:
+        return None
+    message = f"{what} needs API version {required} or newer; the engine speaks {given}"
+    if consequence:
+        message += f", {consequence}"
+    return UnsupportedOption(option, message, required=str(required), given=str(given))

@@ -209,3 +209,19 @@ def test_a_request_s_repr_names_its_parts_but_shows_no_credentials() -> None:
     assert "X-Registry-Config" in text
     assert request.headers["X-Registry-Config"] not in text
     assert "hunter2" not in text
+
+
+def test_cancelling_on_an_engine_before_1_38_is_refused_in_the_gates_words() -> None:
+    from buildsdk.errors import UnsupportedOption
+    from buildsdk.versions import ApiVersion
+
+    with pytest.raises(UnsupportedOption) as info:
+        _protocol.cancel_request("b1", ApiVersion(1, 37))
+    assert str(info.value) == (
+        "cancelling a build needs API version 1.38 or newer; the engine speaks 1.37"
+    )
+    assert (info.value.option, info.value.required, info.value.given) == (
+        "build_id",
+        "1.38",
+        "1.37",
+    )
