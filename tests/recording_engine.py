@@ -182,7 +182,8 @@ def recording_engine(**options: Any) -> Iterator[RecordingEngine]:
     directory = Path(tempfile.mkdtemp(prefix="bsrec", dir="/tmp"))
     engine = RecordingEngine(directory / "engine.sock", **options)
     server = _Server(str(engine.socket_path), _handler_for(engine))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for it (0.5 s by default) at every teardown.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield engine

@@ -140,7 +140,8 @@ class _TCPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 def _serve(server: socketserver.BaseServer) -> Iterator[ServerState]:
     state = ServerState()
     server.state = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for it (0.5 s by default) at every teardown.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield state

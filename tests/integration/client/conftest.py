@@ -419,7 +419,8 @@ def http_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HTTPFiles]:
     root = tmp_path_factory.mktemp("served")
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for it (0.5 s by default) at every teardown.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield HTTPFiles(root, f"http://127.0.0.1:{server.server_address[1]}")
