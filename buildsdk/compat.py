@@ -30,20 +30,33 @@ What deliberately differs from docker-py (each also in docs/migrating-from-docke
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
+import io
+import os
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, Literal, TypedDict, overload
+from typing import IO, TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, overload
+from urllib.parse import quote
 
 import httpx
+import pydantic
 
-from buildsdk import _protocol
+from buildsdk import _compat_errors, _protocol
 from buildsdk import errors as _errors
+from buildsdk._compat_errors import (
+    DOCKER_PY,
+    ArgumentTypeError,
+    BuildError,
+    InvalidArgument,
+    TLSParameterError,
+)
 from buildsdk._decoder import MessageDecoder, event_from_message
 from buildsdk.auth import DockerConfig
 from buildsdk.build import REMOTE_PREFIXES, BuildOptions
 from buildsdk.client import Client
-from buildsdk.config import TLSConfig
+from buildsdk.config import ConfigError, Endpoint, TLSConfig
 from buildsdk.prune import PruneFilters, PruneOptions
 from buildsdk.results import ResultCollector
 from buildsdk.transports import translate_transport_errors
@@ -55,38 +68,66 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
+    "DOCKER_PY",
     "APIClient",
+    "ArgumentTypeError",
     "BuildError",
     "BuildKwargs",
+    "DockerClient",
+    "Image",
+    "ImageCollection",
+    "InvalidArgument",
+    "TLSParameterError",
+    "from_env",
 ]
+
+_T = TypeVar("_T")
 
 DEFAULT_TIMEOUT_SECONDS = 60
 """docker-py's default timeout for calls other than build, in seconds."""
 
 _BOOLEAN_FILTERS = frozenset({"inuse", "shared", "private"})
 
+# build()'s flags: docker-py sends whatever it is given, so `nocache=1` works there.
+_FLAGS = (
+    "quiet",
+    "nocache",
+    "rm",
+    "custom_context",
+    "pull",
+    "forcerm",
+    "gzip",
+    "squash",
+    "use_config_proxy",
+)
 
-class BuildError(_errors.BuildError):
-    """A failed `images_build`: `buildsdk.BuildError` plus docker-py's `msg` and `build_log`.
 
-    `build_log` is every message the engine sent, as dicts, in order (docker-py gives an
-    iterator over the same dicts).
-    """
+def _docker_py_url(endpoint: Endpoint) -> str:
+    """The start of the URLs docker-py would use for `endpoint` (for error responses)."""
+    if endpoint.scheme != "tcp":
+        return "http+docker://localhost"
+    address = endpoint.host[len("tcp://") :]
+    if endpoint.base_path and address.endswith(endpoint.base_path):
+        address = address[: -len(endpoint.base_path)]
+    return ("https://" if endpoint.tls is not None else "http://") + address
 
-    def __init__(
-        self,
-        reason: str,
-        build_log: Sequence[dict[str, Any]],
-        *,
-        code: int | None = None,
-        log: str = "",
-        events: Sequence[Any] = (),
-    ) -> None:
-        super().__init__(reason, code=code, log=log, events=events)
-        self.msg = reason
-        """The engine's error message (docker-py's name for it)."""
-        self.build_log = list(build_log)
-        """Every message of the build, decoded, in stream order."""
+
+@contextlib.contextmanager
+def _docker_py_errors(base_url: str) -> Iterator[None]:
+    """Re-raise buildsdk errors as compat raises them (also docker-py's classes)."""
+    try:
+        yield
+    except _errors.BuildSDKError as exc:
+        twin = _compat_errors.translate(exc, base_url)
+        if twin is exc:
+            raise
+        raise twin  # noqa: B904 - translate() keeps the original's cause and traceback
+
+
+def _translated(stream: Iterator[_T], base_url: str) -> Iterator[_T]:
+    """`stream`, with the errors raised while it is read translated like `_docker_py_errors`."""
+    with _docker_py_errors(base_url):
+        yield from stream
 
 
 class BuildKwargs(TypedDict, total=False):
@@ -173,6 +214,33 @@ def _convert_tls(tls: object) -> TLSConfig | bool:
     )
 
 
+def _docker_py_tls(tls: object) -> object:
+    """`tls` as docker-py takes it: a buildsdk `TLSConfig` becomes a `docker.tls.TLSConfig`."""
+    if not isinstance(tls, TLSConfig):
+        return tls
+    docker_tls: Any = importlib.import_module("docker.tls")
+    cert = None
+    if tls.client_cert is not None:
+        cert = (str(tls.client_cert), str(tls.client_key or tls.client_cert))
+    ca_cert = str(tls.ca_cert) if tls.ca_cert is not None else None
+    return docker_tls.TLSConfig(client_cert=cert, ca_cert=ca_cert, verify=tls.verify)
+
+
+def _docker_py_api_client(endpoint: Endpoint, args: Mapping[str, Any]) -> Any:
+    """docker-py's own `APIClient` for `endpoint`, made from compat's constructor arguments."""
+    docker: Any = importlib.import_module("docker")
+    kwargs = dict(args)
+    if kwargs["base_url"] is None:
+        # compat found the engine as the CLI does; docker-py must talk to that same engine.
+        kwargs["base_url"] = endpoint.host
+        if endpoint.tls is not None:
+            kwargs["tls"] = endpoint.tls
+    kwargs["tls"] = _docker_py_tls(kwargs["tls"])
+    if endpoint.scheme == "ssh":
+        kwargs["use_ssh_client"] = True  # compat always runs the ssh client
+    return docker.APIClient(**kwargs)
+
+
 def _prune_filters(filters: Mapping[str, Any] | None) -> PruneFilters | None:
     """Read docker-py's `{name: value | [value] | bool}` filters into `PruneFilters`."""
     if filters is None:
@@ -181,7 +249,7 @@ def _prune_filters(filters: Mapping[str, Any] | None) -> PruneFilters | None:
     for name, value in filters.items():
         items = list(value) if isinstance(value, (list, tuple)) else [value]
         if len(items) != 1:
-            raise ValueError(
+            raise InvalidArgument(
                 f"filter {name!r} takes exactly one value here, got {len(items)}: give one "
                 "value per filter (every given filter must match)"
             )
@@ -253,7 +321,46 @@ class APIClient:
         use_ssh_client: bool = False,
         max_pool_size: int | None = None,
     ) -> None:
-        host, tls_setting = _host_and_tls(base_url, tls)
+        self._setup(
+            base_url,
+            version,
+            timeout,
+            tls,
+            user_agent=user_agent,
+            credstore_env=credstore_env,
+            docker_py_args={
+                "base_url": base_url,
+                "version": version,
+                "timeout": timeout,
+                "tls": tls,
+                "user_agent": user_agent,
+                "credstore_env": credstore_env,
+                "use_ssh_client": use_ssh_client,
+            },
+        )
+
+    def _setup(
+        self,
+        base_url: str | None,
+        version: str | None,
+        timeout: float,
+        tls: object,
+        *,
+        user_agent: str | None,
+        credstore_env: Mapping[str, str] | None,
+        docker_py_args: dict[str, Any],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        try:
+            host, tls_setting = _host_and_tls(base_url, tls)
+        except pydantic.ValidationError as exc:
+            raise TLSParameterError(f"invalid TLS settings: {exc}") from exc
+        if isinstance(tls_setting, TLSConfig):
+            # docker-py checks the TLS files when the client is made; so does compat.
+            try:
+                tls_setting.ssl_context()
+            except ConfigError as exc:
+                raise TLSParameterError(str(exc)) from exc
         pinned = None if version in (None, "auto") else version
         config = DockerConfig.load(credstore_env=credstore_env) if credstore_env else None
         self._credstore_env = credstore_env
@@ -264,9 +371,28 @@ class APIClient:
         self.credstore_env = dict(credstore_env) if credstore_env else None
         """Extra environment for credential helpers, as given."""
         self._user_agent = user_agent
-        self._client = Client(
-            host, tls=tls_setting, api_version=pinned, timeout=timeout, config=config
-        )
+        self._docker_py_args = docker_py_args
+        self._docker_py: Any = None
+        with _docker_py_errors(""):
+            self._client = Client(
+                host, tls=tls_setting, api_version=pinned, timeout=timeout, config=config, env=env
+            )
+        self._url = _docker_py_url(self._client.endpoint)
+
+    def _docker_py_client(self) -> Any:
+        """docker-py's own `APIClient` on the same engine, made on first use."""
+        if self._docker_py is None:
+            self._docker_py = _docker_py_api_client(self._client.endpoint, self._docker_py_args)
+        return self._docker_py
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other docker-py `APIClient` method, served by docker-py itself on the same engine.
+
+        Only when docker-py is installed; compat replaces the build calls and nothing else.
+        """
+        if name.startswith("_") or not DOCKER_PY:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self._docker_py_client(), name)
 
     @property
     def client(self) -> Client:
@@ -276,7 +402,8 @@ class APIClient:
     @property
     def api_version(self) -> str:
         """The API version in use (negotiated with the engine on first use unless pinned)."""
-        return str(self._client.api_version())
+        with _docker_py_errors(self._url):
+            return str(self._client.api_version())
 
     def __enter__(self) -> Self:
         return self
@@ -292,6 +419,8 @@ class APIClient:
     def close(self) -> None:
         """Close the connections; the client cannot be used afterwards."""
         self._client.close()
+        if self._docker_py is not None:
+            self._docker_py.close()
 
     def _refresh_credentials(self) -> None:
         # docker-py reads config.json again before a build when the copy it holds has no
@@ -433,84 +562,111 @@ class APIClient:
 
         The context is packed and uploaded during this call (as in docker-py); the returned
         generator reads the engine's answer: `bytes` messages, or dicts with `decode=True`.
-        A failed build yields the engine's error message and raises nothing. Raises
-        `pydantic.ValidationError` for bad options and `ContextError`/`UnsupportedOption`
-        before sending; an HTTP error is raised as `APIError` on the first iteration.
+        A failed build yields the engine's error message and raises nothing. Bad arguments
+        raise what docker-py raises (`TypeError`, `DockerException`; here `ArgumentTypeError`
+        and `InvalidArgument`), an option too new for the engine `InvalidVersion`, and an
+        HTTP error `APIError` on the first iteration; all are also buildsdk errors.
         """
-        options = self._options(
-            path=path,
-            tag=tag,
-            quiet=quiet,
-            fileobj=fileobj,
-            nocache=nocache,
-            rm=rm,
-            timeout=timeout,
-            custom_context=custom_context,
-            encoding=encoding,
-            pull=pull,
-            forcerm=forcerm,
-            dockerfile=dockerfile,
-            container_limits=container_limits,
-            buildargs=buildargs,
-            gzip=gzip,
-            shmsize=shmsize,
-            labels=labels,
-            cache_from=cache_from,
-            target=target,
-            network_mode=network_mode,
-            squash=squash,
-            extra_hosts=extra_hosts,
-            platform=platform,
-            isolation=isolation,
-            use_config_proxy=use_config_proxy,
-        )
-        client = self._client
-        self._refresh_credentials()
-        # docker-py's keywords cannot ask for BuildKit, so no build here needs a session.
-        request, context = client._prepare_build(options, client.api_version())
-        request = self._with_user_agent(request)
-        body = iter(context) if context is not None else None
-        try:
-            response = client._send_build(request, client._build_timeout(options), body)
-        except _errors.APIError as exc:
-            return _raise_on_first_next(exc)
+        with _docker_py_errors(self._url):
+            options = self._options(
+                path=path,
+                tag=tag,
+                quiet=quiet,
+                fileobj=fileobj,
+                nocache=nocache,
+                rm=rm,
+                timeout=timeout,
+                custom_context=custom_context,
+                encoding=encoding,
+                pull=pull,
+                forcerm=forcerm,
+                dockerfile=dockerfile,
+                container_limits=container_limits,
+                buildargs=buildargs,
+                gzip=gzip,
+                shmsize=shmsize,
+                labels=labels,
+                cache_from=cache_from,
+                target=target,
+                network_mode=network_mode,
+                squash=squash,
+                extra_hosts=extra_hosts,
+                platform=platform,
+                isolation=isolation,
+                use_config_proxy=use_config_proxy,
+            )
+            client = self._client
+            self._refresh_credentials()
+            # docker-py's keywords cannot ask for BuildKit, so no build here needs a session.
+            request, context = client._prepare_build(options, client.api_version())
+            request = self._with_user_agent(request)
+            body = iter(context) if context is not None else None
+            try:
+                response = client._send_build(request, client._build_timeout(options), body)
+            except _errors.APIError as exc:
+                return _raise_on_first_next(_compat_errors.translate(exc, self._url))
         stream: Iterator[bytes] | Iterator[dict[str, Any]]
         if decode:
-            stream = _decoded_messages(response, client)
+            stream = _translated(_decoded_messages(response, client), self._url)
         else:
-            stream = _raw_messages(response, client)
+            stream = _translated(_raw_messages(response, client), self._url)
         # A stream that is dropped without being read must still free its connection.
         weakref.finalize(stream, response.close)
         return stream
 
     @staticmethod
     def _options(**kwargs: Any) -> BuildOptions:
-        """docker-py's keywords -> `BuildOptions`, with docker-py's silent no-ops kept silent."""
+        """docker-py's keywords -> `BuildOptions`, refusing what docker-py refuses as it does.
+
+        docker-py's own checks come first, in its order and with its exception classes;
+        docker-py's silent no-ops stay silent; whatever else buildsdk refuses is
+        `InvalidArgument` (docker-py would send it and get the engine's error).
+        """
         path = kwargs["path"]
         fileobj = kwargs["fileobj"]
+        if path is None and fileobj is None:
+            raise ArgumentTypeError("Either path or fileobj needs to be provided.")
+        if kwargs["gzip"] and kwargs["encoding"] is not None:
+            raise InvalidArgument("Can not use custom encoding if gzip is enabled")
+        for name in _FLAGS:
+            value = kwargs[name]
+            if isinstance(value, int) and not isinstance(value, bool):
+                kwargs[name] = bool(value)  # docker-py sends 1 and 0 as given
         remote = isinstance(path, str) and path.startswith(REMOTE_PREFIXES)
+        if kwargs["custom_context"]:
+            if not fileobj:
+                raise ArgumentTypeError("You must specify fileobj with custom_context")
+        elif fileobj is None and not remote and not (isinstance(path, str) and os.path.isdir(path)):
+            raise ArgumentTypeError("You must specify a directory to build in path")
         if fileobj is not None and (kwargs["custom_context"] or remote):
             # docker-py sends only fileobj then and ignores path.
             kwargs["path"] = None
-        if not (kwargs["gzip"] and kwargs["encoding"] is not None):
-            # docker-py ignores gzip for a custom or remote context, and an encoding for a
-            # context it packs itself (the engine detects compression anyway).
-            if kwargs["custom_context"] or (remote and fileobj is None):
-                kwargs["gzip"] = False
-            if not kwargs["custom_context"]:
-                kwargs["encoding"] = None
+        if isinstance(fileobj, (io.BytesIO, io.StringIO)) and not kwargs["custom_context"]:
+            # docker-py reads an in-memory Dockerfile by value, wherever its position is, so
+            # one BytesIO serves several builds. A custom context tar is read from the
+            # current position in both, as requests sends a file.
+            fileobj.seek(0)
+        # docker-py ignores gzip for a custom or remote context, and an encoding for a
+        # context it packs itself (the engine detects compression anyway).
+        if kwargs["custom_context"] or (remote and fileobj is None):
+            kwargs["gzip"] = False
+        if not kwargs["custom_context"]:
+            kwargs["encoding"] = None
         if not kwargs["shmsize"]:
             kwargs["shmsize"] = None  # docker-py drops a zero shmsize
         if kwargs["tag"] is None:
             kwargs["tag"] = ()
-        return BuildOptions(**kwargs)
+        try:
+            return BuildOptions(**kwargs)
+        except pydantic.ValidationError as exc:
+            raise InvalidArgument(str(exc)) from exc
 
     def images_build(self, **kwargs: Unpack[BuildKwargs]) -> tuple[str, list[dict[str, Any]]]:
-        """Build like docker-py's `client.images.build(**kwargs)`: wait for the end.
+        """Build like docker-py's `client.images.build(**kwargs)` and wait for the end.
 
-        Returns the image id (`sha256:…`) and every message of the log as dicts (docker-py
-        returns an `Image` and an iterator over the same dicts). Raises this module's
-        `BuildError` (with `build_log`) when the build fails or reports no image.
+        Returns the image id (`sha256:…`) and every message of the log as dicts
+        (`DockerClient.images.build` returns an `Image` instead). Raises `BuildError` (with
+        `build_log`; also docker-py's `BuildError`) when the build fails or reports no image.
         """
         kwargs["decode"] = True
         tag = kwargs.get("tag")
@@ -542,17 +698,234 @@ class APIClient:
         (bytes). `filters` take one value each (`{"until": "24h"}`, `{"inuse": True}`).
         Raises `UnsupportedOption` when the engine's API version is too old for an option.
         """
-        options = PruneOptions(
-            all=bool(all),
-            filters=_prune_filters(filters),
-            keep_storage=keep_storage,
+        with _docker_py_errors(self._url):
+            try:
+                options = PruneOptions(
+                    all=bool(all),
+                    filters=_prune_filters(filters),
+                    keep_storage=keep_storage,
+                )
+            except pydantic.ValidationError as exc:
+                raise InvalidArgument(str(exc)) from exc
+            client = self._client
+            request = _protocol.prune_request(
+                options, client.api_version(), base_path=client.endpoint.base_path
+            )
+            request = self._with_user_agent(request)
+            # docker-py gives prune its 60 s default; pruning a large cache takes longer, so
+            # like a build it has no read timeout here.
+            body = client._call(request, client._prune_timeout())
+            return _protocol.parse_json_object(body, "prune")
+
+
+class Image:
+    """A built image as `DockerClient.images.build` returns it when docker-py is not installed.
+
+    `attrs` is the engine's `GET /images/{id}/json` answer; `id`, `short_id`, `tags` and
+    `labels` read it as docker-py's `Image` does. With docker-py installed, builds return
+    docker-py's own `Image` instead.
+    """
+
+    def __init__(self, attrs: Mapping[str, Any]) -> None:
+        self.attrs: dict[str, Any] = dict(attrs)
+        """The engine's description of the image."""
+
+    @property
+    def id(self) -> str:
+        """The image id, `sha256:…`."""
+        return str(self.attrs["Id"])
+
+    @property
+    def short_id(self) -> str:
+        """The id cut to 12 hex digits, keeping its `sha256:` prefix."""
+        return self.id[:19] if self.id.startswith("sha256:") else self.id[:12]
+
+    @property
+    def tags(self) -> list[str]:
+        """The image's `name:tag` references, without `<none>:<none>`."""
+        return [tag for tag in self.attrs.get("RepoTags") or [] if tag != "<none>:<none>"]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The image's labels (empty when it has none)."""
+        return dict((self.attrs.get("Config") or {}).get("Labels") or {})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Image) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Image: '{', '.join(self.tags)}'>"
+
+
+class ImageCollection:
+    """`DockerClient.images`: docker-py's image calls, with `build` done by buildsdk.
+
+    With docker-py installed, every other attribute (`get`, `list`, `pull`, `remove`, …) is
+    docker-py's own `ImageCollection`'s.
+    """
+
+    def __init__(self, client: DockerClient) -> None:
+        self._client = client
+
+    def build(self, **kwargs: Unpack[BuildKwargs]) -> tuple[Any, Iterator[dict[str, Any]]]:
+        """Build like docker-py's `ImageCollection.build`: returns `(Image, log iterator)`.
+
+        The `Image` is docker-py's when it is installed (so `client.containers.run(image)`
+        takes it), else this module's `Image`; the iterator yields every message as a dict.
+        Raises `BuildError` (with `build_log`) when the build fails.
+        """
+        image_id, log = self._client.api.images_build(**kwargs)
+        return self.get(image_id), iter(log)
+
+    def get(self, name: str) -> Any:
+        """The image called `name` (an id or reference), as `build` returns it.
+
+        Raises `NotFound` (docker-py's `ImageNotFound` when it is installed).
+        """
+        images = self._client._docker_images()
+        if images is not None:
+            return images.get(name)
+        api = self._client.api
+        client = api.client
+        with _docker_py_errors(api._url):
+            version = client.api_version()
+            path = f"{client.endpoint.base_path}/v{version}/images/{quote(name, safe='')}/json"
+            body = client._call(_protocol.Request("GET", path))
+            return Image(_protocol.parse_json_object(body, "image inspect"))
+
+    def __getattr__(self, name: str) -> Any:
+        images = self._client._docker_images()
+        if images is None or name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(images, name)
+
+
+class DockerClient:
+    """docker-py's `docker.DockerClient` with its builds done by buildsdk.
+
+    Takes docker-py's arguments. `images.build` returns `(Image, iterator of dicts)` and
+    `api` is this module's `APIClient`. With docker-py installed, everything that is not
+    a build (`containers`, `images.get`, `volumes`, `networks`, …) is a docker-py
+    `DockerClient` on the same engine, made on first use; without it only builds, image
+    lookups and prunes are available.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        version: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        tls: object = False,
+        user_agent: str | None = None,
+        num_pools: int | None = None,
+        credstore_env: Mapping[str, str] | None = None,
+        use_ssh_client: bool = False,
+        max_pool_size: int | None = None,
+    ) -> None:
+        self.api = APIClient(
+            base_url=base_url,
+            version=version,
+            timeout=timeout,
+            tls=tls,
+            user_agent=user_agent,
+            num_pools=num_pools,
+            credstore_env=credstore_env,
+            use_ssh_client=use_ssh_client,
+            max_pool_size=max_pool_size,
         )
-        client = self._client
-        request = _protocol.prune_request(
-            options, client.api_version(), base_path=client.endpoint.base_path
+        """The compat `APIClient` (docker-py's own for every call that is not a build)."""
+        self.images = ImageCollection(self)
+        """Image calls: `build` by buildsdk, the others by docker-py."""
+        self._docker: Any = None
+
+    @classmethod
+    def from_env(
+        cls,
+        version: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        max_pool_size: int | None = None,
+        environment: Mapping[str, str] | None = None,
+        credstore_env: Mapping[str, str] | None = None,
+        use_ssh_client: bool = False,
+        use_context: bool = True,
+    ) -> DockerClient:
+        """A client for the engine the environment names, like `docker.from_env()`.
+
+        `DOCKER_HOST`, `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH` (read from `environment`,
+        default `os.environ`), then the current Docker context, as the Docker CLI finds them.
+        """
+        client = cls.__new__(cls)
+        api = APIClient.__new__(APIClient)
+        api._setup(
+            None,
+            version,
+            timeout,
+            None,
+            user_agent=None,
+            credstore_env=credstore_env,
+            docker_py_args={
+                "base_url": None,
+                "version": version,
+                "timeout": timeout,
+                "tls": False,
+                "user_agent": None,
+                "credstore_env": credstore_env,
+                "use_ssh_client": use_ssh_client,
+            },
+            env=environment,
         )
-        request = self._with_user_agent(request)
-        # docker-py gives prune its 60 s default; pruning a large cache takes longer, so
-        # like a build it has no read timeout here.
-        body = client._call(request, client._prune_timeout())
-        return _protocol.parse_json_object(body, "prune")
+        client.api = api
+        client.images = ImageCollection(client)
+        client._docker = None
+        return client
+
+    def _docker_images(self) -> Any:
+        """docker-py's `ImageCollection` on the same engine, or None without docker-py."""
+        docker = self._docker_client()
+        return None if docker is None else docker.images
+
+    def _docker_client(self) -> Any:
+        if not DOCKER_PY:
+            return None
+        if self._docker is None:
+            docker: Any = importlib.import_module("docker")
+            # docker-py's own APIClient (the one compat's api falls back to) under
+            # docker-py's DockerClient, so models it returns work as they always have.
+            outer = docker.DockerClient.__new__(docker.DockerClient)
+            outer.api = self.api._docker_py_client()
+            self._docker = outer
+        return self._docker
+
+    def prune_builds(self, **kwargs: Any) -> dict[str, Any]:
+        """Remove build cache: `api.prune_builds(**kwargs)`."""
+        return self.api.prune_builds(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        """docker-py's `DockerClient` attribute `name` (`containers`, `volumes`, `info`, …)."""
+        docker = self._docker_client() if not name.startswith("_") else None
+        if docker is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(docker, name)
+
+    def close(self) -> None:
+        """Close the connections of both clients."""
+        self.api.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def from_env(**kwargs: Any) -> DockerClient:
+    """`DockerClient.from_env(**kwargs)`, as `docker.from_env()`."""
+    return DockerClient.from_env(**kwargs)

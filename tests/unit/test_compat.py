@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from buildsdk import compat
 from buildsdk.config import TLSConfig
-from buildsdk.errors import BadRequest, BuildError, StreamError, UnsupportedOption
+from buildsdk.errors import BadRequest, BuildError, BuildSDKError, StreamError, UnsupportedOption
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -196,29 +196,64 @@ def _refusing(request: httpx.Request) -> httpx.Response:
     raise AssertionError(f"nothing should have been sent, got {request.method} {request.url}")
 
 
+# docker-py refuses these itself, before connecting: compat raises the same classes.
+_DOCKER_PY_REFUSALS = [
+    ({}, TypeError),
+    ({"fileobj": io.BytesIO(b"x"), "tag": "Bad Tag"}, docker.errors.DockerException),
+    ({"fileobj": io.BytesIO(b"x"), "container_limits": {"cpus": 1}}, docker.errors.DockerException),
+    (
+        {"fileobj": io.BytesIO(b"x"), "gzip": True, "encoding": "gzip"},
+        docker.errors.DockerException,
+    ),
+    ({"path": ".", "gzip": True, "encoding": "text/html"}, docker.errors.DockerException),
+    ({"custom_context": True, "path": "."}, TypeError),
+    ({"path": "/nonexistent/context"}, TypeError),
+]
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({}, "context source"),
-        ({"fileobj": io.BytesIO(b"x"), "tag": "Bad Tag"}, "tag"),
-        ({"fileobj": io.BytesIO(b"x"), "container_limits": {"cpus": 1}}, "cpus"),
-        ({"fileobj": io.BytesIO(b"x"), "buildargs": {"N": 1}}, "buildargs"),
-        ({"fileobj": io.BytesIO(b"x"), "gzip": True, "encoding": "gzip"}, "encoding"),
-        ({"custom_context": True, "path": "."}, "custom_context needs fileobj"),
+    ("kwargs", "error"),
+    _DOCKER_PY_REFUSALS,
+    ids=[
+        "no-source",
+        "tag",
+        "limits",
+        "gzip-encoding",
+        "gzip-text-html",
+        "custom-no-fileobj",
+        "path-not-a-dir",
     ],
-    ids=["no-source", "tag", "limits", "buildargs-int", "gzip-encoding", "custom-no-fileobj"],
 )
-def test_bad_options_raise_before_sending(kwargs: dict[str, Any], match: str) -> None:
-    with _client(_refusing) as api, pytest.raises(pydantic.ValidationError, match=match):
+def test_bad_options_raise_docker_py_s_class_before_sending(
+    kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    # docker-py itself, pinned so that making it needs no engine.
+    theirs = docker.APIClient(base_url="unix:///nonexistent/docker.sock", version="1.41")
+    with pytest.raises(error) as their_error:
+        theirs.build(**kwargs)
+    with _client(_refusing) as api, pytest.raises(error) as our_error:
         api.build(**kwargs)
+    assert isinstance(our_error.value, BuildSDKError)
+    assert issubclass(type(their_error.value), error)
+    theirs.close()
+
+
+def test_values_only_buildsdk_checks_are_invalid_argument_before_sending() -> None:
+    # docker-py sends a non-string build arg and the engine refuses it mid-upload.
+    with _client(_refusing) as api, pytest.raises(compat.InvalidArgument) as error:
+        api.build(fileobj=io.BytesIO(b"x"), buildargs={"N": 1})  # type: ignore[dict-item]
+    assert isinstance(error.value, docker.errors.DockerException)
+    assert isinstance(error.value.__cause__, pydantic.ValidationError)
+    assert "buildargs" in str(error.value)
 
 
 def test_option_too_new_for_the_pinned_version_raises_before_sending() -> None:
     with (
         _client(_refusing, version="1.24") as api,
-        pytest.raises(UnsupportedOption, match="extra_hosts") as error,
+        pytest.raises(docker.errors.InvalidVersion, match="extra_hosts") as error,
     ):
         api.build(fileobj=io.BytesIO(b"FROM x\n"), extra_hosts={"a": "10.0.0.1"})
+    assert isinstance(error.value, UnsupportedOption)
     assert error.value.option == "extra_hosts"
     assert error.value.given == "1.24"
 
@@ -236,9 +271,18 @@ def test_http_error_is_raised_on_first_iteration() -> None:
     handler, _ = _recording(answer)
     with _client(handler) as api:
         stream = api.build(fileobj=io.BytesIO(b"FROM x\n"))
-        with pytest.raises(BadRequest, match="error reading build args") as error:
+        with pytest.raises(docker.errors.APIError, match="error reading build args") as error:
             next(stream)
-    assert error.value.status_code == 400
+    assert isinstance(error.value, BadRequest)
+    raised: Any = error.value  # docker-py's attributes are not typed
+    assert raised.status_code == raised.response.status_code == 400
+    assert raised.explanation == raised.message == "error reading build args"
+    assert raised.is_client_error()
+    assert not raised.is_server_error()
+    assert str(raised) == (
+        "400 Client Error for http+docker://localhost/v1.41/build: Bad Request "
+        '("error reading build args")'
+    )
 
 
 def test_a_query_refused_during_the_upload_is_the_engines_error_as_in_client() -> None:
@@ -330,6 +374,7 @@ def test_images_build_raises_build_error_with_the_whole_log() -> None:
     with _client(_ok([_body(messages)])) as api, pytest.raises(compat.BuildError) as error:
         api.images_build(fileobj=io.BytesIO(b"FROM x\n"))
     assert isinstance(error.value, BuildError)
+    assert isinstance(error.value, docker.errors.BuildError)
     assert error.value.msg == str(error.value) == "boom"
     assert error.value.build_log == messages
     assert error.value.code == 1
@@ -366,17 +411,19 @@ def test_prune_returns_the_engine_s_dict_unchanged() -> None:
 @pytest.mark.parametrize(
     ("filters", "error"),
     [
-        ({"until": ["1h", "2h"]}, ValueError),
-        ({"dangling": True}, pydantic.ValidationError),
-        ({"until": "tomorrow"}, pydantic.ValidationError),
+        ({"until": ["1h", "2h"]}, compat.InvalidArgument),
+        ({"dangling": True}, compat.InvalidArgument),
+        ({"until": "tomorrow"}, compat.InvalidArgument),
     ],
     ids=["two-values", "unknown-filter", "bad-until"],
 )
 def test_prune_refuses_bad_filters_before_sending(
     filters: dict[str, Any], error: type[Exception]
 ) -> None:
-    with _client(_refusing) as api, pytest.raises(error):
+    with _client(_refusing) as api, pytest.raises(error) as raised:
         api.prune_builds(filters=filters)
+    assert isinstance(raised.value, docker.errors.DockerException)
+    assert isinstance(raised.value, ValueError)
 
 
 def test_prune_options_too_new_for_the_version() -> None:
