@@ -14,11 +14,13 @@ directory), so a developer's credentials or proxies cannot change the requests.
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import json
 import re
 import tarfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -362,10 +364,29 @@ def test_http_error_is_raised_on_first_iteration_like_docker_py(pair: Pair) -> N
     theirs = pair.theirs.build(fileobj=io.BytesIO(archive), custom_context=True, dockerfile="Nope")
     with pytest.raises(docker.errors.APIError) as their_error:
         next(iter(theirs))
-    with pytest.raises(APIError) as our_error:
+    with pytest.raises(docker.errors.APIError) as our_error:
         next(iter(ours))
-    assert our_error.value.status_code == their_error.value.status_code
-    assert our_error.value.message == their_error.value.explanation
+    assert isinstance(our_error.value, APIError)
+    assert type(their_error.value) in type(our_error.value).__mro__
+    for name in ("status_code", "explanation"):
+        assert getattr(our_error.value, name) == getattr(their_error.value, name), name
+    assert our_error.value.response.status_code == their_error.value.response.status_code
+    assert our_error.value.response.reason == their_error.value.response.reason
+    assert our_error.value.is_client_error() == their_error.value.is_client_error()
+    assert our_error.value.is_server_error() == their_error.value.is_server_error()
+    # The same text but for the query string, which docker-py puts in the URL.
+    their_text = re.sub(r"\?[^:]*:", ":", str(their_error.value), count=1)
+    assert str(our_error.value) == their_text
+
+
+def test_image_not_found_is_the_same_class(pair: Pair) -> None:
+    dockerfile = b"FROM buildsdk-compat-nosuch/image:404\n"
+    errors = []
+    for client in (pair.ours, pair.theirs):
+        messages = list(client.build(fileobj=io.BytesIO(dockerfile), decode=True, pull=True))
+        errors.append(messages[-1].get("error"))
+    assert errors[0] == errors[1]
+    assert errors[0]
 
 
 def test_quiet_yields_only_the_image_id(pair: Pair, tmp_path: Path) -> None:
@@ -428,23 +449,38 @@ def test_container_limits_extra_hosts_network_mode(pair: Pair, tmp_path: Path) -
     assert "eth0" not in text
 
 
-def test_bad_options_raise_before_anything_is_sent(pair: Pair, tmp_path: Path) -> None:
-    with pytest.raises(TypeError):
-        pair.theirs.build()
-    with pytest.raises(pydantic.ValidationError, match="context source"):
-        pair.ours.build()
-    with pytest.raises(docker.errors.DockerException, match="invalid tag"):
-        pair.theirs.build(path=str(tmp_path), tag="Not A Tag")
-    with pytest.raises(pydantic.ValidationError, match="tag"):
-        pair.ours.build(path=str(tmp_path), tag="Not A Tag")
-    with pytest.raises(docker.errors.DockerException):
-        pair.theirs.build(path=str(tmp_path), container_limits={"cpus": 2})
-    with pytest.raises(pydantic.ValidationError, match="cpus"):
-        pair.ours.build(path=str(tmp_path), container_limits={"cpus": 2})
-    # Where docker-py sends a non-string build arg and the engine refuses it mid-upload,
-    # compat refuses it before connecting.
-    with pytest.raises(pydantic.ValidationError, match="buildargs"):
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"tag": "Not A Tag"},
+        {"container_limits": {"cpus": 2}},
+        {"gzip": True, "encoding": "text/html"},
+        {"custom_context": True},
+        {"path": "/nonexistent/buildsdk-context"},
+    ],
+    ids=["no-source", "bad-tag", "limits-key", "gzip-encoding", "custom-no-fileobj", "no-dir"],
+)
+def test_bad_arguments_raise_docker_py_s_class(
+    pair: Pair, tmp_path: Path, kwargs: dict[str, Any]
+) -> None:
+    if kwargs and "path" not in kwargs:
+        kwargs = {"path": str(tmp_path), **kwargs}
+    with pytest.raises(Exception) as their_error:  # docker-py decides which class
+        pair.theirs.build(**kwargs)
+    expected = type(their_error.value)
+    assert expected in (TypeError, docker.errors.DockerException)
+    with pytest.raises(expected) as our_error:
+        pair.ours.build(**kwargs)
+    assert isinstance(our_error.value, BuildSDKError)
+
+
+def test_values_docker_py_sends_are_refused_before_sending(pair: Pair, tmp_path: Path) -> None:
+    # docker-py sends a non-string build arg and the engine refuses it mid-upload; compat
+    # refuses it before connecting, with a DockerException that names the option.
+    with pytest.raises(docker.errors.DockerException, match="buildargs") as error:
         pair.ours.build(path=str(tmp_path), buildargs={"N": 1})  # type: ignore[dict-item]
+    assert isinstance(error.value.__cause__, pydantic.ValidationError)
 
 
 def test_tls_engine_with_docker_py_tls_config(
@@ -496,25 +532,48 @@ def test_images_build_matches_docker_py_images_build(
     engines: Engines, pair: Pair, tmp_path: Path
 ) -> None:
     context = write_context(tmp_path, {"Dockerfile": f"FROM {BASE}\nRUN echo built\n"})
-    high = docker.DockerClient(base_url=engines.dockerd_host, version="auto")
+    theirs = docker.DockerClient(base_url=engines.dockerd_host, version="auto")
+    ours = compat.DockerClient(base_url=engines.dockerd_host, version="auto")
     try:
         list(pair.theirs.build(path=context, rm=True, network_mode="host"))  # warm the cache
-        image, their_log = high.images.build(path=context, rm=True, network_mode="host")
-        image_id, our_log = pair.ours.images_build(path=context, rm=True, network_mode="host")
-        assert image_id == image.id  # cached: the same image
-        assert comparable(our_log) == comparable(list(their_log))
+        their_image, their_log = theirs.images.build(path=context, rm=True, network_mode="host")
+        our_image, our_log = ours.images.build(path=context, rm=True, network_mode="host")
+        assert type(our_image) is type(their_image)
+        assert our_image == their_image  # cached: the same image
+        assert (our_image.id, our_image.tags, our_image.labels) == (
+            their_image.id,
+            their_image.tags,
+            their_image.labels,
+        )
+        our_messages = list(our_log)
+        assert comparable(our_messages) == comparable(list(their_log))
+        image_id, api_log = pair.ours.images_build(path=context, rm=True, network_mode="host")
+        assert image_id == their_image.id
+        assert comparable(api_log) == comparable(our_messages)
+
         failing = write_context(tmp_path / "bad", {"Dockerfile": f"FROM {BASE}\nRUN exit 1\n"})
-        with pytest.raises(docker.errors.BuildError) as their_error:
-            high.images.build(path=failing, rm=True, network_mode="host")
-        with pytest.raises(compat.BuildError) as our_error:
-            pair.ours.images_build(path=failing, rm=True, network_mode="host")
+        with warnings.catch_warnings():
+            # docker-py leaves the failed build's response to the garbage collector.
+            warnings.simplefilter("ignore", ResourceWarning)
+            with pytest.raises(docker.errors.BuildError) as their_error:
+                theirs.images.build(path=failing, rm=True, network_mode="host")
+            gc.collect()
+        with pytest.raises(docker.errors.BuildError) as our_error:
+            ours.images.build(path=failing, rm=True, network_mode="host")
+        assert isinstance(our_error.value, compat.BuildError)
         assert our_error.value.msg == their_error.value.msg
         assert str(our_error.value) == str(their_error.value)
-        assert comparable(our_error.value.build_log) == comparable(
+        assert comparable(list(our_error.value.build_log)) == comparable(
             list(their_error.value.build_log)
         )
+        # Everything that is not a build is docker-py's own, on the same engine.
+        with pytest.raises(docker.errors.ImageNotFound) as missing:
+            ours.images.get("buildsdk-compat-nosuch:404")
+        assert type(missing.value) is docker.errors.ImageNotFound
+        assert ours.api.inspect_image(their_image.id)["Id"] == their_image.id
     finally:
-        high.close()
+        ours.close()
+        theirs.close()
 
 
 def test_remote_context_url(pair: Pair, http_files: HTTPFiles) -> None:
