@@ -368,15 +368,17 @@ def test_http_error_is_raised_on_first_iteration_like_docker_py(pair: Pair) -> N
         next(iter(ours))
     assert isinstance(our_error.value, APIError)
     assert type(their_error.value) in type(our_error.value).__mro__
+    ours_seen: Any = our_error.value  # docker-py's attributes are not typed
+    theirs_seen: Any = their_error.value
     for name in ("status_code", "explanation"):
-        assert getattr(our_error.value, name) == getattr(their_error.value, name), name
-    assert our_error.value.response.status_code == their_error.value.response.status_code
-    assert our_error.value.response.reason == their_error.value.response.reason
-    assert our_error.value.is_client_error() == their_error.value.is_client_error()
-    assert our_error.value.is_server_error() == their_error.value.is_server_error()
+        assert getattr(ours_seen, name) == getattr(theirs_seen, name), name
+    assert ours_seen.response.status_code == theirs_seen.response.status_code
+    assert ours_seen.response.reason == theirs_seen.response.reason
+    assert ours_seen.is_client_error() == theirs_seen.is_client_error()
+    assert ours_seen.is_server_error() == theirs_seen.is_server_error()
     # The same text but for the query string, which docker-py puts in the URL.
-    their_text = re.sub(r"\?[^:]*:", ":", str(their_error.value), count=1)
-    assert str(our_error.value) == their_text
+    their_text = re.sub(r"\?[^:]*:", ":", str(theirs_seen), count=1)
+    assert str(ours_seen) == their_text
 
 
 def test_image_not_found_is_the_same_class(pair: Pair) -> None:
