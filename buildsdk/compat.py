@@ -1,28 +1,34 @@
 """docker-py's build API on top of buildsdk: change one import, keep the calling code.
 
 Why this module exists: most code that builds images from Python calls docker-py's
-`APIClient.build(...)` / `prune_builds(...)` or `client.images.build(...)`. `APIClient` here
-takes the same constructor arguments and the same build and prune parameters (names,
-order, defaults) and returns what docker-py returns: a generator of the engine's JSON
-messages as `bytes`, or as dicts with `decode=True`, and the prune dict. Underneath, every
-call goes through the typed client, so the request and the context tar are the Docker
-CLI's, options are validated before anything is sent, and errors are buildsdk's.
+`APIClient.build(...)` / `prune_builds(...)` or `docker.from_env().images.build(...)`.
+`APIClient` and `DockerClient` here take the same constructor arguments and the same build
+and prune parameters (names, order, defaults) and return what docker-py returns: a
+generator of the engine's JSON messages as `bytes`, or as dicts with `decode=True`, the
+prune dict, `(Image, log iterator)` from `images.build`. Underneath, every build goes
+through the typed client, so the request and the context tar are the Docker CLI's and
+options are validated before anything is sent.
+
+When docker-py is installed, compat replaces the build calls and nothing else: every other
+`APIClient` method and `DockerClient` attribute (`inspect_image`, `containers`, …) is
+docker-py's own, on the same engine, and every error compat raises is also the
+`docker.errors` class docker-py raises in that situation (see `buildsdk._compat_errors`),
+so `except docker.errors.APIError:` keeps working. Without docker-py, builds, prunes and
+image lookups work and the errors are buildsdk's.
 
 What deliberately differs from docker-py (each also in docs/migrating-from-docker-py.md):
 
-* Bad options raise before the request is sent: `pydantic.ValidationError` (a `ValueError`)
-  instead of docker-py's `TypeError`/`DockerException`, `UnsupportedOption` instead of
-  `InvalidVersion`, `ContextError` for an unreadable context or a missing Dockerfile.
-* HTTP errors are `buildsdk.APIError` subclasses, raised on the first iteration as
-  docker-py raises its `APIError`. A build that fails while running still answers 200, so
-  its error message is yielded like every other message and nothing is raised, exactly as
-  in docker-py; `images_build` raises `BuildError` for it.
+* Values docker-py sends unchecked (a non-string build arg, a malformed platform) are
+  refused before anything is sent, with `InvalidArgument` (a `DockerException`, not the
+  engine's `APIError`); a missing Dockerfile or unreadable file is a `ContextError` (a
+  `DockerException`) before the upload, where docker-py lets the engine report it.
 * Without `decode`, every item is exactly one message as the engine sent it (ending in
   `\\r\\n`), never a piece of one or several glued together as docker-py's chunk-aligned
   items can be.
 * `fileobj` together with a local `path` sends that Dockerfile with the directory as
-  context (docker-py ignores `path`); an out-of-context `dockerfile` is sent as the CLI
-  sends it, never in the URL; `.dockerignore` follows the CLI's rules.
+  context (docker-py ignores `path`); a `StringIO` Dockerfile works; an out-of-context
+  `dockerfile` is sent as the CLI sends it, never in the URL; `.dockerignore` follows the
+  CLI's rules.
 * `version=None` negotiates the API version with the engine (docker-py pins 1.45, which
   older engines refuse) and `base_url=None` finds the engine as the Docker CLI does
   (`DOCKER_HOST`, contexts) instead of always using `/var/run/docker.sock`.

@@ -20,6 +20,8 @@ import contextlib
 import gc
 import io
 import json
+import re
+import textwrap
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -569,3 +571,46 @@ def test_compat_images_build_returns_the_id_and_a_list(api: compat.APIClient) ->
     image_id, log = api.images_build(fileobj=io.BytesIO(f"FROM {BASE}\n".encode()), quiet=True)
     assert log == [{"stream": f"{image_id}\n"}]
     assert api.inspect_image(image_id)["Id"] == image_id
+
+
+def _guide_examples(tab: str) -> list[str]:
+    """The Python blocks under `=== "<tab>"` in the migration guide, dedented."""
+    guide = (
+        Path(__file__).resolve().parents[2] / "docs" / "migrating-from-docker-py.md"
+    ).read_text()
+    pattern = re.compile(rf'=== "{re.escape(tab)}"\n\n    ```python\n(.*?)\n    ```', re.DOTALL)
+    return [textwrap.dedent(block) for block in pattern.findall(guide)]
+
+
+@pytest.mark.parametrize("tab", ["docker-py", "buildsdk.compat"])
+def test_the_migration_guide_s_one_import_examples_run(
+    engines: Engines,
+    docker_config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tab: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    host = _dockerd(engines)
+    monkeypatch.setenv("DOCKER_HOST", host)
+    monkeypatch.chdir(tmp_path)
+    tag = random_name()
+    write_context(
+        tmp_path / "app", {"Dockerfile": f'FROM {BASE}\nCMD ["echo", "from the guide"]\n'}
+    )
+    examples = _guide_examples(tab)[:2]
+    assert len(examples) == 2
+    try:
+        for example in examples:
+            code = example.replace("unix:///var/run/docker.sock", host).replace("app:1", tag)
+            with _docker_py_leaks_collected():
+                exec(compile(code, f"<migration guide, {tab}>", "exec"), {})
+    finally:
+        cleaner = docker.APIClient(base_url=host, version="auto")
+        with contextlib.suppress(docker.errors.NotFound):
+            cleaner.remove_image(tag, force=True)
+        cleaner.close()
+    out = capsys.readouterr().out
+    assert "Successfully tagged" in out
+    assert "SpaceReclaimed" in out
+    assert "from the guide" in out
