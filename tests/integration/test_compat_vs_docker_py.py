@@ -628,3 +628,33 @@ def test_private_base_image_with_config_json_credentials(
     assert comparable(ours) == comparable(theirs)
     assert "error" not in ours[-1]
     assert config_of(pair.theirs, image_id_of(ours))["Labels"] == {"private": "yes"}
+
+
+@pytest.mark.dockerd_tls
+def test_from_env_on_the_tls_engine_builds_and_runs_like_docker_py(
+    engines: Engines, docker_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engines.dockerd_tls_host is None or engines.dockerd_tls is None:
+        engines_unavailable("the TLS dockerd was not started (no BUILDSDK_DOCKERD_TLS_*)")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", engines.dockerd_tls_host)
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(engines.dockerd_tls.ca.parent))
+    outputs = []
+    for module in (docker, compat):
+        client: Any = module.from_env(version="auto")
+        try:
+            image, _ = client.images.build(
+                fileobj=io.BytesIO(f"FROM {BASE}\nCMD echo over tls".encode()), rm=True
+            )
+            # The container calls go through docker-py's own client, which compat made
+            # from the TLS settings it found in the environment.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                outputs.append(client.containers.run(image, remove=True))
+                gc.collect()
+            client.images.remove(image.id, force=True)
+        finally:
+            client.close()
+    assert outputs == [b"over tls\n", b"over tls\n"]
