@@ -265,16 +265,18 @@ def _combined_class(cls: type[Exception], docker_cls: Any) -> type[Exception]:
     key = (cls, docker_cls)
     found = _combined.get(key)
     if found is None:
-        face: tuple[type, ...] = (_DockerPyAPIError,) if issubclass(cls, _errors.APIError) else ()
-        found = type(
-            cls.__name__,
-            (cls, *face, docker_cls),
-            {
-                "__module__": "buildsdk.compat",
-                "__doc__": f"buildsdk's {cls.__name__} that is also docker-py's "
-                f"{docker_cls.__name__}.",
-            },
-        )
+        namespace: dict[str, Any] = {
+            "__module__": "buildsdk.compat",
+            "__doc__": f"buildsdk's {cls.__name__} that is also docker-py's {docker_cls.__name__}.",
+        }
+        face: tuple[type, ...] = ()
+        if issubclass(cls, _errors.APIError):
+            face = (_DockerPyAPIError,)
+        else:
+            # requests' exceptions carry these; the instance is never constructed by
+            # requests, so they would otherwise be missing.
+            namespace.update(request=None, response=None)
+        found = type(cls.__name__, (cls, *face, docker_cls), namespace)
         _combined[key] = found
     return found
 

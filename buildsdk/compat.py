@@ -861,7 +861,9 @@ class DockerClient:
         """A client for the engine the environment names, like `docker.from_env()`.
 
         `DOCKER_HOST`, `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH` (read from `environment`,
-        default `os.environ`), then the current Docker context, as the Docker CLI finds them.
+        default `os.environ`), then the current Docker context, as the Docker CLI finds them
+        (the context is always consulted: `use_context` is accepted for docker-py's sake, as
+        is `max_pool_size`).
         """
         client = cls.__new__(cls)
         api = APIClient.__new__(APIClient)

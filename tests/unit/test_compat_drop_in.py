@@ -346,3 +346,11 @@ def test_without_docker_py_compat_raises_buildsdk_errors_and_returns_its_image()
             "object",
         ],
     }
+
+
+def test_a_connection_error_has_requests_attributes(tmp_path: Path) -> None:
+    api = compat.APIClient(base_url=f"unix://{tmp_path}/none.sock", version="1.41")
+    with api, pytest.raises(requests.exceptions.ConnectionError) as raised:
+        api.prune_builds()
+    assert raised.value.request is None
+    assert raised.value.response is None
