@@ -312,7 +312,9 @@ class APIClient:
     `docker.tls.TLSConfig`; `version` pins the API version, `None` or `"auto"` negotiates it;
     `credstore_env` is added to the environment of credential helpers. `ssh://` always runs
     the `ssh` client (docker-py's `use_ssh_client=True`); `num_pools` and `max_pool_size`
-    are accepted and not needed.
+    are accepted and not needed. With docker-py installed, every other `docker.APIClient`
+    method (`inspect_image`, `create_container`, …) is docker-py's own, on the same engine;
+    raises `TLSParameterError` for unusable TLS files.
     """
 
     def __init__(
