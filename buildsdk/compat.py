@@ -29,9 +29,10 @@ What deliberately differs from docker-py (each also in docs/migrating-from-docke
   context (docker-py ignores `path`); a `StringIO` Dockerfile works; an out-of-context
   `dockerfile` is sent as the CLI sends it, never in the URL; `.dockerignore` follows the
   CLI's rules.
-* `version=None` negotiates the API version with the engine (docker-py pins 1.45, which
-  older engines refuse) and `base_url=None` finds the engine as the Docker CLI does
-  (`DOCKER_HOST`, contexts) instead of always using `/var/run/docker.sock`.
+* `version=None` negotiates the API version on first use (docker-py 7 asks the engine while
+  the client is made, so an engine that is down fails the constructor there), and
+  `base_url=None` finds the engine as the Docker CLI does (`DOCKER_HOST`, contexts) instead
+  of always using `/var/run/docker.sock`.
 """
 
 from __future__ import annotations
