@@ -41,7 +41,13 @@ from buildsdk.events import (
     trusted,
 )
 
-__all__ = ["MAX_MESSAGE_BYTES", "EventDecoder", "MessageDecoder", "event_from_message"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "EventDecoder",
+    "MessageDecoder",
+    "RawMessages",
+    "event_from_message",
+]
 
 
 def _opt_int(value: object) -> int | None:
@@ -179,8 +185,9 @@ def _scan_objects(text: str) -> tuple[list[Any], str]:
         values.append(value)
 
 
-class _Framer:
-    """Cuts a byte stream into decoded JSON messages; the one framing implementation."""
+class _Pending:
+    """The bytes of a message not ended yet, capped at `MAX_MESSAGE_BYTES`; shared by every
+    framer, so no reader of the stream can be made to buffer without bound."""
 
     __slots__ = ("_pending", "_pending_size")
 
@@ -200,6 +207,41 @@ class _Framer:
                 f"the engine sent a message longer than {MAX_MESSAGE_BYTES // (1024 * 1024)} "
                 f"MiB without ending it: {_excerpt(head)}..."
             )
+
+
+class RawMessages(_Pending):
+    """Cuts a byte stream into its messages as the engine sent them: each line's bytes with
+    their line ending, unparsed (docker-py's `decode=False`), under the same cap."""
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Return the lines `data` completes, each with its `\\n`."""
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        if lines:
+            if self._pending:
+                self._pending.append(lines[0])
+                lines[0] = b"".join(self._pending)
+                self._pending = []
+                self._pending_size = 0
+            lines = [line + b"\n" for line in lines]
+        if rest:
+            self._keep(rest)
+        return lines
+
+    def flush(self) -> list[bytes]:
+        """The stream ended: the last line if it has more than whitespace."""
+        data = b"".join(self._pending)
+        self._pending = []
+        self._pending_size = 0
+        return [data] if data.strip() else []
+
+
+class _Framer(_Pending):
+    """Cuts a byte stream into decoded JSON messages; the one JSON framing implementation."""
+
+    __slots__ = ()
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         newline = data.rfind(b"\n")

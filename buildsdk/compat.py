@@ -59,7 +59,7 @@ from buildsdk._compat_errors import (
     InvalidArgument,
     TLSParameterError,
 )
-from buildsdk._decoder import MessageDecoder, event_from_message
+from buildsdk._decoder import MessageDecoder, RawMessages, event_from_message
 from buildsdk.auth import DockerConfig
 from buildsdk.build import REMOTE_PREFIXES, BuildOptions
 from buildsdk.client import Client
@@ -277,18 +277,12 @@ def _raise_on_first_next(error: Exception) -> Iterator[Any]:
 
 def _raw_messages(response: httpx.Response, client: Client) -> Iterator[bytes]:
     """Yield the body one message at a time, each with its line ending, bytes unchanged."""
+    messages = RawMessages()
     try:
         with translate_transport_errors(client.endpoint):
-            pending = bytearray()
             for piece in response.iter_raw():
-                pending += piece
-                start = 0
-                while (end := pending.find(b"\n", start)) != -1:
-                    yield bytes(pending[start : end + 1])
-                    start = end + 1
-                del pending[:start]
-            if pending.strip():
-                yield bytes(pending)
+                yield from messages.feed(piece)
+        yield from messages.flush()
     finally:
         response.close()
 

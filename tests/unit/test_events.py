@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from buildsdk._decoder import MAX_MESSAGE_BYTES, EventDecoder, MessageDecoder, event_from_message
+from buildsdk._decoder import (
+    MAX_MESSAGE_BYTES,
+    EventDecoder,
+    MessageDecoder,
+    RawMessages,
+    event_from_message,
+)
 from buildsdk.errors import StreamError
 from buildsdk.events import (
     AnyBuildEvent,
@@ -315,9 +321,9 @@ def test_huge_garbage_gives_a_short_message() -> None:
     assert len(message) < 200
 
 
-@pytest.mark.parametrize("decoder", [EventDecoder, MessageDecoder])
+@pytest.mark.parametrize("decoder", [EventDecoder, MessageDecoder, RawMessages])
 def test_a_message_that_never_ends_is_refused_at_the_cap(
-    decoder: type[EventDecoder | MessageDecoder],
+    decoder: type[EventDecoder | MessageDecoder | RawMessages],
 ) -> None:
     instance = decoder()
     start = b'{"stream":"'
@@ -333,6 +339,25 @@ def test_a_message_that_never_ends_is_refused_at_the_cap(
         'the engine sent a message longer than 64 MiB without ending it: b\'{"stream":"xxx'
     )
     assert len(message) < 200
+
+
+@given(
+    st.lists(st.sampled_from([b'{"stream":"a"}\r\n', b"\n", b"x", b"\xff", b"{", b"\r\n"])).map(
+        b"".join
+    ),
+    st.data(),
+)
+def test_raw_messages_are_the_lines_however_the_bytes_are_cut(
+    raw: bytes, data: st.DataObject
+) -> None:
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=5))
+    splitter = RawMessages()
+    lines = [line for piece in _split(raw, cuts) for line in splitter.feed(piece)]
+    lines += splitter.flush()
+    expected = [line + b"\n" for line in raw.split(b"\n")[:-1]]
+    if raw.split(b"\n")[-1].strip():
+        expected.append(raw.split(b"\n")[-1])
+    assert lines == expected
 
 
 def test_messages_up_to_the_cap_still_arrive_whole() -> None:
