@@ -207,6 +207,34 @@ class AsyncClient(BaseClient):
         body = await self._call(request)
         return _protocol.VersionInfo.model_validate(_protocol.parse_json_object(body, "version"))
 
+    async def _start_build(
+        self, options: BuildOptions, stream: _protocol.BuildStream, sessions: list[AsyncSession]
+    ) -> httpx.Response:
+        """Send a build of `options` (opening its session into `sessions` if it needs one)
+        and return the engine's streaming answer, checked."""
+        from buildsdk.session._runtime import open_async_session
+
+        api_version = await self.api_version()
+        stream.use_api_version(api_version)
+        sent = options
+        # Reading the Docker configuration may block.
+        if await anyio.to_thread.run_sync(self._needs_session, options, api_version):
+            session = await open_async_session(
+                self._http, self._session_target(), options, api_version
+            )
+            sessions.append(session)
+            sent = session.options
+        try:
+            # Reading .dockerignore, walking the tree and running credential helpers block.
+            request, context = await anyio.to_thread.run_sync(
+                self._prepare_build, sent, api_version
+            )
+            body = context.__aiter__() if context is not None else None
+            return await self._send_build(request, self._build_timeout(options), body)
+        except BaseException:
+            await _close_sessions(sessions)
+            raise
+
     def build(self, options: BuildOptions, *, keep_events: bool = True) -> AsyncBuild:
         """Start describing a build; it is sent when the returned `AsyncBuild` is entered or read.
 
@@ -268,29 +296,8 @@ class AsyncBuild:
             return
         if self._closed:
             raise StreamError("this build was closed; start a new one with client.build()")
-        from buildsdk.session._runtime import open_async_session
-
         client = self._client
-        api_version = await client.api_version()
-        self._stream.use_api_version(api_version)
-        options = self.options
-        # Reading the Docker configuration may block.
-        if await anyio.to_thread.run_sync(client._needs_session, options, api_version):
-            session = await open_async_session(
-                client._http, client._session_target(), options, api_version
-            )
-            self._sessions.append(session)
-            options = session.options
-        try:
-            # Reading .dockerignore, walking the tree and running credential helpers block.
-            request, context = await anyio.to_thread.run_sync(
-                client._prepare_build, options, api_version
-            )
-            body = context.__aiter__() if context is not None else None
-            response = await client._send_build(request, client._build_timeout(self.options), body)
-        except BaseException:
-            await _close_sessions(self._sessions)
-            raise
+        response = await client._start_build(self.options, self._stream, self._sessions)
         self._response = response
         self._events = _read_events(response, self._stream, client.endpoint, self._sessions)
 

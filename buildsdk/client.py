@@ -225,6 +225,28 @@ class Client(BaseClient):
         body = self._call(request)
         return _protocol.VersionInfo.model_validate(_protocol.parse_json_object(body, "version"))
 
+    def _start_build(
+        self, options: BuildOptions, stream: _protocol.BuildStream, sessions: list[SyncSession]
+    ) -> httpx.Response:
+        """Send a build of `options` (opening its session into `sessions` if it needs one)
+        and return the engine's streaming answer, checked."""
+        from buildsdk.session._runtime import open_session
+
+        api_version = self.api_version()
+        stream.use_api_version(api_version)
+        sent = options
+        if self._needs_session(options, api_version):
+            session = open_session(self._session_target(), options, api_version)
+            sessions.append(session)
+            sent = session.options
+        try:
+            request, context = self._prepare_build(sent, api_version)
+            body = iter(context) if context is not None else None
+            return self._send_build(request, self._build_timeout(options), body)
+        except BaseException:
+            _close_sessions(sessions)
+            raise
+
     def build(self, options: BuildOptions, *, keep_events: bool = True) -> Build:
         """Start describing a build; it is sent when the returned `Build` is entered or read.
 
@@ -288,23 +310,8 @@ class Build:
             return
         if self._closed:
             raise StreamError("this build was closed; start a new one with client.build()")
-        from buildsdk.session._runtime import open_session
-
         client = self._client
-        api_version = client.api_version()
-        self._stream.use_api_version(api_version)
-        options = self.options
-        if client._needs_session(options, api_version):
-            session = open_session(client._session_target(), options, api_version)
-            self._sessions.append(session)
-            options = session.options
-        try:
-            request, context = client._prepare_build(options, api_version)
-            body = iter(context) if context is not None else None
-            response = client._send_build(request, client._build_timeout(self.options), body)
-        except BaseException:
-            _close_sessions(self._sessions)
-            raise
+        response = client._start_build(self.options, self._stream, self._sessions)
         self._response = response
         self._events = _read_events(response, self._stream, client.endpoint, self._sessions)
 

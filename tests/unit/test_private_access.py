@@ -78,14 +78,12 @@ def test_the_check_sees_a_foreign_private_attribute_and_import() -> None:
 
 
 # What remains until a build is described once by a function the clients, compat and the
-# command share (instead of Build, AsyncBuild, compat and the dry run calling the base
-# client's private steps), and the command lists its flags itself instead of reading
+# command share (instead of compat and the dry run calling the base client's private
+# steps), and the command lists its flags itself instead of reading
 # argparse's private parser state. Per module, the private names it still reads; the test
 # fails when a module reads one more, and when one listed here is no longer read.
 REMAINING = {
-    "buildsdk/aio.py": {"_build_timeout", "_needs_session", "_prepare_build", "_session_target"},
     "buildsdk/cli.py": {"_SubParsersAction", "_actions", "_credentials", "_prepare_build"},
-    "buildsdk/client.py": {"_build_timeout", "_needs_session", "_prepare_build", "_session_target"},
     "buildsdk/compat.py": {
         "_build_timeout",
         "_call",
