@@ -136,7 +136,7 @@ def test_no_secret_in_any_rendering(env: dict[str, str], caplog: pytest.LogCaptu
     caplog.set_level(logging.DEBUG)
 
     # Long enough for the Python fake helper on a loaded machine; the slow one sleeps 60 s.
-    config = DockerConfig.load(env, helper_timeout=5.0)
+    config = DockerConfig.load(env, helper_timeout=2.0)
     seen += [config, config.auths, config.proxies, config.cred_helpers]
     all_creds = config.all_credentials()
     seen.append(all_creds)
