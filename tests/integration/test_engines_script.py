@@ -20,10 +20,14 @@ _SCRIPT = REPO_ROOT / "scripts" / "engines"
 
 
 def _run(
-    args: list[str], state_dir: Path, timeout: float = 300.0
+    args: list[str],
+    state_dir: Path,
+    timeout: float = 300.0,
+    extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDSDK_")}
     env["BUILDSDK_ENGINES_DIR"] = str(state_dir)
+    env.update(extra or {})
     return subprocess.run(
         [str(_SCRIPT), *args],
         env=env,
@@ -119,19 +123,37 @@ def test_up_again_is_harmless(engines: Engines) -> None:
     env_before = (state_dir / "env").read_bytes()
     done = _run(["up", *engines.services], state_dir)
     assert done.returncode == 0, done.stderr
-    for service in engines.services:
-        assert f"{service} already running (pid {pids_before[service]})" in done.stderr
+    for service, pid in pids_before.items():
+        assert f"{service} already running (pid {pid})" in done.stderr
+    if "docker26-cli" in engines.services:
+        # The Docker 26 tools are unpacked once, not fetched again.
+        assert "already unpacked" in done.stderr
+        assert "downloading" not in done.stderr
     assert _pids(state_dir) == pids_before
     assert (state_dir / "env").read_bytes() == env_before
 
 
 @pytest.mark.slow
-def test_down_stops_what_up_started_and_leaves_no_state(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "services",
+    [
+        pytest.param(("dockerd", "registry", "sshd"), id="dockerd20"),
+        # The containerd image store mounts overlayfs snapshots and runs trixie's containerd.
+        pytest.param(("dockerd26-containerd",), id="dockerd26-containerd"),
+    ],
+)
+def test_down_stops_what_up_started_and_leaves_no_state(
+    tmp_path: Path, engines: Engines, services: tuple[str, ...]
+) -> None:
     if os.geteuid() != 0:
         engines_unavailable("scripts/engines up needs root")
     state_dir = tmp_path / "engines"
+    extra: dict[str, str] = {}
+    if engines.state_dir is not None and (engines.state_dir / "cache" / "debs").is_dir():
+        # Reuse the suite's downloaded .debs rather than fetch them again.
+        extra["BUILDSDK_ENGINES_CACHE"] = str(engines.state_dir / "cache")
     try:
-        up = _run(["up", "dockerd", "registry", "sshd"], state_dir)
+        up = _run(["up", *services], state_dir, extra=extra)
         assert up.returncode == 0, up.stderr
         run_dir = Path(
             next(
@@ -141,14 +163,17 @@ def test_down_stops_what_up_started_and_leaves_no_state(tmp_path: Path) -> None:
             )
         )
         started = _pids(state_dir)
-        assert set(started) == {"dockerd", "registry", "sshd"}
+        assert set(started) == set(services)
         # dockerd runs its own containerd (unless a system one is at the default socket);
         # whatever it started must go too.
-        family = set(started.values()) | _children(started["dockerd"])
+        family = set(started.values()) | _children(started[services[0]])
         assert all(_running(pid) for pid in family)
     finally:
-        down = _run(["down"], state_dir)
+        down = _run(["down"], state_dir, extra=extra)
     assert down.returncode == 0, down.stderr
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(state_dir) not in mounts
+    assert str(run_dir) not in mounts
     assert [pid for pid in family if _running(pid)] == []
     assert _processes_mentioning(str(state_dir)) == []
     assert _processes_mentioning(str(run_dir)) == []
