@@ -29,7 +29,16 @@ __all__ = [
     "pytest_runtest_makereport",
 ]
 
-ENGINE_MARKERS = ("dockerd", "dockerd_tls", "podman", "registry", "ssh")
+ENGINE_MARKERS = (
+    "dockerd",
+    "dockerd_tls",
+    "podman",
+    "registry",
+    "ssh",
+    "docker20",
+    "docker26",
+    "docker26_containerd",
+)
 """Markers that each name one engine from ``scripts/engines``; each implies ``engine``."""
 
 _INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"

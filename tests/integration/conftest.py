@@ -7,7 +7,13 @@ repository. Variables of the same names in the environment win over the file, so
 can also run against engines started some other way.
 
 Each engine has its own fixture that first checks the engine answers, so a missing Podman
-only affects Podman tests. When engines are required (``CI`` set, or
+only affects Podman tests. The Docker fixtures (``dockerd_http``, ``dockerd_client``, and the
+``dockerd`` runners built on them) are parametrized over `DOCKER_MATRIX`: Docker 20.10,
+Docker 26.1 with the classic image store and Docker 26.1 with the containerd image store.
+Each test id names the engine (``docker20.10``, ``docker26.1``, ``docker26.1-containerd``) and
+each carries its marker (``docker20``, ``docker26``, ``docker26_containerd``), so
+``-m docker26`` runs one engine. The TLS dockerd and the ssh transport reach Docker 20.10
+only: they test a transport, not an engine. When engines are required (``CI`` set, or
 ``BUILDSDK_REQUIRE_ENGINES=1``) an unreachable engine fails the test; otherwise it skips
 with a hint on how to start the engines.
 """
@@ -33,11 +39,16 @@ from buildsdk.config import TLSConfig
 from buildsdk.errors import BuildSDKError
 
 __all__ = [
+    "DOCKER_MATRIX",
     "ENGINE_CLIENTS",
     "REPO_ROOT",
+    "DockerEngine",
     "Engines",
     "TLSFiles",
     "client_settings",
+    "docker_engine",
+    "docker_engine_of",
+    "dockerd20_http",
     "dockerd_aclient",
     "dockerd_client",
     "dockerd_http",
@@ -116,6 +127,11 @@ class Engines:
     dockerd_tls: TLSFiles | None
     podman_host: str | None
     podman_network: str
+    dockerd26_host: str | None
+    dockerd26_containerd_host: str | None
+    docker26_cli: Path | None
+    buildx013: Path | None
+    docker26_config: Path | None
     registry: str | None
     registry_user: str | None
     registry_password: str | None = field(repr=False)
@@ -152,6 +168,11 @@ class Engines:
             dockerd_tls=TLSFiles(ca, cert, key) if ca and cert and key else None,
             podman_host=text("BUILDSDK_PODMAN_HOST"),
             podman_network=text("BUILDSDK_PODMAN_NETWORK") or "host",
+            dockerd26_host=text("BUILDSDK_DOCKERD26_HOST"),
+            dockerd26_containerd_host=text("BUILDSDK_DOCKERD26_CONTAINERD_HOST"),
+            docker26_cli=path("BUILDSDK_DOCKER26_CLI"),
+            buildx013=path("BUILDSDK_BUILDX013"),
+            docker26_config=path("BUILDSDK_DOCKER26_CONFIG"),
             registry=text("BUILDSDK_REGISTRY"),
             registry_user=text("BUILDSDK_REGISTRY_USER"),
             registry_password=text("BUILDSDK_REGISTRY_PASSWORD"),
@@ -197,7 +218,14 @@ def load_engines(environ: Mapping[str, str] | None = None) -> Engines | None:
     values.update({k: v for k, v in env.items() if k.startswith("BUILDSDK_") and v})
     engines = Engines.from_mapping(values, found)
     if not any(
-        (engines.dockerd_host, engines.dockerd_tls_host, engines.podman_host, engines.registry)
+        (
+            engines.dockerd_host,
+            engines.dockerd_tls_host,
+            engines.podman_host,
+            engines.registry,
+            engines.dockerd26_host,
+            engines.dockerd26_containerd_host,
+        )
     ):
         return None
     return engines
@@ -243,9 +271,77 @@ def engines() -> Engines:
     return loaded
 
 
+@dataclass(frozen=True)
+class DockerEngine:
+    """One Docker Engine of the test matrix: its service name, test id, address and version."""
+
+    service: str
+    id: str
+    host: str
+    version: tuple[int, int]
+    containerd_store: bool
+
+    @property
+    def is_20(self) -> bool:
+        """Tell whether this is Docker 20.10, whose BuildKit (0.8) words some errors differently."""
+        return self.version < (23, 0)
+
+
+DOCKER_MATRIX = (
+    ("dockerd", "docker20.10", "BUILDSDK_DOCKERD_HOST", (20, 10), False),
+    ("dockerd26", "docker26.1", "BUILDSDK_DOCKERD26_HOST", (26, 1), False),
+    (
+        "dockerd26-containerd",
+        "docker26.1-containerd",
+        "BUILDSDK_DOCKERD26_CONTAINERD_HOST",
+        (26, 1),
+        True,
+    ),
+)
+"""The Docker engines every Docker test runs on: service, id, env key, version, image store."""
+
+_MATRIX_MARKS = {
+    "dockerd": pytest.mark.docker20,
+    "dockerd26": pytest.mark.docker26,
+    "dockerd26-containerd": pytest.mark.docker26_containerd,
+}
+
+
+def docker_engine_of(engines: Engines, service: str) -> DockerEngine:
+    """The `DockerEngine` of one matrix service; unavailable ones skip/fail."""
+    for name, ident, key, version, containerd in DOCKER_MATRIX:
+        if name != service:
+            continue
+        host = {
+            "dockerd": engines.dockerd_host,
+            "dockerd26": engines.dockerd26_host,
+            "dockerd26-containerd": engines.dockerd26_containerd_host,
+        }[name]
+        if host is None:
+            engines_unavailable(f"{name} was not started (no {key})")
+        return DockerEngine(name, ident, host, version, containerd)
+    raise ValueError(f"no Docker engine {service!r} in the matrix")
+
+
+@pytest.fixture(
+    scope="session",
+    params=[pytest.param(m[0], id=m[1], marks=_MATRIX_MARKS[m[0]]) for m in DOCKER_MATRIX],
+)
+def docker_engine(request: pytest.FixtureRequest, engines: Engines) -> DockerEngine:
+    """The Docker engine of the matrix this test runs on (one test per engine)."""
+    return docker_engine_of(engines, request.param)
+
+
 @pytest.fixture(scope="session")
-def dockerd_http(engines: Engines) -> Iterator[httpx.Client]:
-    """A raw httpx client on the first dockerd's unix socket; checked to answer /_ping."""
+def dockerd_http(docker_engine: DockerEngine) -> Iterator[httpx.Client]:
+    """A raw httpx client on the matrix dockerd's unix socket; checked to answer /_ping."""
+    host = docker_engine.host
+    yield from _unix_http(host, f"{docker_engine.service} at {host}", "docker")
+
+
+@pytest.fixture(scope="session")
+def dockerd20_http(engines: Engines) -> Iterator[httpx.Client]:
+    """A raw httpx client on Docker 20.10, the engine sshd's dial-stdio reaches."""
     if engines.dockerd_host is None:
         engines_unavailable("dockerd was not started (no BUILDSDK_DOCKERD_HOST)")
     yield from _unix_http(engines.dockerd_host, f"dockerd at {engines.dockerd_host}", "docker")
@@ -297,14 +393,19 @@ ENGINE_CLIENTS = ("dockerd", "dockerd_tls", "podman", "ssh")
 """The engines buildsdk clients are made for, by the name their fixtures start with."""
 
 
-def client_settings(engines: Engines, name: str) -> dict[str, Any]:
-    """Keyword arguments of `Client`/`AsyncClient` for one engine; unavailable ones skip/fail."""
+def client_settings(
+    engines: Engines, name: str, docker: DockerEngine | None = None
+) -> dict[str, Any]:
+    """Keyword arguments of `Client`/`AsyncClient` for one engine; unavailable ones skip/fail.
+
+    For ``"dockerd"`` the engine is `docker` (a matrix engine), else Docker 20.10.
+    """
     settings: dict[str, Any] = {"config": DockerConfig({}, env={}, detect_default_store=False)}
     if name == "dockerd":
-        if engines.dockerd_host is None:
-            engines_unavailable("dockerd was not started (no BUILDSDK_DOCKERD_HOST)")
-        _check_unix_socket(engines.dockerd_host, f"dockerd at {engines.dockerd_host}")
-        settings["host"] = engines.dockerd_host
+        if docker is None:
+            docker = docker_engine_of(engines, "dockerd")
+        _check_unix_socket(docker.host, f"{docker.service} at {docker.host}")
+        settings["host"] = docker.host
     elif name == "dockerd_tls":
         if engines.dockerd_tls_host is None or engines.dockerd_tls is None:
             engines_unavailable("the TLS dockerd was not started (no BUILDSDK_DOCKERD_TLS_*)")
@@ -326,8 +427,8 @@ def client_settings(engines: Engines, name: str) -> dict[str, Any]:
     return settings
 
 
-def _client(engines: Engines, name: str) -> Iterator[Client]:
-    with Client(**client_settings(engines, name)) as client:
+def _client(engines: Engines, name: str, docker: DockerEngine | None = None) -> Iterator[Client]:
+    with Client(**client_settings(engines, name, docker)) as client:
         try:
             client.ping()
         except BuildSDKError as exc:
@@ -335,8 +436,10 @@ def _client(engines: Engines, name: str) -> Iterator[Client]:
         yield client
 
 
-async def _aclient(engines: Engines, name: str) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(**client_settings(engines, name)) as client:
+async def _aclient(
+    engines: Engines, name: str, docker: DockerEngine | None = None
+) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(**client_settings(engines, name, docker)) as client:
         try:
             await client.ping()
         except BuildSDKError as exc:
@@ -345,9 +448,9 @@ async def _aclient(engines: Engines, name: str) -> AsyncIterator[AsyncClient]:
 
 
 @pytest.fixture(scope="session")
-def dockerd_client(engines: Engines) -> Iterator[Client]:
-    """A buildsdk `Client` on the first dockerd (classic builder and BuildKit)."""
-    yield from _client(engines, "dockerd")
+def dockerd_client(engines: Engines, docker_engine: DockerEngine) -> Iterator[Client]:
+    """A buildsdk `Client` on the matrix dockerd (classic builder and BuildKit)."""
+    yield from _client(engines, "dockerd", docker_engine)
 
 
 @pytest.fixture(scope="session")
@@ -364,7 +467,7 @@ def podman_client(engines: Engines) -> Iterator[Client]:
 
 @pytest.fixture(scope="session")
 def ssh_client(engines: Engines) -> Iterator[Client]:
-    """A buildsdk `Client` reaching the first dockerd through `ssh://` (dial-stdio)."""
+    """A buildsdk `Client` reaching Docker 20.10 through `ssh://` (dial-stdio)."""
     yield from _client(engines, "ssh")
 
 
@@ -372,9 +475,11 @@ def ssh_client(engines: Engines) -> Iterator[Client]:
 
 
 @pytest.fixture
-async def dockerd_aclient(engines: Engines) -> AsyncIterator[AsyncClient]:
-    """A buildsdk `AsyncClient` on the first dockerd."""
-    async for client in _aclient(engines, "dockerd"):
+async def dockerd_aclient(
+    engines: Engines, docker_engine: DockerEngine
+) -> AsyncIterator[AsyncClient]:
+    """A buildsdk `AsyncClient` on the matrix dockerd."""
+    async for client in _aclient(engines, "dockerd", docker_engine):
         yield client
 
 
@@ -394,6 +499,6 @@ async def podman_aclient(engines: Engines) -> AsyncIterator[AsyncClient]:
 
 @pytest.fixture
 async def ssh_aclient(engines: Engines) -> AsyncIterator[AsyncClient]:
-    """A buildsdk `AsyncClient` reaching the first dockerd through `ssh://`."""
+    """A buildsdk `AsyncClient` reaching Docker 20.10 through `ssh://`."""
     async for client in _aclient(engines, "ssh"):
         yield client

@@ -28,7 +28,15 @@ from typing import TypeVar
 import pytest
 
 from buildsdk.auth import DockerConfig
-from tests.integration.conftest import dockerd_http, dockerd_tls_http, engines, podman_http
+from tests.integration.conftest import (
+    DockerEngine,
+    Engines,
+    docker_engine_of,
+    dockerd_http,
+    dockerd_tls_http,
+    engines,
+    podman_http,
+)
 from tests.reliability.fault_engine import FaultEngine
 
 __all__ = [
@@ -36,6 +44,7 @@ __all__ = [
     "Measure",
     "Timing",
     "clean_config",
+    "docker_engine",
     "dockerd_http",
     "dockerd_tls_http",
     "engines",
@@ -47,6 +56,13 @@ __all__ = [
     "short_tmp",
     "watchdog",
 ]
+
+
+@pytest.fixture(scope="session")
+def docker_engine(engines: Engines) -> DockerEngine:
+    """Docker 20.10 only: these tests measure failure handling of the client, not an engine."""
+    return docker_engine_of(engines, "dockerd")
+
 
 TEST_BOUND = 420.0
 """Seconds any one test may take before the watchdog dumps all stacks and ends the run."""

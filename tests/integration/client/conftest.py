@@ -44,7 +44,7 @@ from buildsdk.events import BuildEvent
 from buildsdk.prune import PruneOptions, PruneResult
 from buildsdk.results import BuildResult
 from buildsdk.versions import ApiVersion
-from tests.integration.conftest import Engines, client_settings, engines_unavailable
+from tests.integration.conftest import DockerEngine, Engines, client_settings, engines_unavailable
 
 __all__ = [
     "FLAVORS",
@@ -108,6 +108,8 @@ class Runner:
     raw: httpx.Client
     network: str
     built: list[str] = field(default_factory=list)
+    docker: DockerEngine | None = None
+    """The matrix Docker engine for ``engine == "dockerd"``; ``None`` for the others."""
 
     async def build(self, options: BuildOptions, *, watch: Watch | None = None) -> BuildRun:
         """Run a build to its end; `BuildError` is returned in the run, other errors raise."""
@@ -242,13 +244,13 @@ class AsyncRunner(Runner):
         return await self._client().api_version()
 
 
-# Which raw httpx fixture sees the images an engine's builds produce: ssh reaches the first
-# dockerd, so its images are read through that dockerd's socket.
+# Which raw httpx fixture sees the images an engine's builds produce: ssh reaches Docker
+# 20.10, so its images are read through that dockerd's socket.
 _RAW = {
     "dockerd": "dockerd_http",
     "dockerd_tls": "dockerd_tls_http",
     "podman": "podman_http",
-    "ssh": "dockerd_http",
+    "ssh": "dockerd20_http",
 }
 
 
@@ -258,18 +260,21 @@ async def _runner(
     flavor: str = request.param
     raw: httpx.Client = request.getfixturevalue(_RAW[engine])
     network = engines.podman_network if engine == "podman" else engines.dockerd_network
+    docker: DockerEngine | None = None
+    if engine == "dockerd":
+        docker = request.getfixturevalue("docker_engine")
     runner: Runner
     if flavor == "sync":
         client: Client = request.getfixturevalue(f"{engine}_client")
-        runner = SyncRunner(flavor, engine, raw, network, client=client)
+        runner = SyncRunner(flavor, engine, raw, network, client=client, docker=docker)
         yield runner
     else:
-        async with AsyncClient(**client_settings(engines, engine)) as aclient:
+        async with AsyncClient(**client_settings(engines, engine, docker)) as aclient:
             try:
                 await aclient.ping()
             except BuildSDKError as exc:
                 engines_unavailable(f"{engine} does not answer buildsdk's ping: {exc}")
-            runner = AsyncRunner(flavor, engine, raw, network, client=aclient)
+            runner = AsyncRunner(flavor, engine, raw, network, client=aclient, docker=docker)
             yield runner
     # Images of finished tests are not needed (vfs storage keeps a full copy of each), but a
     # build that added nothing to its base has the base's id: that one must stay.
@@ -284,28 +289,36 @@ RunnerFactory = Callable[..., AbstractAsyncContextManager[Runner]]
 
 
 @pytest.fixture(params=FLAVORS)
-def dockerd_with(request: pytest.FixtureRequest, engines: Engines) -> RunnerFactory:
-    """A factory of first-dockerd runners with extra client settings, in both flavours."""
+def dockerd_with(
+    request: pytest.FixtureRequest, engines: Engines, docker_engine: DockerEngine
+) -> RunnerFactory:
+    """A factory of matrix-dockerd runners with extra client settings, in both flavours."""
     flavor: str = request.param
     raw: httpx.Client = request.getfixturevalue("dockerd_http")
 
     @contextlib.asynccontextmanager
     async def make(**overrides: Any) -> AsyncIterator[Runner]:
-        settings = {**client_settings(engines, "dockerd"), **overrides}
+        settings = {**client_settings(engines, "dockerd", docker_engine), **overrides}
         network = engines.dockerd_network
         if flavor == "sync":
             with Client(**settings) as client:
-                yield SyncRunner(flavor, "dockerd", raw, network, client=client)
+                yield SyncRunner(
+                    flavor, "dockerd", raw, network, client=client, docker=docker_engine
+                )
         else:
             async with AsyncClient(**settings) as aclient:
-                yield AsyncRunner(flavor, "dockerd", raw, network, client=aclient)
+                yield AsyncRunner(
+                    flavor, "dockerd", raw, network, client=aclient, docker=docker_engine
+                )
 
     return make
 
 
 @pytest.fixture(params=FLAVORS)
-async def dockerd(request: pytest.FixtureRequest, engines: Engines) -> AsyncIterator[Runner]:
-    """The first dockerd, through `Client` and through `AsyncClient`."""
+async def dockerd(
+    request: pytest.FixtureRequest, engines: Engines, docker_engine: DockerEngine
+) -> AsyncIterator[Runner]:
+    """The matrix dockerd (`docker_engine`), through `Client` and through `AsyncClient`."""
     async for runner in _runner(request, engines, "dockerd"):
         yield runner
 
@@ -326,7 +339,7 @@ async def podman(request: pytest.FixtureRequest, engines: Engines) -> AsyncItera
 
 @pytest.fixture(params=FLAVORS)
 async def ssh(request: pytest.FixtureRequest, engines: Engines) -> AsyncIterator[Runner]:
-    """The first dockerd over `ssh://`, through `Client` and through `AsyncClient`."""
+    """Docker 20.10 over `ssh://`, through `Client` and through `AsyncClient`."""
     async for runner in _runner(request, engines, "ssh"):
         yield runner
 
