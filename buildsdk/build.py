@@ -98,8 +98,16 @@ _ULIMIT_INT_RE: Final = re.compile(r"^[+-]?\d+$", re.ASCII)
 _HOST_GATEWAY: Final = "host-gateway"
 _BUILDKIT_NETWORK_MODES: Final = frozenset({"default", "host", "none"})
 _BUILDKIT_LIMITS_API: Final = ApiVersion(1, 42)
-"""BuildKit honours `ulimits` and `shmsize` from Docker Engine 23.0 (API 1.42) on; older
-engines accept and ignore them (checked on dockerd 20.10)."""
+"""BuildKit honours `ulimits` and `shmsize` from Docker Engine 23.0 (API 1.42) on: moby commit
+b899db6 ("builder: enable shm-size and ulimit for buildkit", merged with moby/moby#43239, first
+released in v23.0.0) fixed moby/moby#41997. Older engines accept and ignore them (checked on
+dockerd 20.10); 26.1 applies them (checked on dockerd 26.1.5, both image stores)."""
+_CACHEONLY_BROKEN_API: Final = ApiVersion(1, 45)
+"""From Docker Engine 26.0 (API 1.45) `POST /build` turns a `cacheonly` output into a BuildKit
+exporter named "" (moby commit 59ad169, "builder-next: Adjust to source changes"), which
+BuildKit 0.13 refuses with a 500 ("exporter \"\" could not be found") after the whole context
+was uploaded. `docker build` on 26 goes through buildx and the Control API, which sends no
+exporter at all for it."""
 # Query parameter -> the option name a user wrote, for error messages.
 _PARAM_OPTION: Final = {
     "t": "tag",
@@ -1144,6 +1152,18 @@ class BuildOptions(BaseModel):
                             "1",
                         )
                     )
+        cache_only = [output.type for output in self.outputs] == ["cacheonly"]
+        if cache_only and api_version >= _CACHEONLY_BROKEN_API:
+            problems.append(
+                UnsupportedOption(
+                    "outputs",
+                    "outputs type 'cacheonly' fails on Docker Engine 26 and later (API "
+                    f"{_CACHEONLY_BROKEN_API}+; this engine speaks {api_version}): its POST "
+                    "/build hands BuildKit an exporter without a name, which BuildKit refuses; "
+                    "build without outputs, or use docker buildx, which sends no exporter",
+                    given=str(api_version),
+                )
+            )
         if self.network_mode is not None and self.network_mode not in _BUILDKIT_NETWORK_MODES:
             problems.append(
                 self._unsupported_by_builder(

@@ -738,3 +738,24 @@ def test_unsupported_lists_every_problem_and_to_query_raises_the_first() -> None
         options.to_query("1.30")
     assert str(first.value) == str(problems[0])
     assert BuildOptions(path=".", version="2").unsupported("1.41") == []
+
+
+@pytest.mark.parametrize("api", ["1.45", "1.47", "1.51"])
+def test_cacheonly_is_refused_where_post_build_breaks_it(api: str) -> None:
+    opts = BuildOptions(path=HERE, version="2", outputs=[BuildOutput(type="cacheonly")])
+    with pytest.raises(UnsupportedOption) as info:
+        opts.to_query(api)
+    assert info.value.option == "outputs"
+    assert info.value.given == api
+    assert str(info.value).startswith(
+        "outputs type 'cacheonly' fails on Docker Engine 26 and later (API 1.45+; this engine "
+        f"speaks {api}): its POST /build hands BuildKit an exporter without a name"
+    )
+
+
+@pytest.mark.parametrize("api", ["1.40", "1.41", "1.44"])
+def test_cacheonly_is_sent_to_engines_that_skip_the_export(api: str) -> None:
+    query = BuildOptions(path=HERE, version="2", outputs=[BuildOutput(type="cacheonly")]).to_query(
+        api
+    )
+    assert ("outputs", '[{"Type":"cacheonly","Attrs":{}}]') in query

@@ -122,7 +122,7 @@ async def test_buildkit_build_options_take_effect_inside_the_image(
     assert config["Labels"] == {"org.example.role": "probe"}
 
 
-async def test_buildkit_limits_this_engine_ignores_are_refused(
+async def test_buildkit_limits_are_applied_or_refused_where_ignored(
     dockerd: Runner, tmp_path: Path
 ) -> None:
     context = _context(tmp_path, {"Dockerfile": _PROBE})
@@ -135,6 +135,14 @@ async def test_buildkit_limits_this_engine_ignores_are_refused(
         shmsize="96m",
         ulimits=[Ulimit(name="nofile", soft=1024, hard=2048)],
     )
+    assert dockerd.docker is not None
+    if not dockerd.docker.is_20:
+        # Docker 23.0+ (API 1.42+) applies them: buildsdk sends them and the step sees them.
+        result = (await dockerd.build(options)).ok()
+        files = image_files(dockerd.raw, result.image_id)
+        assert files["nofile-soft"] == "1024\n"
+        assert files["shm"].split()[1] == str(96 * 1024)
+        return
     # The fact behind the refusal: sent anyway (as API 1.42 would carry them), dockerd
     # 20.10 builds with BuildKit's own limits.
     query = options.to_query("1.42")
@@ -301,7 +309,7 @@ async def test_classic_log_holds_run_output_and_image_id_comes_from_aux(
     assert result.log == texts
 
 
-async def test_buildkit_cacheonly_output_succeeds_without_an_image(
+async def test_buildkit_cacheonly_output_succeeds_or_is_refused_where_it_fails(
     dockerd: Runner, tmp_path: Path
 ) -> None:
     context = _context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo cache only\n"})
@@ -312,6 +320,25 @@ async def test_buildkit_cacheonly_output_succeeds_without_an_image(
         outputs=[{"type": "cacheonly"}],
         nocache=True,
     )
+    assert dockerd.docker is not None
+    if not dockerd.docker.is_20:
+        # The fact behind the refusal: Docker 26 fails the build after the upload.
+        query = options.to_query("1.44")
+        tar = b"".join(prepare_context(path=context))
+        answer = dockerd.raw.post(
+            "/build",
+            params=tuple(query),
+            content=tar,
+            headers={"Content-Type": "application/x-tar"},
+        )
+        assert answer.status_code == 500, answer.text
+        assert answer.json()["message"] == 'exporter "" could not be found'
+        # buildsdk refuses it before sending anything, naming the option and the engine.
+        with pytest.raises(UnsupportedOption) as refused:
+            await dockerd.build(options)
+        assert refused.value.option == "outputs"
+        assert "fails on Docker Engine 26 and later" in str(refused.value)
+        return
     run = await dockerd.build(options)
     result = run.ok()
 

@@ -85,7 +85,20 @@ async def test_buildkit_events_name_the_steps_and_carry_the_run_output(
 
     names = {e.digest: e.name for e in run.events if isinstance(e, VertexEvent) and e.name}
     run_step = "[2/2] RUN echo to-stdout && echo to-stderr >&2"
-    assert "[1/2] FROM docker.io/library/busybox" in names.values()
+    # BuildKit 0.8 (Docker 20.10) names the base as written; 0.13 (Docker 26.1) adds the tag,
+    # and on the containerd image store also the digest the image resolved to.
+    base = "[1/2] FROM docker.io/library/busybox"
+    assert dockerd.docker is not None
+    if dockerd.docker.is_20:
+        assert base in names.values()
+    elif dockerd.docker.containerd_store:
+        assert [
+            n
+            for n in names.values()
+            if re.fullmatch(re.escape(base) + r":latest@sha256:[0-9a-f]{64}", n)
+        ]
+    else:
+        assert f"{base}:latest" in names.values()
     assert run_step in names.values()
     run_digest = next(d for d, name in names.items() if name == run_step)
     logs = [e for e in run.events if isinstance(e, VertexLogEvent) and e.vertex == run_digest]

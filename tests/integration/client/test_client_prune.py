@@ -2,7 +2,8 @@
 
 Each test builds a step of known size (`head -c 2000000 /dev/zero`) with a unique file name,
 finds its cache record through the engine's own `GET /system/df`, and prunes it by id, so
-the assertions are exact and other cache stays put, except in the test of a bare `all`.
+the assertions are exact and other cache stays put, except in the test of a bare `all`. On
+the containerd image store a record is a little larger than its file (see `_cached_step`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ async def _cached_step(runner: Runner, tmp_path: Path) -> dict[str, Any]:
     records = [r for r in usage.json()["BuildCache"] or [] if marker in r["Description"]]
     assert len(records) == 1, records
     record: dict[str, Any] = records[0]
-    assert record["Size"] == _SIZE
+    assert runner.docker is not None
+    if runner.docker.containerd_store:
+        # The overlayfs snapshotter reports the disk usage of the step's upper directory:
+        # the file plus a few blocks of directory and metadata (about 25 KB here).
+        assert _SIZE < record["Size"] < _SIZE + 64 * 1024, record
+    else:
+        assert record["Size"] == _SIZE
     return record
 
 
@@ -54,7 +61,7 @@ async def test_prune_by_id_filter_needs_all_for_a_shared_record(
 
     pruned = await dockerd.prune(PruneOptions(all=True, filters={"id": record["ID"]}))
     assert pruned.caches_deleted == [record["ID"]]
-    assert pruned.space_reclaimed == _SIZE
+    assert pruned.space_reclaimed == record["Size"]
 
 
 async def test_prune_keep_storage_keeps_a_cache_smaller_than_it(
