@@ -4,11 +4,14 @@ Both commands run against the same recording endpoint (`tests.recording_engine`)
 threaded HTTP server on a unix socket that answers `/_ping` like an API 1.41 engine, records
 every `POST /build` (path, query pairs in order, headers, body) and answers with a short
 successful stream.
-The Docker CLI (28.2.2, classic builder via `DOCKER_BUILDKIT=0`) and `buildsdk` get the
-same flags, the same context directory, the same isolated `DOCKER_CONFIG` (one registry
-login, a second one, proxies and an extra HTTP header), and the recorded requests must
-agree: the query pairs exactly, the headers apart from the transport's own, the
-`X-Registry-Config` credentials after decoding, and the context's tar entries.
+The Docker CLI (28.2.2 from /usr/local/bin, and 26.1.5 from `scripts/engines up
+docker26-cli`; classic builder via `DOCKER_BUILDKIT=0`) and `buildsdk` get the same flags,
+the same context directory, the same isolated `DOCKER_CONFIG` (one registry login, a second
+one, proxies and an extra HTTP header), and the recorded requests must agree: the query
+pairs exactly (CLI 26.1 also sends every parameter the user left alone at its zero value,
+which the engine reads as absent; those pairs are set aside first), the headers apart from
+the transport's own, the `X-Registry-Config` credentials after decoding, and the context's
+tar entries.
 
 The flag combinations here are the ones the recorded vectors in
 `tests/fixtures/vectors/cli_build_requests.json` do not cover.
@@ -32,12 +35,12 @@ from typing import Any
 import pytest
 
 from tests import VECTORS_DIR
-from tests.integration.conftest import REPO_ROOT
+from tests.integration.conftest import REPO_ROOT, Engines, engines_unavailable
 from tests.recording_engine import IMAGE_ID, RecordedRequest, recording_engine
 
 __all__ = ["run_buildsdk"]
 
-DOCKER = "/usr/local/bin/docker"
+DOCKER = Path("/usr/local/bin/docker")
 VECTORS = VECTORS_DIR / "cli_build_requests.json"
 
 
@@ -63,10 +66,27 @@ class Workspace:
     config_dir: Path
     context: Path
     env: dict[str, str]
+    docker: Path
+    """The Docker CLI binary the requests are compared with."""
+
+
+@pytest.fixture(scope="module", params=["28.2", "26.1"], ids=["cli28.2", "cli26.1"])
+def docker_cli(request: pytest.FixtureRequest) -> Path:
+    """The Docker CLI of one version: 28.2.2 of this machine, 26.1.5 of scripts/engines."""
+    if request.param == "28.2":
+        # The comparison is the point of this file: a missing CLI is a failure, not a skip.
+        assert DOCKER.is_file(), f"the Docker CLI is expected at {DOCKER}"
+        return DOCKER
+    engines: Engines = request.getfixturevalue("all_engines")
+    if engines.docker26_cli is None or not engines.docker26_cli.is_file():
+        engines_unavailable(
+            "the Docker CLI 26.1 was not unpacked (scripts/engines up docker26-cli)"
+        )
+    return engines.docker26_cli
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
+def workspace(tmp_path: Path, docker_cli: Path) -> Workspace:
     """A context with a Dockerfile, a sub-directory Dockerfile, ignored files and a config."""
     config_dir = tmp_path / "config"
     config_dir.mkdir()
@@ -89,7 +109,7 @@ def workspace(tmp_path: Path) -> Workspace:
         "FROM_ENV": "value from env",
         "LANG": "C.UTF-8",
     }
-    return Workspace(tmp_path, config_dir, context, env)
+    return Workspace(tmp_path, config_dir, context, env, docker_cli)
 
 
 def run_buildsdk(
@@ -114,12 +134,15 @@ def run_buildsdk(
 
 
 def _run_docker(
-    args: Sequence[str], env: dict[str, str], *, cwd: Path, stdin: bytes | None = None
+    ws: Workspace,
+    args: Sequence[str],
+    env: dict[str, str],
+    *,
+    cwd: Path,
+    stdin: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    # The comparison is the point of this file: a missing CLI is a failure, not a skip.
-    assert Path(DOCKER).is_file(), f"the Docker CLI is expected at {DOCKER}"
     return subprocess.run(
-        [DOCKER, *args],
+        [str(ws.docker), *args],
         env=env,
         cwd=cwd,
         input=stdin,
@@ -185,7 +208,7 @@ def _both(
     context = path if path is not None else str(ws.context)
     with recording_engine() as engine:
         env = {**ws.env, "DOCKER_HOST": engine.host}
-        docker = _run_docker(["build", *flags, context], env, cwd=ws.root, stdin=stdin)
+        docker = _run_docker(ws, ["build", *flags, context], env, cwd=ws.root, stdin=stdin)
         assert docker.returncode == 0, docker.stderr.decode()
         ours = run_buildsdk(
             ["build", "--progress", "plain", *flags, context], env, cwd=ws.root, stdin=stdin
@@ -201,11 +224,37 @@ def _random_dockerfile_name(value: str) -> str:
     return ".dockerfile.<random>" if value.startswith(".dockerfile.") else value
 
 
-def _assert_same(docker: RecordedRequest, ours: RecordedRequest) -> None:
+# What CLI 26.1 sends for every flag left alone; the moby client of CLI 28 sends only what
+# was set, and buildsdk follows it. The engine reads each of these as the parameter's default.
+_CLI26_UNSET = frozenset(
+    {
+        ("buildargs", "{}"),
+        ("cachefrom", "[]"),
+        ("cgroupparent", ""),
+        ("cpuperiod", "0"),
+        ("cpuquota", "0"),
+        ("cpusetcpus", ""),
+        ("cpusetmems", ""),
+        ("cpushares", "0"),
+        ("dockerfile", ""),
+        ("labels", "{}"),
+        ("memory", "0"),
+        ("memswap", "0"),
+        ("networkmode", "default"),
+        ("rm", "1"),
+        ("shmsize", "0"),
+        ("target", ""),
+        ("ulimits", "[]"),
+    }
+)
+
+
+def _assert_same(ws: Workspace, docker: RecordedRequest, ours: RecordedRequest) -> None:
     assert ours.path == docker.path
-    docker_query = [
-        (k, _random_dockerfile_name(v) if k == "dockerfile" else v) for k, v in docker.query
-    ]
+    sent = docker.query
+    if ws.docker != DOCKER:
+        sent = [pair for pair in sent if pair not in _CLI26_UNSET]
+    docker_query = [(k, _random_dockerfile_name(v) if k == "dockerfile" else v) for k, v in sent]
     our_query = [(k, _random_dockerfile_name(v) if k == "dockerfile" else v) for k, v in ours.query]
     assert our_query == docker_query
     assert _headers(ours) == _headers(docker)
@@ -276,12 +325,12 @@ _CASES: list[list[str]] = [
 @pytest.mark.parametrize("flags", _CASES, ids=[" ".join(c) for c in _CASES])
 def test_same_request_as_docker(workspace: Workspace, flags: list[str]) -> None:
     docker, ours = _both(workspace, flags)
-    _assert_same(docker, ours)
+    _assert_same(workspace, docker, ours)
 
 
 def test_relative_context_and_dockerfile(workspace: Workspace) -> None:
     docker, ours = _both(workspace, ["-f", "ctx/sub/Dockerfile.dev", "-t", "rel:1"], path="ctx")
-    _assert_same(docker, ours)
+    _assert_same(workspace, docker, ours)
 
 
 def test_context_from_stdin_tar(workspace: Workspace) -> None:
@@ -293,14 +342,14 @@ def test_context_from_stdin_tar(workspace: Workspace) -> None:
         tar.addfile(info, io.BytesIO(data))
     archive = buffer.getvalue()
     docker, ours = _both(workspace, ["-t", "stdin:1"], stdin=archive, path="-")
-    _assert_same(docker, ours)
+    _assert_same(workspace, docker, ours)
     assert ours.body == archive
 
 
 def test_dockerfile_from_stdin(workspace: Workspace) -> None:
     dockerfile = b"FROM scratch\nLABEL from=stdin\n"
     docker, ours = _both(workspace, ["-f", "-"], stdin=dockerfile)
-    _assert_same(docker, ours)
+    _assert_same(workspace, docker, ours)
 
 
 def test_iidfile_written_like_docker(workspace: Workspace) -> None:
@@ -310,7 +359,10 @@ def test_iidfile_written_like_docker(workspace: Workspace) -> None:
             ["build", "--iidfile", "ours.txt", str(workspace.context)], env, cwd=workspace.root
         )
         docker = _run_docker(
-            ["build", "--iidfile", "docker.txt", str(workspace.context)], env, cwd=workspace.root
+            workspace,
+            ["build", "--iidfile", "docker.txt", str(workspace.context)],
+            env,
+            cwd=workspace.root,
         )
     assert ours.returncode == 0
     assert docker.returncode == 0
@@ -322,7 +374,7 @@ def test_same_request_as_docker_on_an_older_engine(workspace: Workspace) -> None
     context = str(workspace.context)
     with recording_engine(api_version="1.37") as engine:
         env = {**workspace.env, "DOCKER_HOST": engine.host}
-        docker = _run_docker(["build", "-t", "old:1", context], env, cwd=workspace.root)
+        docker = _run_docker(workspace, ["build", "-t", "old:1", context], env, cwd=workspace.root)
         ours = run_buildsdk(
             ["build", "--progress", "plain", "-t", "old:1", context], env, cwd=workspace.root
         )
@@ -330,4 +382,4 @@ def test_same_request_as_docker_on_an_older_engine(workspace: Workspace) -> None
         assert ours.returncode == 0, ours.stderr.decode()
         docker_build, our_build = engine.builds()
     assert docker_build.path == our_build.path == "/v1.37/build"
-    _assert_same(docker_build, our_build)
+    _assert_same(workspace, docker_build, our_build)
