@@ -20,6 +20,7 @@ with a hint on how to start the engines.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import socket
@@ -45,6 +46,7 @@ __all__ = [
     "DockerEngine",
     "Engines",
     "TLSFiles",
+    "all_engines",
     "client_settings",
     "docker_engine",
     "docker_engine_of",
@@ -56,6 +58,7 @@ __all__ = [
     "dockerd_tls_client",
     "dockerd_tls_http",
     "engines",
+    "engines_on_matrix",
     "engines_unavailable",
     "load_engines",
     "podman_aclient",
@@ -263,12 +266,24 @@ def _unix_http(host: str, what: str, name: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="session")
-def engines() -> Engines:
+def all_engines() -> Engines:
     """The engines described by the env file of ``scripts/engines up``."""
     loaded = load_engines()
     if loaded is None:
         engines_unavailable(f"no engines configured (no env file at {_env_file_path(os.environ)})")
     return loaded
+
+
+@pytest.fixture(scope="session")
+def engines(all_engines: Engines) -> Engines:
+    """The engines of ``scripts/engines up``; a module whose tests all run on the Docker matrix
+    overrides it with `engines_on_matrix`, so ``dockerd_host`` is the matrix engine's."""
+    return all_engines
+
+
+def engines_on_matrix(all_engines: Engines, docker_engine: DockerEngine) -> Engines:
+    """`all_engines` with ``dockerd_host`` pointing at `docker_engine`."""
+    return dataclasses.replace(all_engines, dockerd_host=docker_engine.host)
 
 
 @dataclass(frozen=True)
@@ -280,6 +295,8 @@ class DockerEngine:
     host: str
     version: tuple[int, int]
     containerd_store: bool
+    api: str
+    """The newest API version the engine speaks."""
 
     @property
     def is_20(self) -> bool:
@@ -288,17 +305,19 @@ class DockerEngine:
 
 
 DOCKER_MATRIX = (
-    ("dockerd", "docker20.10", "BUILDSDK_DOCKERD_HOST", (20, 10), False),
-    ("dockerd26", "docker26.1", "BUILDSDK_DOCKERD26_HOST", (26, 1), False),
+    ("dockerd", "docker20.10", "BUILDSDK_DOCKERD_HOST", (20, 10), False, "1.41"),
+    ("dockerd26", "docker26.1", "BUILDSDK_DOCKERD26_HOST", (26, 1), False, "1.45"),
     (
         "dockerd26-containerd",
         "docker26.1-containerd",
         "BUILDSDK_DOCKERD26_CONTAINERD_HOST",
         (26, 1),
         True,
+        "1.45",
     ),
 )
-"""The Docker engines every Docker test runs on: service, id, env key, version, image store."""
+"""The Docker engines every Docker test runs on: service, id, env key, version, containerd
+image store or not, API version."""
 
 _MATRIX_MARKS = {
     "dockerd": pytest.mark.docker20,
@@ -309,7 +328,7 @@ _MATRIX_MARKS = {
 
 def docker_engine_of(engines: Engines, service: str) -> DockerEngine:
     """The `DockerEngine` of one matrix service; unavailable ones skip/fail."""
-    for name, ident, key, version, containerd in DOCKER_MATRIX:
+    for name, ident, key, version, containerd, api in DOCKER_MATRIX:
         if name != service:
             continue
         host = {
@@ -319,7 +338,7 @@ def docker_engine_of(engines: Engines, service: str) -> DockerEngine:
         }[name]
         if host is None:
             engines_unavailable(f"{name} was not started (no {key})")
-        return DockerEngine(name, ident, host, version, containerd)
+        return DockerEngine(name, ident, host, version, containerd, api)
     raise ValueError(f"no Docker engine {service!r} in the matrix")
 
 
@@ -327,9 +346,9 @@ def docker_engine_of(engines: Engines, service: str) -> DockerEngine:
     scope="session",
     params=[pytest.param(m[0], id=m[1], marks=_MATRIX_MARKS[m[0]]) for m in DOCKER_MATRIX],
 )
-def docker_engine(request: pytest.FixtureRequest, engines: Engines) -> DockerEngine:
+def docker_engine(request: pytest.FixtureRequest, all_engines: Engines) -> DockerEngine:
     """The Docker engine of the matrix this test runs on (one test per engine)."""
-    return docker_engine_of(engines, request.param)
+    return docker_engine_of(all_engines, request.param)
 
 
 @pytest.fixture(scope="session")

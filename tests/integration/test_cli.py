@@ -30,12 +30,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import REPO_ROOT, Engines
+from tests.integration.conftest import REPO_ROOT, DockerEngine, Engines, engines_on_matrix
 from tests.recording_engine import recording_engine
 from tests.unit.test_progress import render_screen
 from tests.unit.test_progress_vs_buildx import FIXTURES, normalize
 
 __all__: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def engines(all_engines: Engines, docker_engine: DockerEngine) -> Engines:
+    """Every test here runs on each Docker engine of the matrix."""
+    return engines_on_matrix(all_engines, docker_engine)
+
 
 STREAMS = REPO_ROOT / "tests" / "fixtures" / "streams"
 
@@ -50,6 +57,7 @@ class Cli:
     network: str
     tmp: Path
     base_image: str
+    engine: DockerEngine
 
     def run(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
         """Run `python -m buildsdk ARGS` and capture its output as text."""
@@ -65,7 +73,9 @@ class Cli:
 
 
 @pytest.fixture
-def cli(engines: Engines, dockerd_http: httpx.Client, tmp_path: Path) -> Iterator[Cli]:
+def cli(
+    engines: Engines, docker_engine: DockerEngine, dockerd_http: httpx.Client, tmp_path: Path
+) -> Iterator[Cli]:
     """A context with a two-step Dockerfile, an empty Docker config and DOCKER_HOST set."""
     assert engines.dockerd_host is not None
     config = tmp_path / "config"
@@ -89,7 +99,9 @@ def cli(engines: Engines, dockerd_http: httpx.Client, tmp_path: Path) -> Iterato
         "LANG": "C.UTF-8",
     }
     tag = f"buildsdk-cli-test:{uuid.uuid4().hex[:12]}"
-    yield Cli(env, context, tag, engines.dockerd_network, tmp_path, engines.base_image)
+    yield Cli(
+        env, context, tag, engines.dockerd_network, tmp_path, engines.base_image, docker_engine
+    )
     dockerd_http.delete(f"/images/{tag}", params={"force": "1"})
 
 
@@ -353,9 +365,9 @@ def test_info_names_the_engine_and_its_builders(cli: Cli) -> None:
     assert done.returncode == 0, done.stderr
     rows = dict(re.split(r":\s+", line.strip(), maxsplit=1) for line in done.stdout.splitlines())
     assert rows["Endpoint"] == cli.env["DOCKER_HOST"]
-    assert rows["API version"].startswith("1.41 ")
+    assert rows["API version"].startswith(f"{cli.engine.api} ")
     assert rows["Builders"].startswith("classic, buildkit")
-    assert rows["Engine API"].endswith("to 1.41")
+    assert rows["Engine API"].endswith(f"to {cli.engine.api}")
 
 
 @pytest.mark.dockerd
@@ -675,8 +687,9 @@ def test_interrupt_stops_the_build_and_restores_the_terminal(
 
 @pytest.mark.podman
 def test_classic_build_on_podman(
-    engines: Engines, podman_http: httpx.Client, tmp_path: Path
+    all_engines: Engines, podman_http: httpx.Client, tmp_path: Path
 ) -> None:
+    engines = all_engines  # Podman only: not one test per Docker engine
     assert engines.podman_host is not None
     context = tmp_path / "ctx"
     context.mkdir()

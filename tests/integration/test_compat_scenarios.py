@@ -34,10 +34,17 @@ import docker.models.images
 import pytest
 
 from buildsdk import compat
-from tests.integration.conftest import Engines, engines_unavailable
+from tests.integration.conftest import DockerEngine, Engines, engines_on_matrix, engines_unavailable
 from tests.integration.test_compat_vs_docker_py import BASE, docker_config, write_context
 
 __all__ = ["Scenario", "api_client", "high_client", "scenario"]
+
+
+@pytest.fixture(scope="session")
+def engines(all_engines: Engines, docker_engine: DockerEngine) -> Engines:
+    """Every test here runs on each Docker engine of the matrix."""
+    return engines_on_matrix(all_engines, docker_engine)
+
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
 

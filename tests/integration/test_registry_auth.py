@@ -23,11 +23,23 @@ import pytest
 from pydantic import SecretStr
 
 from buildsdk import AsyncClient, BuildError, BuildOptions, Client, RegistryAuth
-from tests.integration.conftest import REPO_ROOT, Engines, engines_unavailable
+from tests.integration.conftest import (
+    REPO_ROOT,
+    DockerEngine,
+    Engines,
+    engines_on_matrix,
+    engines_unavailable,
+)
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd, pytest.mark.registry]
 
 HELPERS = REPO_ROOT / "tests" / "fixtures" / "credhelpers"
+
+
+@pytest.fixture(scope="session")
+def engines(all_engines: Engines, docker_engine: DockerEngine) -> Engines:
+    """Every test here runs on each Docker engine of the matrix."""
+    return engines_on_matrix(all_engines, docker_engine)
 
 
 @pytest.fixture
