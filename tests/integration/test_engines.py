@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Engines
+from tests.integration.conftest import DockerEngine, Engines
 
 __all__: list[str] = []
 
@@ -38,7 +38,9 @@ def _context_tar(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _build(client: httpx.Client, params: dict[str, str]) -> list[dict[str, Any]]:
+def _build(
+    client: httpx.Client, params: dict[str, str], *, fails: bool = False
+) -> list[dict[str, Any]]:
     response = client.post(
         "/build",
         params={"nocache": "1", "rm": "1", **params},
@@ -48,7 +50,7 @@ def _build(client: httpx.Client, params: dict[str, str]) -> list[dict[str, Any]]
     assert response.status_code == 200, response.text
     messages = [json.loads(line) for line in response.text.splitlines() if line.strip()]
     errors = [m for m in messages if "error" in m or "errorDetail" in m]
-    assert not errors, errors
+    assert bool(errors) is fails, errors
     return messages
 
 
@@ -97,8 +99,19 @@ def test_dockerd_classic_build_runs_a_step(dockerd_http: httpx.Client, engines: 
 
 
 @pytest.mark.dockerd
-def test_dockerd_buildkit_build_runs_a_step(dockerd_http: httpx.Client, engines: Engines) -> None:
-    messages = _build(dockerd_http, {"version": "2", "networkmode": engines.dockerd_network})
+def test_dockerd_buildkit_build_runs_a_step(
+    dockerd_http: httpx.Client, engines: Engines, docker_engine: DockerEngine
+) -> None:
+    messages = _build(
+        dockerd_http,
+        {"version": "2", "networkmode": engines.dockerd_network},
+        fails=docker_engine.containerd_store,
+    )
+    if docker_engine.containerd_store:
+        # moby/moby#47717: on the containerd image store BuildKit cannot read a context
+        # uploaded as a tar without a session (buildsdk sends BuildKit contexts through one).
+        assert "failed to read downloaded context" in messages[-1]["error"], messages
+        return
     assert any(m.get("id") == "moby.image.id" for m in messages), messages
     assert any(m.get("id") == "moby.buildkit.trace" for m in messages), messages
     _assert_built(dockerd_http, messages)
@@ -182,7 +195,10 @@ def test_registry_holds_the_private_busybox(registry_http: httpx.Client, engines
 @pytest.mark.registry
 @pytest.mark.dockerd
 def test_dockerd_pulls_the_private_image_only_with_credentials(
-    dockerd_http: httpx.Client, registry_http: httpx.Client, engines: Engines
+    dockerd_http: httpx.Client,
+    registry_http: httpx.Client,
+    engines: Engines,
+    docker_engine: DockerEngine,
 ) -> None:
     assert engines.registry is not None
     assert engines.registry_password is not None
@@ -193,7 +209,11 @@ def test_dockerd_pulls_the_private_image_only_with_credentials(
     )
     denied_text = denied.text
     assert denied.status_code != 200 or '"error' in denied_text, denied_text
-    assert "no basic auth credentials" in denied_text or "unauthorized" in denied_text
+    if docker_engine.containerd_store:
+        # containerd's resolver words the refusal itself.
+        assert "401 Unauthorized" in denied_text, denied_text
+    else:
+        assert "no basic auth credentials" in denied_text or "unauthorized" in denied_text
     pulled = dockerd_http.post(
         "/images/create",
         params=params,

@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Engines
+from tests.integration.conftest import DockerEngine, Engines, engines_on_matrix
 from tests.integration.test_session_build import _make_key, _sign_check_context
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
+
+
+@pytest.fixture(scope="session")
+def engines(all_engines: Engines, docker_engine: DockerEngine) -> Engines:
+    """Every test here runs on each Docker engine of the matrix."""
+    return engines_on_matrix(all_engines, docker_engine)
 
 
 def _run(
