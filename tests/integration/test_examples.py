@@ -62,7 +62,7 @@ def config_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def engine_env(engines: Engines, config_dir: Path, dockerd_http: httpx.Client) -> dict[str, str]:
+def engine_env(engines: Engines, config_dir: Path, dockerd20_http: httpx.Client) -> dict[str, str]:
     """The environment the usage texts ask for, pointing at the plain dockerd."""
     assert engines.dockerd_host is not None
     env = _base_env(config_dir)
@@ -71,8 +71,8 @@ def engine_env(engines: Engines, config_dir: Path, dockerd_http: httpx.Client) -
     return env
 
 
-def _image(dockerd_http: httpx.Client, name: str) -> dict[str, object]:
-    response = dockerd_http.get(f"/images/{name}/json")
+def _image(dockerd20_http: httpx.Client, name: str) -> dict[str, object]:
+    response = dockerd20_http.get(f"/images/{name}/json")
     assert response.status_code == 200, response.text
     data: dict[str, object] = response.json()
     return data
@@ -102,14 +102,14 @@ def test_usage_text_on_bad_arguments(script: str, config_dir: Path) -> None:
 
 @pytest.mark.engine
 @pytest.mark.dockerd
-def test_minimal_build(engine_env: dict[str, str], dockerd_http: httpx.Client) -> None:
+def test_minimal_build(engine_env: dict[str, str], dockerd20_http: httpx.Client) -> None:
     result = _run("minimal_build.py", env=engine_env)
     assert result.returncode == 0, result.stderr
     match = re.fullmatch(
         rf"built ({_IMAGE_ID}) as buildsdk-example:minimal in [0-9.]+s\n", result.stdout
     )
     assert match, result.stdout
-    image = _image(dockerd_http, "buildsdk-example:minimal")
+    image = _image(dockerd20_http, "buildsdk-example:minimal")
     assert image["Id"] == match.group(1)
 
 
@@ -145,14 +145,14 @@ def test_stream_progress(engine_env: dict[str, str], builder: str) -> None:
 @pytest.mark.engine
 @pytest.mark.dockerd
 def test_buildkit_build_with_a_secret(
-    engine_env: dict[str, str], dockerd_http: httpx.Client
+    engine_env: dict[str, str], dockerd20_http: httpx.Client
 ) -> None:
     env = {**engine_env, "API_TOKEN": "s3cr3t-value"}
     result = _run("buildkit_build.py", env=env)
     assert result.returncode == 0, result.stderr
     assert "the token has 12 bytes" in result.stdout
     assert "s3cr3t-value" not in result.stdout + result.stderr
-    image = _image(dockerd_http, "buildsdk-example:buildkit")
+    image = _image(dockerd20_http, "buildsdk-example:buildkit")
     config = image["Config"]
     assert isinstance(config, dict)
     assert config["Labels"] == {"org.example.built-with": "buildkit"}
@@ -160,14 +160,14 @@ def test_buildkit_build_with_a_secret(
 
 @pytest.mark.engine
 @pytest.mark.dockerd
-def test_async_parallel(engine_env: dict[str, str], dockerd_http: httpx.Client) -> None:
+def test_async_parallel(engine_env: dict[str, str], dockerd20_http: httpx.Client) -> None:
     result = _run("async_parallel.py", "3", env=engine_env)
     assert result.returncode == 0, result.stderr
     ids = dict(re.findall(rf"^build (\d): ({_IMAGE_ID}) ", result.stdout, re.MULTILINE))
     assert sorted(ids) == ["1", "2", "3"]
     assert len(set(ids.values())) == 3  # three different GREETING build args
     for number, image_id in ids.items():
-        assert _image(dockerd_http, f"buildsdk-example:parallel-{number}")["Id"] == image_id
+        assert _image(dockerd20_http, f"buildsdk-example:parallel-{number}")["Id"] == image_id
     assert result.stdout.splitlines()[-1].startswith("3 of 3 built in ")
 
 
@@ -175,7 +175,7 @@ def test_async_parallel(engine_env: dict[str, str], dockerd_http: httpx.Client) 
 @pytest.mark.dockerd
 @pytest.mark.registry
 def test_private_base_image(
-    engines: Engines, engine_env: dict[str, str], config_dir: Path, dockerd_http: httpx.Client
+    engines: Engines, engine_env: dict[str, str], config_dir: Path, dockerd20_http: httpx.Client
 ) -> None:
     if not (engines.registry_image and engines.registry_user and engines.registry_password):
         engines_unavailable("the registry was not started (no BUILDSDK_REGISTRY_*)")
@@ -202,7 +202,7 @@ def test_private_base_image(
     (config_dir / "config.json").write_text(json.dumps({"auths": {registry: {"auth": token}}}))
     result = _run("private_base_image.py", image, env=engine_env)
     assert result.returncode == 0, result.stderr
-    labels = _image(dockerd_http, "buildsdk-example:private-base")["Config"]
+    labels = _image(dockerd20_http, "buildsdk-example:private-base")["Config"]
     assert isinstance(labels, dict)
     assert labels["Labels"] == {"org.example.base-was-private": "yes"}
 

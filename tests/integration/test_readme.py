@@ -32,7 +32,7 @@ def test_readme_has_one_python_example() -> None:
 
 
 def test_readme_python_example_builds_the_image(
-    engines: Engines, dockerd_http: httpx.Client
+    engines: Engines, dockerd20_http: httpx.Client
 ) -> None:
     (code,) = _readme_python_blocks()
     done = subprocess.run(
@@ -46,12 +46,12 @@ def test_readme_python_example_builds_the_image(
     assert done.returncode == 0, done.stderr
     image_id = done.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", image_id), done.stdout
-    inspect = dockerd_http.get(f"/images/{image_id}/json").json()
+    inspect = dockerd20_http.get(f"/images/{image_id}/json").json()
     assert set(inspect["RepoTags"]) >= {"hello:1.0", "hello:latest"}
     assert inspect["Config"]["Labels"]["org.example.built-by"] == "buildsdk"
 
 
-def test_demo_command_builds_the_example(engines: Engines, dockerd_http: httpx.Client) -> None:
+def test_demo_command_builds_the_example(engines: Engines, dockerd20_http: httpx.Client) -> None:
     done = subprocess.run(
         [str(REPO_ROOT / "scripts" / "demo")],
         cwd=REPO_ROOT,
@@ -61,6 +61,6 @@ def test_demo_command_builds_the_example(engines: Engines, dockerd_http: httpx.C
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    inspect = dockerd_http.get("/images/buildsdk-hello:latest/json")
+    inspect = dockerd20_http.get("/images/buildsdk-hello:latest/json")
     assert inspect.status_code == 200
     assert inspect.json()["Config"]["Cmd"] == ["cat", "/etc/motd"]
