@@ -383,3 +383,21 @@ def test_same_request_as_docker_on_an_older_engine(workspace: Workspace) -> None
         docker_build, our_build = engine.builds()
     assert docker_build.path == our_build.path == "/v1.37/build"
     _assert_same(workspace, docker_build, our_build)
+
+
+def test_same_request_as_docker_on_a_docker_26_engine(workspace: Workspace) -> None:
+    # API 1.42 to 1.45 (Docker 23 to 26) added no build parameter the classic path sends:
+    # against an engine speaking 1.45 both send the same request as against 1.41.
+    context = str(workspace.context)
+    flags = ["-t", "new:1", "--ulimit", "nofile=1:2", "--shm-size", "1g", "--network", "host"]
+    with recording_engine(api_version="1.45") as engine:
+        env = {**workspace.env, "DOCKER_HOST": engine.host}
+        docker = _run_docker(workspace, ["build", *flags, context], env, cwd=workspace.root)
+        ours = run_buildsdk(
+            ["build", "--progress", "plain", *flags, context], env, cwd=workspace.root
+        )
+        assert docker.returncode == 0, docker.stderr.decode()
+        assert ours.returncode == 0, ours.stderr.decode()
+        docker_build, our_build = engine.builds()
+    assert docker_build.path == our_build.path == "/v1.45/build"
+    _assert_same(workspace, docker_build, our_build)
