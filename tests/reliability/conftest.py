@@ -31,6 +31,7 @@ from buildsdk.auth import DockerConfig
 from tests.integration.conftest import (
     DockerEngine,
     Engines,
+    all_engines,
     docker_engine_of,
     dockerd_http,
     dockerd_tls_http,
@@ -43,6 +44,7 @@ __all__ = [
     "TEST_BOUND",
     "Measure",
     "Timing",
+    "all_engines",
     "clean_config",
     "docker_engine",
     "dockerd_http",
@@ -59,9 +61,9 @@ __all__ = [
 
 
 @pytest.fixture(scope="session")
-def docker_engine(engines: Engines) -> DockerEngine:
+def docker_engine(all_engines: Engines) -> DockerEngine:
     """Docker 20.10 only: these tests measure failure handling of the client, not an engine."""
-    return docker_engine_of(engines, "dockerd")
+    return docker_engine_of(all_engines, "dockerd")
 
 
 TEST_BOUND = 420.0
