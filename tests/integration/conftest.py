@@ -359,45 +359,47 @@ def dockerd_http(docker_engine: DockerEngine) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="session")
-def dockerd20_http(engines: Engines) -> Iterator[httpx.Client]:
+def dockerd20_http(all_engines: Engines) -> Iterator[httpx.Client]:
     """A raw httpx client on Docker 20.10, the engine sshd's dial-stdio reaches."""
-    if engines.dockerd_host is None:
+    if all_engines.dockerd_host is None:
         engines_unavailable("dockerd was not started (no BUILDSDK_DOCKERD_HOST)")
-    yield from _unix_http(engines.dockerd_host, f"dockerd at {engines.dockerd_host}", "docker")
+    yield from _unix_http(
+        all_engines.dockerd_host, f"dockerd at {all_engines.dockerd_host}", "docker"
+    )
 
 
 @pytest.fixture(scope="session")
-def dockerd_tls_http(engines: Engines) -> Iterator[httpx.Client]:
+def dockerd_tls_http(all_engines: Engines) -> Iterator[httpx.Client]:
     """A raw httpx client speaking mutual TLS to the second dockerd; checked to answer."""
-    if engines.dockerd_tls_host is None or engines.dockerd_tls is None:
+    if all_engines.dockerd_tls_host is None or all_engines.dockerd_tls is None:
         engines_unavailable("the TLS dockerd was not started (no BUILDSDK_DOCKERD_TLS_*)")
-    if not engines.dockerd_tls_host.startswith("tcp://"):
-        raise ValueError(f"TLS dockerd address is not tcp://: {engines.dockerd_tls_host!r}")
-    base_url = "https://" + engines.dockerd_tls_host[len("tcp://") :]
-    context = engines.dockerd_tls.ssl_context()
+    if not all_engines.dockerd_tls_host.startswith("tcp://"):
+        raise ValueError(f"TLS dockerd address is not tcp://: {all_engines.dockerd_tls_host!r}")
+    base_url = "https://" + all_engines.dockerd_tls_host[len("tcp://") :]
+    context = all_engines.dockerd_tls.ssl_context()
     with httpx.Client(base_url=base_url, verify=context, timeout=_TIMEOUT) as client:
-        _ping(client, f"TLS dockerd at {engines.dockerd_tls_host}")
+        _ping(client, f"TLS dockerd at {all_engines.dockerd_tls_host}")
         yield client
 
 
 @pytest.fixture(scope="session")
-def podman_http(engines: Engines) -> Iterator[httpx.Client]:
+def podman_http(all_engines: Engines) -> Iterator[httpx.Client]:
     """A raw httpx client on Podman's Docker-compatible API socket; checked to answer."""
-    if engines.podman_host is None:
+    if all_engines.podman_host is None:
         engines_unavailable("Podman was not started (no BUILDSDK_PODMAN_HOST)")
-    yield from _unix_http(engines.podman_host, f"Podman at {engines.podman_host}", "podman")
+    yield from _unix_http(all_engines.podman_host, f"Podman at {all_engines.podman_host}", "podman")
 
 
 @pytest.fixture(scope="session")
-def registry_http(engines: Engines) -> Iterator[httpx.Client]:
+def registry_http(all_engines: Engines) -> Iterator[httpx.Client]:
     """A raw httpx client for the registry, without credentials; checked to answer /v2/."""
-    if engines.registry is None:
+    if all_engines.registry is None:
         engines_unavailable("the registry was not started (no BUILDSDK_REGISTRY)")
-    with httpx.Client(base_url=f"http://{engines.registry}", timeout=_TIMEOUT) as client:
+    with httpx.Client(base_url=f"http://{all_engines.registry}", timeout=_TIMEOUT) as client:
         try:
             response = client.get("/v2/")
         except httpx.TransportError as exc:
-            engines_unavailable(f"registry at {engines.registry} does not answer: {exc!r}")
+            engines_unavailable(f"registry at {all_engines.registry} does not answer: {exc!r}")
         if response.status_code not in (200, 401):
             engines_unavailable(f"registry answered /v2/ with {response.status_code}")
         yield client

@@ -30,7 +30,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import REPO_ROOT, DockerEngine, Engines, engines_on_matrix
+from tests.integration.conftest import (
+    REPO_ROOT,
+    DockerEngine,
+    Engines,
+    docker_engine_of,
+    engines_on_matrix,
+)
 from tests.recording_engine import recording_engine
 from tests.unit.test_progress import render_screen
 from tests.unit.test_progress_vs_buildx import FIXTURES, normalize
@@ -77,6 +83,19 @@ def cli(
     engines: Engines, docker_engine: DockerEngine, dockerd_http: httpx.Client, tmp_path: Path
 ) -> Iterator[Cli]:
     """A context with a two-step Dockerfile, an empty Docker config and DOCKER_HOST set."""
+    yield from _cli(engines, docker_engine, dockerd_http, tmp_path)
+
+
+@pytest.fixture
+def cli20(all_engines: Engines, dockerd20_http: httpx.Client, tmp_path: Path) -> Iterator[Cli]:
+    """`cli` on Docker 20.10 only, for comparisons with output recorded there."""
+    engine = docker_engine_of(all_engines, "dockerd")
+    yield from _cli(engines_on_matrix(all_engines, engine), engine, dockerd20_http, tmp_path)
+
+
+def _cli(
+    engines: Engines, docker_engine: DockerEngine, dockerd_http: httpx.Client, tmp_path: Path
+) -> Iterator[Cli]:
     assert engines.dockerd_host is not None
     config = tmp_path / "config"
     config.mkdir()
@@ -116,6 +135,10 @@ def _image_id(dockerd_http: httpx.Client, tag: str) -> str:
 def test_classic_build_prints_the_engines_text(cli: Cli, dockerd_http: httpx.Client) -> None:
     done = cli.run(
         "build",
+        # Docker 26 prefers BuildKit, which buildsdk follows by default; this is the classic
+        # builder's output.
+        "--builder",
+        "classic",
         "--progress",
         "plain",
         "--network",
@@ -211,8 +234,11 @@ def _dockerfile_blocks(text: str) -> list[list[str]]:
 @pytest.mark.dockerd
 @pytest.mark.parametrize("name", ["ok", "fail"])
 def test_plain_progress_matches_the_recorded_buildx_output(
-    cli: Cli, dockerd_http: httpx.Client, name: str
+    cli20: Cli, dockerd20_http: httpx.Client, name: str
 ) -> None:
+    # Docker 20.10 only: tests/fixtures/progress was recorded there, and BuildKit 0.13
+    # (Docker 26.1) names and numbers its steps otherwise.
+    cli, dockerd_http = cli20, dockerd20_http
     # The same build as tests/fixtures/progress (same engine version): the Dockerfile's steps
     # and the exporter print what buildx printed. The engine's internal steps (loading the
     # Dockerfile, .dockerignore and context) run concurrently and finish in either order, and
@@ -253,6 +279,10 @@ def _steps(text: str) -> dict[str, list[str]]:
 def test_failing_classic_build_exits_1_with_the_engines_error(cli: Cli) -> None:
     done = cli.run(
         "build",
+        # Docker 26 prefers BuildKit, which buildsdk follows by default; this is the classic
+        # builder's output.
+        "--builder",
+        "classic",
         "--progress",
         "plain",
         "--network",
@@ -297,8 +327,17 @@ def test_quiet_prints_only_the_image_id(cli: Cli, dockerd_http: httpx.Client) ->
 
 @pytest.mark.dockerd
 def test_quiet_failure_shows_the_hidden_output(cli: Cli) -> None:
+    # The classic builder's words (Docker 26 would choose BuildKit by default).
     done = cli.run(
-        "build", "-q", "--network", cli.network, "-f", "ctx/Dockerfile.fail", str(cli.context)
+        "build",
+        "-q",
+        "--builder",
+        "classic",
+        "--network",
+        cli.network,
+        "-f",
+        "ctx/Dockerfile.fail",
+        str(cli.context),
     )
     assert done.returncode == 1
     assert done.stdout == ""
@@ -311,6 +350,10 @@ def test_iidfile_and_rawjson(cli: Cli, dockerd_http: httpx.Client) -> None:
     iidfile = cli.tmp / "iid"
     done = cli.run(
         "build",
+        # Docker 26 prefers BuildKit, which buildsdk follows by default; this is the classic
+        # builder's output.
+        "--builder",
+        "classic",
         "--progress",
         "rawjson",
         "--iidfile",
@@ -355,6 +398,12 @@ def test_build_from_stdin_tar(cli: Cli, dockerd_http: httpx.Client) -> None:
         timeout=300,
         check=False,
     )
+    if cli.engine.containerd_store:
+        # Docker 26 prefers BuildKit, and a tar context cannot reach BuildKit on the
+        # containerd image store (moby/moby#47717): the user gets the engine's error.
+        assert done.returncode == 1
+        assert b"failed to read downloaded context" in done.stderr
+        return
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode() == _image_id(dockerd_http, cli.tag) + "\n"
 
