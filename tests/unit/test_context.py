@@ -81,11 +81,11 @@ def test_ustar_header_fields_as_go_writes_them(tmp_path: Path) -> None:
 def test_modes_and_special_bits_are_kept(tmp_path: Path) -> None:
     root = _tree(tmp_path / "c", {"Dockerfile": DOCKERFILE, "run": b"#!/bin/sh\n"})
     os.chmod(root / "run", 0o4755)
-    (root / "shared").mkdir()
-    os.chmod(root / "shared", 0o1777)
+    (root / "sticky").mkdir()
+    os.chmod(root / "sticky", 0o1777)
     os.chmod(root / "Dockerfile", 0o600)
     modes = {m.name: m.mode for m in tar_members(_body(root))}
-    assert modes == {"Dockerfile": 0o600, "run": 0o4755, "shared": 0o1777}
+    assert modes == {"Dockerfile": 0o600, "run": 0o4755, "sticky": 0o1777}
 
 
 def test_long_name_uses_ustar_prefix_without_pax(tmp_path: Path) -> None:
