@@ -17,7 +17,7 @@ is also tried, so a stream with no separators at all still yields events as they
 Messages come from `json.loads`, so their shapes are checked here with cheap `type()` tests
 and the events are built with `events.trusted()`, without re-validation; a message whose
 shape is not the expected one becomes an `UnknownEvent`. BuildKit's progress arrives as
-`moby.buildkit.trace` aux payloads, decoded by `buildkit.py`.
+`moby.buildkit.trace` aux payloads, decoded by `buildkit/status.py`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import json.scanner
 from collections.abc import Callable
 from typing import Any
 
-from buildsdk.buildkit import decode_trace
+from buildsdk.buildkit.status import decode_trace
 from buildsdk.errors import StreamError
 from buildsdk.events import (
     AuxEvent,

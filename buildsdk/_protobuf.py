@@ -129,7 +129,7 @@ def skip_field(data: bytes, pos: int, key: int) -> int:
     """Return the position after the value of a field whose key, already read, ends at `pos`.
 
     The key is the field's decoded tag (`number << 3 | wire type`). The checks and errors are
-    those of `iter_fields`: decoders that walk a message by hand (`buildsdk.buildkit`) pass
+    those of `iter_fields`: decoders that walk a message by hand (`buildsdk.buildkit.status`) pass
     every field they do not read here, so both readers refuse the same bytes the same way.
     """
     number = key >> 3

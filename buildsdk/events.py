@@ -2,7 +2,7 @@
 
 Typed events are pydantic models (frozen; unknown keys ignored). Validating every one of a
 hundred thousand log lines would cost more than reading them, so the decoders
-(`_decoder.py` for the JSON stream, `buildkit.py` for BuildKit's traces) check shapes with
+(`_decoder.py` for the JSON stream, `buildkit/status.py` for BuildKit's traces) check shapes with
 cheap `type()` tests and build the models with `trusted()`; anything whose shape is not the
 expected one becomes an `UnknownEvent` instead of an error, so a newer engine never breaks a
 build.
