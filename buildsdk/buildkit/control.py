@@ -141,7 +141,8 @@ class AsyncControlChannel:
         self._goaway: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the reader and writer tasks (`open_control` does this)."""
         self._tasks = [
             asyncio.ensure_future(self._read_loop()),
             asyncio.ensure_future(self._write_loop()),
@@ -357,7 +358,10 @@ class AsyncControlChannel:
     async def aclose(self) -> None:
         """Reset every open call, say GOAWAY, and end the tasks and the connection."""
         for state in list(self._calls.values()):
-            self._cancel(state)
+            finished = self._conn.cancel(state.stream_id)
+            self._calls.pop(state.stream_id, None)
+            if finished is not None:
+                state.finish(finished, lost="the channel was closed")
         self._conn.close()
         self._wake.set()
         if self._lost is None and self._tasks:
@@ -546,7 +550,7 @@ async def open_control(
     response = await _upgrade(http, endpoint, headers or {})
     channel = AsyncControlChannel(response.extensions["network_stream"], str(endpoint))
     try:
-        channel._start()
+        channel.start()
         yield channel
     finally:
         try:
