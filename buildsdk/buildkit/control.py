@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from buildsdk._grpc.status import STATUS_NAMES, Status
 from buildsdk._protocol import USER_AGENT
@@ -76,6 +76,7 @@ _UPGRADE_TIMEOUT: Final = 30.0
 _CLOSE_TIMEOUT: Final = 5.0
 _READ_SIZE: Final = 256 * 1024
 _HIGH_WATER: Final = 1024 * 1024
+_T = TypeVar("_T")
 
 
 def _require_h2() -> None:
@@ -548,7 +549,14 @@ async def open_control(
     """
     _require_h2()
     response = await _upgrade(http, endpoint, headers or {})
-    channel = AsyncControlChannel(response.extensions["network_stream"], str(endpoint))
+    stream = response.extensions.get("network_stream")
+    if stream is None:
+        await response.aclose()
+        raise StreamError(
+            f"the engine at {endpoint} accepted POST {_PATH}, but the transport cannot hand "
+            "over the upgraded connection"
+        )
+    channel = AsyncControlChannel(stream, str(endpoint))
     try:
         channel.start()
         yield channel
@@ -596,6 +604,8 @@ class ControlChannel:
         try:
             loop.run_until_complete(self._run())
             loop.run_until_complete(loop.shutdown_asyncgens())
+            # The ssh transport reads its pipe through the default executor's threads.
+            loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             loop.close()
 
@@ -629,12 +639,22 @@ class ControlChannel:
             elif not isinstance(exc, Exception):
                 raise
 
-    def _run_call(self, coroutine: Any) -> Any:
-        loop = self._loop
-        if loop is None or self._channel is None or not self._thread.is_alive():
-            coroutine.close()
+    def _live(self) -> AsyncControlChannel:
+        channel = self._channel
+        if channel is None or self._loop is None or not self._thread.is_alive():
             raise StreamError(f"the Control API channel to {self._endpoint} is closed")
-        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        return channel
+
+    def _run_call(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        loop = self._loop
+        try:
+            self._live()
+            assert loop is not None
+            future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        except (StreamError, RuntimeError):
+            # RuntimeError: the loop closed after the check.
+            coroutine.close()
+            raise StreamError(f"the Control API channel to {self._endpoint} is closed") from None
         try:
             return future.result()
         except BaseException:
@@ -651,11 +671,8 @@ class ControlChannel:
         metadata: Metadata = (),
     ) -> bytes:
         """Call `method` with one request and return its one reply (see the async twin)."""
-        assert self._channel is not None
-        reply: bytes = self._run_call(
-            self._channel.unary(method, request, timeout=timeout, metadata=metadata)
-        )
-        return reply
+        channel = self._live()
+        return self._run_call(channel.unary(method, request, timeout=timeout, metadata=metadata))
 
     def server_stream(
         self,
@@ -667,8 +684,7 @@ class ControlChannel:
     ) -> SyncServerStream:
         """Call `method` with one request; iterate over the replies. Closing the returned
         stream (or leaving its `with` block) before the end cancels the call."""
-        assert self._channel is not None
-        stream = self._channel.server_stream(method, request, timeout=timeout, metadata=metadata)
+        stream = self._live().server_stream(method, request, timeout=timeout, metadata=metadata)
         return SyncServerStream(self, stream)
 
     def close(self) -> None:
@@ -705,7 +721,7 @@ class SyncServerStream:
 
     def __next__(self) -> bytes:
         try:
-            message: bytes = self._owner._run_call(self._stream.__anext__())
+            message = self._owner._run_call(self._stream.__anext__())
         except StopAsyncIteration:
             raise StopIteration from None
         return message

@@ -9,6 +9,7 @@ the user gets (the typed error, a channel that still works after a cancelled cal
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,7 +34,7 @@ from buildsdk.buildkit.control import (
     open_control,
 )
 from buildsdk.config import Endpoint, resolve_endpoint
-from buildsdk.errors import GrpcCallError, NotFound
+from buildsdk.errors import GrpcCallError, NotFound, StreamError
 from tests.integration.conftest import DockerEngine, Engines, client_settings
 
 pytestmark = [pytest.mark.anyio]
@@ -307,3 +308,33 @@ async def test_podman_refuses_the_control_api(engines: Engines, flavor: str) -> 
     assert info.value.status_code == 404
     assert "no BuildKit Control API" in info.value.message
     assert "POST /grpc" in str(info.value)
+
+
+@pytest.mark.dockerd
+def test_a_closed_sync_channel_refuses_calls_and_leaves_no_thread(
+    engines: Engines, docker_engine: DockerEngine
+) -> None:
+    endpoint, env = _endpoint(client_settings(engines, "dockerd", docker_engine))
+    before = threading.active_count()
+    channel = ControlChannel(endpoint, env=env)
+    stream = channel.server_stream(CONTROL_STATUS, field_string(1, _ref()), timeout=30)
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            list(stream)
+        except BaseException as exc:  # handed to the test thread, which asserts on it
+            outcome.append(exc)
+
+    waiting = threading.Thread(target=read)
+    waiting.start()
+    time.sleep(0.3)
+    channel.close()  # ends the stream another thread is reading
+    waiting.join(5)
+    assert not waiting.is_alive()
+    [error] = outcome
+    assert isinstance(error, StreamError)
+    assert "the channel was closed" in str(error)
+    assert threading.active_count() == before
+    with pytest.raises(StreamError, match="is closed"):
+        channel.unary(CONTROL_LIST_WORKERS, b"")

@@ -10,9 +10,11 @@ passed deadline reset the call on the wire, a dead connection fails open calls w
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import pytest
 
 from buildsdk._grpc.server import (
@@ -24,8 +26,9 @@ from buildsdk._grpc.server import (
     MessageReceived,
 )
 from buildsdk._grpc.status import Status
-from buildsdk.buildkit.control import AsyncControlChannel
-from buildsdk.errors import GrpcCallError, StreamError
+from buildsdk.buildkit.control import AsyncControlChannel, ControlChannel, open_control
+from buildsdk.config import resolve_endpoint
+from buildsdk.errors import GrpcCallError, NotFound, ServerError, StreamError
 
 pytestmark = pytest.mark.anyio
 
@@ -197,3 +200,45 @@ async def test_closing_resets_open_calls_says_goaway_and_ends_its_tasks() -> Non
         assert engine.goaway
     leftover = set(asyncio.all_tasks()) - before
     assert {t for t in leftover if not t.done()} == set()
+
+
+def _refusing(status: int, body: bytes) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST"
+        assert request.url.path == "/grpc"
+        assert request.headers["upgrade"] == "h2c"
+        assert request.headers["connection"] == "Upgrade"
+        return httpx.Response(status, content=body)
+
+    return httpx.MockTransport(handler)
+
+
+ENDPOINT = resolve_endpoint("unix:///run/buildsdk-test-nothing-here.sock", env={})
+
+
+async def test_an_engine_without_grpc_is_a_clear_not_found() -> None:
+    transport = _refusing(404, b"page not found\n")
+    async with httpx.AsyncClient(transport=transport, base_url="http://engine") as http:
+        with pytest.raises(NotFound) as info:
+            async with open_control(http, ENDPOINT):
+                pytest.fail("opened")
+    assert info.value.message.startswith(
+        "the engine has no BuildKit Control API (POST /grpc answered 404: page not found)"
+    )
+
+
+async def test_a_transport_that_cannot_hand_over_the_connection_is_a_stream_error() -> None:
+    transport = _refusing(101, b"")
+    async with httpx.AsyncClient(transport=transport, base_url="http://engine") as http:
+        with pytest.raises(StreamError, match="cannot hand over the upgraded connection"):
+            async with open_control(http, ENDPOINT):
+                pytest.fail("opened")
+
+
+def test_the_sync_channel_reports_a_refusal_and_leaves_no_thread() -> None:
+    before = threading.active_count()
+    with pytest.raises(ServerError, match="no upgrade proto in request"):
+        ControlChannel(
+            ENDPOINT, transport=_refusing(500, b'{"message":"no upgrade proto in request"}')
+        )
+    assert threading.active_count() == before
