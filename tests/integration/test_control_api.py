@@ -4,7 +4,8 @@ Each test runs twice: once with `open_control` on the test's event loop, once wi
 sync `ControlChannel` called from a worker thread (as a threaded application would). The
 replies are read with `buildsdk._protobuf` only as far as the assertion needs; what is
 asserted is what the engine answered (worker labels, status codes, error details) and what
-the user gets (the typed error, a channel that still works after a cancelled call).
+the user gets (the typed error, a channel that still works after a cancelled call). The
+bidirectional `Control/Session` tunnel has no sync twin and is tested async only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from buildsdk._protobuf import field_string, iter_fields
 from buildsdk.buildkit.control import (
     CONTROL_DISK_USAGE,
     CONTROL_LIST_WORKERS,
+    CONTROL_SESSION,
     CONTROL_SOLVE,
     CONTROL_STATUS,
     AsyncControlChannel,
@@ -338,3 +340,35 @@ def test_a_closed_sync_channel_refuses_calls_and_leaves_no_thread(
     assert threading.active_count() == before
     with pytest.raises(StreamError, match="is closed"):
         channel.unary(CONTROL_LIST_WORKERS, b"")
+
+
+@pytest.mark.dockerd
+async def test_the_session_tunnel_is_a_bidirectional_call(
+    engines: Engines, docker_engine: DockerEngine
+) -> None:
+    endpoint, env = _endpoint(client_settings(engines, "dockerd", docker_engine))
+    transport, base_url = transports.create_async_transport(endpoint, env=env)
+    metadata = [
+        ("x-docker-expose-session-uuid", _ref()),
+        ("x-docker-expose-session-name", "buildsdk-test"),
+        ("x-docker-expose-session-sharedkey", ""),
+        ("x-docker-expose-session-grpc-method", "/grpc.health.v1.Health/Check"),
+    ]
+    async with (
+        httpx.AsyncClient(transport=transport, base_url=base_url) as http,
+        open_control(http, endpoint) as channel,
+        await channel.stream(CONTROL_SESSION, metadata=metadata) as call,
+    ):
+        # Inside the tunnel the engine is the HTTP/2 client: its first BytesMessage{data=1}
+        # starts with the client preface (reference §15).
+        first = await call.recv()
+        assert first is not None
+        [(number, data)] = _fields(first)
+        assert number == 1
+        assert data.startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        # Half-closing ends the session: the engine says GOAWAY inside, then status OK.
+        call.done_writing()
+        with anyio.fail_after(10):
+            rest = [message async for message in call]
+        assert call.code == Status.OK
+        assert rest
