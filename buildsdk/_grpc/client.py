@@ -43,6 +43,7 @@ from buildsdk._grpc.status import RpcStatus, Status, decode_status_details, stat
 
 __all__ = [
     "CallFinished",
+    "CallLimitReached",
     "ConnectionClosed",
     "GrpcClientConnection",
     "GrpcClientEvent",
@@ -62,6 +63,10 @@ _STATUS_HEADERS: Final = frozenset({"grpc-status", "grpc-message", "grpc-status-
 
 Metadata = Sequence[tuple[str, str | bytes]]
 """Call metadata: lower-case names; values of names ending in `-bin` are bytes."""
+
+
+class CallLimitReached(Exception):
+    """The engine's MAX_CONCURRENT_STREAMS is reached: no new call until one ends."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,8 @@ class GrpcClientConnection:
         """Send the request headers of a call to `method` (`/package.Service/Method`).
 
         Returns the call's stream id. Raises `ValueError` for a malformed method or metadata,
-        `ConnectionError` once the connection is closing.
+        `ConnectionError` once the connection is closing, `CallLimitReached` when the engine's
+        limit of concurrent calls is reached.
         """
         if not method.startswith("/") or method.count("/") != 2:
             raise ValueError(f"a gRPC method path looks like /package.Service/Method: {method!r}")
@@ -206,7 +212,13 @@ class GrpcClientConnection:
             headers.append(("grpc-timeout", encode_timeout(timeout)))
         headers += _encode_metadata(metadata)
         stream_id = self._h2.get_next_available_stream_id()
-        self._h2.send_headers(stream_id, headers)
+        try:
+            self._h2.send_headers(stream_id, headers)
+        except h2.exceptions.TooManyStreamsError:
+            limit = self._h2.remote_settings.max_concurrent_streams
+            raise CallLimitReached(
+                f"the engine allows at most {limit} calls at once on one connection"
+            ) from None
         self._calls[stream_id] = _Call(method)
         return stream_id
 

@@ -12,9 +12,11 @@ writer task writes whatever the connection has queued (requests as flow control 
 acknowledgements, PING ACKs). A call ending with a gRPC error raises `GrpcCallError`; a
 connection that breaks (the engine died) ends every open call with `StreamError` at once;
 a deadline resets the call (RST_STREAM CANCEL) and raises `GrpcCallError` with
-DEADLINE_EXCEEDED. Closing the channel sends GOAWAY, resets what is still open and ends both
-tasks and the socket. `ControlChannel` is the same channel for `Client`, run on a private
-event loop in a thread of its own.
+DEADLINE_EXCEEDED. Replies are acknowledged to the engine as they arrive and wait in the
+call's queue until read: a caller that stops reading a long stream should close it.
+Closing the channel sends GOAWAY, resets what is still open and ends both tasks and the
+socket. `ControlChannel` is the same channel for `Client`, run on a private event loop in a
+thread of its own.
 """
 
 from __future__ import annotations
@@ -225,10 +227,15 @@ class AsyncControlChannel:
     def _open(self, method: str, timeout: float | None, metadata: Metadata) -> _CallState:
         if self._lost is not None:
             raise self._broken(method, self._lost)
+        from buildsdk._grpc.client import CallLimitReached
+
         try:
             stream_id = self._conn.start_call(method, timeout=timeout, metadata=metadata)
         except ConnectionError:
             raise self._broken(method, self._goaway or "the channel is closed") from None
+        except CallLimitReached as exc:
+            code = Status.RESOURCE_EXHAUSTED
+            raise GrpcCallError(method, code, str(exc), code_name=STATUS_NAMES[code]) from None
         state = _CallState(stream_id, method)
         self._calls[stream_id] = state
         if timeout is not None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from buildsdk._grpc.client import (
     CallFinished,
+    CallLimitReached,
     ConnectionClosed,
     GrpcClientConnection,
     GrpcClientEvent,
@@ -392,3 +393,16 @@ def test_replies_arrive_whole_however_the_engine_cuts_them(
     got += [e.message for e in events if isinstance(e, ResponseMessage)]
     assert got == messages
     assert finished(events).code == Status.OK
+
+
+def test_the_engines_limit_of_concurrent_calls_is_a_clear_error() -> None:
+    client = GrpcClientConnection(user_agent="buildsdk/0.1.0")
+    engine = Engine()
+    engine.h2.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 2})
+    exchange(client, engine)
+    first = client.start_call(METHOD)
+    client.start_call(METHOD)
+    with pytest.raises(CallLimitReached, match="at most 2 calls at once"):
+        client.start_call(METHOD)
+    client.cancel(first)
+    assert client.start_call(METHOD)
