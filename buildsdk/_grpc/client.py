@@ -187,7 +187,7 @@ class GrpcClientConnection:
     # -- calls --------------------------------------------------------------------------
 
     def start_call(
-        self, method: str, *, timeout: float | None = None, metadata: Metadata = ()
+        self, method: str, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> int:
         """Send the request headers of a call to `method` (`/package.Service/Method`).
 
@@ -210,7 +210,7 @@ class GrpcClientConnection:
         ]
         if timeout is not None:
             headers.append(("grpc-timeout", encode_timeout(timeout)))
-        headers += _encode_metadata(metadata)
+        headers += _encode_metadata(metadata or ())
         stream_id = self._h2.get_next_available_stream_id()
         try:
             self._h2.send_headers(stream_id, headers)

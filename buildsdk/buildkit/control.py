@@ -224,7 +224,7 @@ class AsyncControlChannel:
     def _broken(self, method: str, reason: str) -> StreamError:
         return StreamError(f"{method} on {self._address}: {reason}")
 
-    def _open(self, method: str, timeout: float | None, metadata: Metadata) -> _CallState:
+    def _open(self, method: str, timeout: float | None, metadata: Metadata | None) -> _CallState:
         if self._lost is not None:
             raise self._broken(method, self._lost)
         from buildsdk._grpc.client import CallLimitReached
@@ -308,7 +308,7 @@ class AsyncControlChannel:
         request: bytes,
         *,
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: Metadata | None = None,
     ) -> bytes:
         """Call `method` with one request message and return its one reply message.
 
@@ -346,7 +346,7 @@ class AsyncControlChannel:
         request: bytes,
         *,
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: Metadata | None = None,
     ) -> ServerStream:
         """Call `method` with one request and iterate over its reply messages.
 
@@ -356,7 +356,7 @@ class AsyncControlChannel:
         return ServerStream(self, method, request, timeout, metadata)
 
     async def stream(
-        self, method: str, *, timeout: float | None = None, metadata: Metadata = ()
+        self, method: str, *, timeout: float | None = None, metadata: Metadata | None = None
     ) -> AsyncCall:
         """Start a bidirectional call to `method` (e.g. `CONTROL_SESSION`)."""
         return AsyncCall(self, self._open(method, timeout, metadata))
@@ -454,7 +454,7 @@ class ServerStream:
         method: str,
         request: bytes,
         timeout: float | None,
-        metadata: Metadata,
+        metadata: Metadata | None,
     ) -> None:
         self._channel = channel
         self._method = method
@@ -675,7 +675,7 @@ class ControlChannel:
         request: bytes,
         *,
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: Metadata | None = None,
     ) -> bytes:
         """Call `method` with one request and return its one reply (see the async twin)."""
         channel = self._live()
@@ -687,7 +687,7 @@ class ControlChannel:
         request: bytes,
         *,
         timeout: float | None = None,
-        metadata: Metadata = (),
+        metadata: Metadata | None = None,
     ) -> SyncServerStream:
         """Call `method` with one request; iterate over the replies. Closing the returned
         stream (or leaving its `with` block) before the end cancels the call."""
