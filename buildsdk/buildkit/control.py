@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from concurrent.futures import Future
@@ -100,6 +101,8 @@ class _Stream(Protocol):
 
     async def aclose(self) -> None: ...
 
+    def get_extra_info(self, info: str) -> Any: ...
+
 
 class _CallState:
     """What the channel knows of one call: its queued replies and how it ended."""
@@ -141,6 +144,7 @@ class AsyncControlChannel:
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._lost: str | None = None
+        self._closing = False
         self._goaway: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -173,6 +177,8 @@ class AsyncControlChannel:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                if self._closing:
+                    return
                 data = self._conn.data_to_send()
                 if data:
                     await self._stream.write(data)
@@ -377,11 +383,25 @@ class AsyncControlChannel:
             self._progress.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), _CLOSE_TIMEOUT)
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         self._lose("the channel is closed")
+        self._closing = True
+        self._wake.set()
+        # The tasks end on their own: the writer sees `_closing`, the reader the end of the
+        # stream once the socket is shut down under it. Cancelling a task blocked in a
+        # socket read, or closing the socket under it, races anyio's reader callback (the
+        # loop then reports an InvalidStateError); a shutdown just makes the read return.
+        sock = self._stream.get_extra_info("socket")
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        else:
+            with contextlib.suppress(Exception):
+                await self._stream.aclose()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=_CLOSE_TIMEOUT)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._stream.aclose()
 

@@ -204,8 +204,9 @@ async def test_disk_usage_answers_with_usage_records(docker: Callable[[], Channe
     # DiskUsageResponse{record=1 UsageRecord{ID=1, ...}}: every record has an ID.
     for number, record in _fields(reply):
         assert number == 1
-        ids = [value for field, value in _fields(record) if field == 1]
+        ids = [value for field, _, value in iter_fields(record) if field == 1]
         assert ids, record
+        assert isinstance(ids[0], bytes)
         assert ids[0]
 
 

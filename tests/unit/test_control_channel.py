@@ -68,6 +68,10 @@ class End:
     async def aclose(self) -> None:
         self.closed = True
         self.outbound.put(b"")
+        self.inbound.put(b"")
+
+    def get_extra_info(self, info: str) -> object:
+        return None
 
 
 class Engine:
