@@ -87,7 +87,8 @@ class ResponseMessage:
 
 @dataclass(frozen=True)
 class CallFinished:
-    """A call ended: `code` 0 is success; `details` is the decoded `grpc-status-details-bin`.
+    """A call ended: `code` 0 is success; `details` is the decoded `grpc-status-details-bin`
+    (None when the engine sent none, or sent one that is not a `google.rpc.Status`).
 
     Reported once per call, also for calls ended by a reset, a broken answer or the end of
     the connection (then with the status gRPC prescribes for that case).
