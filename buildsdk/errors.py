@@ -23,6 +23,8 @@ BuildSDKError
 │   │                       the path is not a socket)
 │   └── SSHKeyError         an ssh key file cannot be read, decrypted or served
 ├── BuildError              the engine reported that the build failed
+├── GrpcCallError           a BuildKit Control API call (POST /grpc) ended with a gRPC
+│                           error status: code, message and the decoded details
 └── APIError                the engine answered with an HTTP error status
     ├── BadRequest          400
     ├── Unauthorized        401
@@ -47,6 +49,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from buildsdk._grpc.status import Detail
     from buildsdk.events import BuildEvent
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "EngineTimeout",
     "EngineUnreachable",
     "Forbidden",
+    "GrpcCallError",
     "MissingDependency",
     "NotFound",
     "SSHAgentUnavailable",
@@ -177,6 +181,29 @@ class BuildError(BuildSDKError):
         self.code = code
         self.log = log
         self.events = list(events)
+
+
+class GrpcCallError(BuildSDKError):
+    """A BuildKit Control API call ended with a gRPC error status: `code` and `code_name`
+    (`12`, `"UNIMPLEMENTED"`), the engine's `message`, and `details`, the decoded
+    `google.rpc.Status` details (BuildKit's stack, source and exit-code records)."""
+
+    def __init__(
+        self,
+        method: str,
+        code: int,
+        message: str,
+        *,
+        code_name: str = "",
+        details: Sequence[Detail] = (),
+    ) -> None:
+        name = code_name or str(code)
+        super().__init__(f"{method} failed: {name} ({code}): {message}")
+        self.method = method
+        self.code = code
+        self.code_name = name
+        self.message = message
+        self.details = tuple(details)
 
 
 class APIError(BuildSDKError):

@@ -2,6 +2,8 @@
 
 `status` turns BuildKit's `StatusResponse` messages into buildsdk events; the engine sends
 them inside the `/build` stream (`moby.buildkit.trace`) and as `Control/Status` replies.
+`control` (imported on its own: it needs asyncio and, for a channel, h2) makes the Control
+API calls on the engine's `POST /grpc` connection.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol
 
-from buildsdk.session import _grpc
+from buildsdk._grpc import server as _grpc
+from buildsdk._grpc.status import GrpcError, Status
 from buildsdk.session._messages import HealthCheckResponse
-from buildsdk.session._status import GrpcError, Status
 
 __all__ = ["Call", "GrpcError", "Handler", "SessionServer", "Stream"]
 

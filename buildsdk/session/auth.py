@@ -19,10 +19,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
+from buildsdk._grpc.status import GrpcError, Status
 from buildsdk.auth import RegistryAuth, auth_config_key
 from buildsdk.errors import CredentialsError
 from buildsdk.session._messages import CredentialsRequest, CredentialsResponse
-from buildsdk.session._status import GrpcError, Status
 
 if TYPE_CHECKING:
     from buildsdk.session._server import Call

@@ -38,6 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from buildsdk._grpc.status import GrpcError, Status
 from buildsdk.context import check_memory_dockerfile, resolve_context_root, resolve_dockerfile
 from buildsdk.dockerignore import MatchInfo, PatternMatcher
 from buildsdk.errors import ContextError
@@ -50,7 +51,6 @@ from buildsdk.session._messages import (
     Packet,
     Stat,
 )
-from buildsdk.session._status import GrpcError, Status
 
 if TYPE_CHECKING:
     from buildsdk.session._server import Call

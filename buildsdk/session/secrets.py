@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, field_validator, model_validator
 
+from buildsdk._grpc.status import GrpcError, Status
 from buildsdk.errors import SecretUnavailable
-from buildsdk.session._status import GrpcError, Status
 
 if TYPE_CHECKING:
     from buildsdk.session._server import Call

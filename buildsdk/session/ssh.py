@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from buildsdk._grpc.status import GrpcError, Status
 from buildsdk.errors import (
     BuildSDKError,
     MissingDependency,
     SSHAgentUnavailable,
     SSHKeyError,
 )
-from buildsdk.session._status import GrpcError, Status
 
 # `BuildOptions` imports this module for `SSHForward`, so everything only a running session
 # needs (asyncio, the protobuf messages) is imported by the functions that serve it: a

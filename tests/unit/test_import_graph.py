@@ -103,7 +103,7 @@ def test_the_graph_reads_function_local_imports() -> None:
     graph = import_graph()
     # The base client imports the context packer inside a method.
     assert "buildsdk.context" in graph["buildsdk._base_client"]
-    assert "buildsdk.session._grpc" in graph["buildsdk.session._server"]
+    assert "buildsdk._grpc.server" in graph["buildsdk.session._server"]
 
 
 def test_no_import_circle() -> None:

@@ -20,16 +20,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from buildsdk.auth import RegistryAuth
-from buildsdk.session._grpc import (
+from buildsdk._grpc.framing import frame_message, parse_timeout
+from buildsdk._grpc.server import (
     CallEnded,
     CallReset,
     CallStarted,
     GrpcServerConnection,
     MessageReceived,
-    frame_message,
-    parse_timeout,
 )
+from buildsdk._grpc.status import GrpcError, Status
+from buildsdk.auth import RegistryAuth
 from buildsdk.session._messages import (
     CheckAgentRequest,
     CredentialsRequest,
@@ -37,7 +37,6 @@ from buildsdk.session._messages import (
     GetSecretRequest,
 )
 from buildsdk.session._server import Call, SessionServer
-from buildsdk.session._status import GrpcError, Status
 from buildsdk.session.auth import AuthService
 from buildsdk.session.secrets import BuildSecret, SecretsService
 from buildsdk.session.ssh import SSHService

@@ -34,6 +34,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from buildsdk._grpc.status import GrpcError, Status
 from buildsdk.cli import EXIT_USAGE, build_options_from_args, main, parse_args
 from buildsdk.errors import BuildSDKError
 from buildsdk.session import SSHForward
@@ -45,7 +46,6 @@ from buildsdk.session._sshagent import (
     load_key,
     needs_passphrase,
 )
-from buildsdk.session._status import GrpcError, Status
 from buildsdk.session.ssh import SSHService
 from tests import examples
 

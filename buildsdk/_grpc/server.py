@@ -1,4 +1,4 @@
-"""A sans-I/O gRPC server over HTTP/2: bytes in, call events out; replies in, bytes out.
+"""The server side of gRPC over HTTP/2, sans-I/O: bytes in, call events out; replies in, bytes out.
 
 Theory of operation: after `POST /session` is upgraded, the engine is the HTTP/2 client and
 the gRPC caller, and buildsdk answers. `GrpcServerConnection` wraps `h2`'s state machine
@@ -16,11 +16,9 @@ because every session service reads its requests promptly.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import quote
 
 import h2.config
 import h2.connection
@@ -29,7 +27,14 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from buildsdk.session._status import Status
+from buildsdk._grpc.framing import (
+    FramingError,
+    MessageDeframer,
+    encode_grpc_message,
+    frame_message,
+    parse_timeout,
+)
+from buildsdk._grpc.status import Status
 
 __all__ = [
     "CallEnded",
@@ -40,19 +45,12 @@ __all__ = [
     "GrpcServerConnection",
     "MessageReceived",
     "WindowOpened",
-    "frame_message",
-    "parse_timeout",
 ]
 
-_PREFIX: Final = struct.Struct(">BI")
-_MAX_MESSAGE: Final = 64 * 1024 * 1024
 _RECEIVE_WINDOW: Final = 4 * 1024 * 1024
 _RESERVED_HEADERS: Final = frozenset(
     {"content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "user-agent"}
 )
-# grpc-message is percent-encoded: printable ASCII except '%' stays as it is.
-_MESSAGE_SAFE: Final = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
-_TIMEOUT_UNITS: Final = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
 @dataclass(frozen=True)
@@ -103,21 +101,9 @@ GrpcEvent = CallStarted | MessageReceived | CallEnded | CallReset | WindowOpened
 """Everything `receive_data()` can report."""
 
 
-def frame_message(message: bytes) -> bytes:
-    """Prefix a protobuf message with gRPC's uncompressed flag and 4-byte length."""
-    return _PREFIX.pack(0, len(message)) + message
-
-
-def parse_timeout(value: str) -> float | None:
-    """Read a `grpc-timeout` header (`"9998m"`, `"10S"`) as seconds; None if malformed."""
-    if len(value) < 2 or not value[:-1].isdigit() or value[-1] not in _TIMEOUT_UNITS:
-        return None
-    return int(value[:-1]) * _TIMEOUT_UNITS[value[-1]]
-
-
 @dataclass
 class _Call:
-    inbound: bytearray = field(default_factory=bytearray)
+    inbound: MessageDeframer = field(default_factory=MessageDeframer)
     outbound: bytearray = field(default_factory=bytearray)
     headers_sent: bool = False
     trailers: list[tuple[str, str]] | None = None
@@ -210,21 +196,12 @@ class GrpcServerConnection:
         call = self._calls.get(stream_id)
         if call is None:
             return []
-        call.inbound += event.data or b""
-        events: list[GrpcEvent] = []
-        while len(call.inbound) >= _PREFIX.size:
-            compressed, length = _PREFIX.unpack_from(call.inbound)
-            if compressed or length > _MAX_MESSAGE:
-                reason = "compressed messages" if compressed else "oversized messages"
-                self.finish(stream_id, Status.RESOURCE_EXHAUSTED, f"{reason} are not accepted")
-                events.append(CallReset(stream_id))
-                break
-            if len(call.inbound) < _PREFIX.size + length:
-                break
-            message = bytes(call.inbound[_PREFIX.size : _PREFIX.size + length])
-            del call.inbound[: _PREFIX.size + length]
-            events.append(MessageReceived(stream_id, message))
-        return events
+        try:
+            messages = call.inbound.feed(event.data or b"")
+        except FramingError as exc:
+            self.finish(stream_id, Status.RESOURCE_EXHAUSTED, str(exc))
+            return [CallReset(stream_id)]
+        return [MessageReceived(stream_id, message) for message in messages]
 
     # -- output -------------------------------------------------------------------------
 
@@ -247,7 +224,7 @@ class GrpcServerConnection:
             return
         trailers = [("grpc-status", str(status))]
         if message:
-            trailers.append(("grpc-message", quote(message, safe=_MESSAGE_SAFE)))
+            trailers.append(("grpc-message", encode_grpc_message(message)))
         if not call.headers_sent and not call.outbound:
             call.headers_sent = True
             call.trailers = []
