@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Final, Literal, TypeVar
 
@@ -37,8 +37,6 @@ from buildsdk._protobuf import (
     as_int64,
     encode_tag,
     encode_varint,
-    field_bytes,
-    field_string,
     iter_fields,
 )
 from buildsdk._wire import go_json
@@ -101,11 +99,10 @@ class _Field:
     kind: _Kind
     name: str  # the .proto field name, used by to_json
     message: type[_Message] | None = None
+    tag: bytes = b""  # the encoded key, filled in by _spec
 
 
-def _map_entry(key: str, value: str) -> bytes:
-    # Map entries always carry both key and value, even empty ones, as Go and upb write them.
-    return field_string(1, key) + field_string(2, value)
+_SMALL: Final = tuple(bytes((size,)) for size in range(128))
 
 
 def _encode_timestamp(value: datetime) -> bytes:
@@ -170,35 +167,58 @@ def _text(value: int | bytes, wire: int, what: str) -> str:
         raise ProtobufError(f"{what} is not UTF-8") from None
 
 
+def _prefixed(data: bytes) -> bytes:
+    """`data` after its length as a varint (one byte below 128, the common case)."""
+    size = len(data)
+    return (_SMALL[size] if size < 128 else encode_varint(size)) + data
+
+
 def _encode(message: _Message) -> bytes:
-    parts: list[bytes] = []
+    # The profile of a build-sized SolveRequest is all per-field calls, so the keys are
+    # precomputed (`_Field.tag`) and lengths are written inline rather than through
+    # `field_bytes`/`field_string`.
+    out: list[bytes] = []
+    append = out.append
     for spec in message.SPEC:
         value = getattr(message, spec.attr)
         kind = spec.kind
-        number = spec.number
+        tag = spec.tag
         if kind == "string":
             if value:
-                parts.append(field_string(number, value))
-        elif kind == "bool":
-            if value:
-                parts.append(encode_tag(number, WIRE_VARINT) + b"\x01")
-        elif kind == "int64":
-            if value:
-                parts.append(encode_tag(number, WIRE_VARINT) + encode_varint(value))
+                append(tag)
+                append(_prefixed(value.encode()))
         elif kind == "map":
             for key in sorted(value):
-                parts.append(field_bytes(number, _map_entry(key, value[key])))
+                # Map entries always carry both key and value, even empty ones, as Go and
+                # upb write them.
+                entry = b"\x0a" + _prefixed(key.encode()) + b"\x12" + _prefixed(value[key].encode())
+                append(tag)
+                append(_prefixed(entry))
+        elif kind == "bool":
+            if value:
+                append(tag)
+                append(b"\x01")
+        elif kind == "int64":
+            if value:
+                append(tag)
+                append(encode_varint(value))
         elif kind == "message":
             if value is not None:
-                parts.append(field_bytes(number, value.encode()))
+                append(tag)
+                append(_prefixed(value.encode()))
         elif kind == "timestamp":
             if value is not None:
-                parts.append(field_bytes(number, _encode_timestamp(value)))
+                append(tag)
+                append(_prefixed(_encode_timestamp(value)))
         elif kind == "strings":
-            parts.extend(field_string(number, item) for item in value)
+            for item in value:
+                append(tag)
+                append(_prefixed(item.encode()))
         else:
-            parts.extend(field_bytes(number, item.encode()) for item in value)
-    return b"".join(parts)
+            for item in value:
+                append(tag)
+                append(_prefixed(item.encode()))
+    return b"".join(out)
 
 
 def _decode(cls: type[_M], data: bytes) -> _M:
@@ -301,7 +321,12 @@ class _Message:
 
 
 def _spec(*fields: tuple[Any, ...]) -> tuple[_Field, ...]:
-    return tuple(_Field(*item) for item in fields)
+    specs = []
+    for item in fields:
+        spec = _Field(*item)
+        wire = WIRE_VARINT if spec.kind in ("bool", "int64") else WIRE_LEN
+        specs.append(replace(spec, tag=encode_tag(spec.number, wire)))
+    return tuple(specs)
 
 
 # -- the messages ----------------------------------------------------------------------------
