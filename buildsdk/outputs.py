@@ -219,7 +219,7 @@ class ImageOutput(_Exporter):
         description="Manifest annotations, sent as `annotation.<key>`.",
     )
 
-    _OWNED = (
+    _OWNED: ClassVar[tuple[str, ...]] = (
         "name",
         "push",
         "compression",
@@ -322,7 +322,7 @@ class OCIOutput(_Exporter):
     name: tuple[str, ...] = Field(default=(), description="Image names, sent as `name`.")
     tar: bool = Field(default=True, description="False: write an OCI layout directory.")
 
-    _OWNED = ("name", "tar")
+    _OWNED: ClassVar[tuple[str, ...]] = ("name", "tar")
 
     @field_validator("name", mode="before")
     @classmethod
@@ -365,7 +365,7 @@ class DockerOutput(_Exporter):
     dest: _DestFileOrStream = Field(description="File path, or a binary stream to write to.")
     name: tuple[str, ...] = Field(default=(), description="Image names, sent as `name`.")
 
-    _OWNED = ("name",)
+    _OWNED: ClassVar[tuple[str, ...]] = ("name",)
 
     @field_validator("name", mode="before")
     @classmethod
