@@ -228,3 +228,21 @@ def test_generic_outputs_are_sent_as_before() -> None:
         path=HERE, version="2", outputs=[{"type": "local", "attrs": {"dest": "out"}}]
     )
     assert ("outputs", '[{"Type":"local","Attrs":{"dest":"out"}}]') in options.to_query("1.45")
+
+
+@settings(max_examples=examples(400))
+@given(
+    st.text(max_size=40)
+    | st.lists(
+        st.sampled_from(["type=", "local", "dest=", ",", '"', "=", "oci", "tar=false", "name=a"]),
+        max_size=8,
+    ).map("".join)
+)
+def test_parse_output_gives_an_output_or_a_value_error(text: str) -> None:
+    try:
+        output = parse_output(text)
+    except ValueError:
+        return
+    assert isinstance(
+        output, (BuildOutput, ImageOutput, LocalOutput, TarOutput, OCIOutput, DockerOutput)
+    )
