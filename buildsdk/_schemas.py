@@ -31,6 +31,7 @@ from buildsdk.events import (
     VertexStatusEvent,
     VertexWarningEvent,
 )
+from buildsdk.outputs import DockerOutput, ImageOutput, LocalOutput, OCIOutput, TarOutput
 from buildsdk.prune import PruneFilters, PruneOptions, PruneResult
 from buildsdk.results import BuildResult
 
@@ -39,6 +40,11 @@ __all__ = ["MODELS", "SCHEMA_DIR", "main", "render", "write"]
 MODELS: list[type[BaseModel]] = [
     BuildOptions,
     BuildOutput,
+    ImageOutput,
+    LocalOutput,
+    TarOutput,
+    OCIOutput,
+    DockerOutput,
     ContainerLimits,
     Ulimit,
     PruneOptions,

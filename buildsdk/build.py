@@ -51,6 +51,15 @@ from buildsdk._reference import validate_build_tag, validate_image_reference
 from buildsdk._units import INT64_MAX, parse_size
 from buildsdk._wire import go_json, query_string
 from buildsdk.errors import UnsupportedOption
+from buildsdk.outputs import (
+    BuildOutput,
+    DockerOutput,
+    ImageOutput,
+    LocalOutput,
+    OCIOutput,
+    TarOutput,
+    parse_output,
+)
 from buildsdk.session.secrets import BuildSecret
 from buildsdk.session.ssh import SSHForward
 from buildsdk.versions import BUILD_PARAM_MIN_VERSION, ApiVersion, api_too_old
@@ -194,31 +203,6 @@ class Ulimit(BaseModel):
     def to_engine(self) -> dict[str, Any]:
         """The engine's JSON shape, in Go field order: `{"Name":..,"Hard":..,"Soft":..}`."""
         return {"Name": self.name, "Hard": self.hard, "Soft": self.soft}
-
-
-class BuildOutput(BaseModel):
-    """Where BuildKit exports the result (`{"Type": "moby", "Attrs": {...}}` on the wire)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-    type: str = Field(description="Exporter: moby, cacheonly, local, tar, image, ...")
-    attrs: dict[str, str] = Field(default_factory=dict, description="Exporter attributes.")
-
-    @field_validator("type")
-    @classmethod
-    def _type_not_empty(cls, value: str) -> str:
-        if not value:
-            raise ValueError("outputs type must not be empty (e.g. 'moby', 'local', 'tar')")
-        return value
-
-    @field_validator("attrs", mode="before")
-    @classmethod
-    def _attrs_dict(cls, value: object) -> object:
-        return dict(value) if isinstance(value, Mapping) else value
-
-    def to_engine(self) -> dict[str, Any]:
-        """The engine's JSON shape: `{"Type":..,"Attrs":{...}}` with sorted attribute keys."""
-        return {"Type": self.type, "Attrs": _sorted_map(self.attrs)}
 
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
@@ -435,6 +419,7 @@ _PathField = Annotated[
     WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]}),
 ]
 _FileField = Annotated[Readable | None, PlainValidator(_check_readable), SkipJsonSchema()]
+_AnyOutput = BuildOutput | ImageOutput | LocalOutput | TarOutput | OCIOutput | DockerOutput
 
 
 def _str_tuple(value: object, field: str, what: str) -> object:
@@ -567,8 +552,10 @@ class BuildOptions(BaseModel):
     security_opt: tuple[str, ...] = Field(
         default=(), description="Security options (Windows engines only)."
     )
-    outputs: tuple[BuildOutput, ...] = Field(
-        default=(), description="At most one BuildKit exporter (needs version '2')."
+    outputs: tuple[_AnyOutput, ...] = Field(
+        default=(),
+        description="At most one BuildKit exporter (needs version '2'): a typed model of "
+        "buildsdk.outputs, a generic BuildOutput, or buildx's --output text.",
     )
     version: Literal["1", "2"] = Field(
         default="1", description="Builder: '1' classic, '2' BuildKit."
@@ -630,7 +617,7 @@ class BuildOptions(BaseModel):
             ulimits: Sequence[Ulimit | str | Mapping[str, Any]] | None = None,
             cgroup_parent: str | None = None,
             security_opt: str | Sequence[str] | None = None,
-            outputs: Sequence[BuildOutput | Mapping[str, Any]] | None = None,
+            outputs: Sequence[_AnyOutput | Mapping[str, Any] | str] | None = None,
             version: Literal["1", "2"] = "1",
             build_id: str | None = None,
             session_id: str | None = None,
@@ -825,15 +812,19 @@ class BuildOptions(BaseModel):
         if value is None:
             return ()
         if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
-            raise ValueError("outputs must be a sequence of at most one BuildOutput")
+            raise ValueError("outputs must be a sequence of at most one output")
         return tuple(
-            _nested(BuildOutput, item, "outputs") if isinstance(item, Mapping) else item
+            _nested(BuildOutput, item, "outputs")
+            if isinstance(item, Mapping)
+            else parse_output(item)
+            if isinstance(item, str)
+            else item
             for item in value
         )
 
     @field_validator("outputs")
     @classmethod
-    def _one_output(cls, value: tuple[BuildOutput, ...]) -> tuple[BuildOutput, ...]:
+    def _one_output(cls, value: tuple[_AnyOutput, ...]) -> tuple[_AnyOutput, ...]:
         if len(value) > 1:
             raise ValueError(
                 f"outputs allows at most one entry (the engine refuses more), got {len(value)}"
@@ -1152,6 +1143,18 @@ class BuildOptions(BaseModel):
                             "1",
                         )
                     )
+        for output in self.outputs:
+            service = None if isinstance(output, BuildOutput) else output.session_service
+            if service is not None:
+                problems.append(
+                    UnsupportedOption(
+                        "outputs",
+                        f"outputs type {output.type!r} needs the client to serve {service} "
+                        "through the BuildKit session, which buildsdk does only on the Control "
+                        "API path, not on POST /build",
+                        given="POST /build",
+                    )
+                )
         cache_only = [output.type for output in self.outputs] == ["cacheonly"]
         if cache_only and api_version >= _CACHEONLY_BROKEN_API:
             problems.append(

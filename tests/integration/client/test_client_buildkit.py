@@ -20,7 +20,13 @@ from buildsdk.aio import AsyncClient
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
 from buildsdk.events import BuildEvent, LogEvent, VertexEvent, VertexLogEvent
-from tests.integration.client.conftest import Runner, processes_running, unique_tag
+from buildsdk.outputs import ImageOutput
+from tests.integration.client.conftest import (
+    Runner,
+    inspect_image,
+    processes_running,
+    unique_tag,
+)
 from tests.integration.conftest import Engines
 
 __all__: list[str] = []
@@ -115,6 +121,21 @@ async def test_buildkit_events_name_the_steps_and_carry_the_run_output(
     assert int(from_number[1:]) < int(number[1:])
     assert re.search(rf"^{number} \d\.\d{{3}} to-stdout$", result.log, re.MULTILINE)
     assert re.search(rf"^{number} \d\.\d{{3}} to-stderr$", result.log, re.MULTILINE)
+
+
+async def test_a_typed_image_output_names_the_image(dockerd: Runner, tmp_path: Path) -> None:
+    # POST /build sends it as the `moby` exporter with a `name` attribute and no `t`.
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nLABEL typed=output\n")
+    name = unique_tag("typed-output")
+    options = BuildOptions(
+        path=tmp_path,
+        version="2",
+        network_mode=dockerd.network,
+        outputs=[ImageOutput(name=(name,))],
+    )
+    assert not options.tag
+    (await dockerd.build(options)).ok()
+    assert inspect_image(dockerd.raw, name)["Config"]["Labels"] == {"typed": "output"}
 
 
 async def test_cancel_build_stops_a_running_buildkit_build(dockerd: Runner, tmp_path: Path) -> None:
