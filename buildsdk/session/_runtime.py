@@ -47,6 +47,7 @@ __all__ = [
     "AsyncSession",
     "SessionTarget",
     "SyncSession",
+    "client_exports",
     "needs_session",
     "open_async_session",
     "open_session",
@@ -122,7 +123,9 @@ def written_by_client(options: BuildOptions) -> bool:
     )
 
 
-def _exports(options: BuildOptions) -> tuple[tuple[BuildOutput, ...], dict[int, ExportReceiver]]:
+def client_exports(
+    options: BuildOptions,
+) -> tuple[tuple[BuildOutput, ...], dict[int, ExportReceiver]]:
     """The outputs to send and a receiver per export the client writes, as the Docker CLI
     (20.10) does on `POST /build`: `local` loses its `dest` (it is the client's directory);
     `tar` keeps it (the engine ignores it); `dest="-"` is standard output."""
@@ -211,7 +214,7 @@ def _plan(
     if written_by_client(options):
         from buildsdk.session.filesend import FileSendService
 
-        outputs, receivers = _exports(options)
+        outputs, receivers = client_exports(options)
         handlers.update(FileSendService(receivers).handlers())
         update["outputs"] = outputs
     updated = options.model_copy(update=update)
