@@ -14,8 +14,9 @@ import io
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -434,8 +435,8 @@ def test_stream_export_goes_to_the_callers_writer() -> None:
 # -- the /build path: what is sent, what is refused ----------------------------------------
 
 
-def _options(tmp_path: Path, *outputs: dict[str, object]) -> BuildOptions:
-    return BuildOptions(path=str(tmp_path), version="2", outputs=list(outputs))  # type: ignore[arg-type]
+def _options(tmp_path: Path, *outputs: Mapping[str, Any]) -> BuildOptions:
+    return BuildOptions(path=str(tmp_path), version="2", outputs=list(outputs))
 
 
 def test_local_output_loses_dest_and_tar_keeps_it_as_docker_cli_20_10_sends(
