@@ -167,21 +167,23 @@ class DirectoryWriter:
     """
 
     dest: str
-    complete: bool = False
+    complete: bool = field(default=False, init=False)
     """Every file arrived and FIN was answered: the export is on disk."""
-    entries: int = 0
-    files: int = 0
-    data_bytes: int = 0
-    _index: int = 0
-    _dirs: set[str] = field(default_factory=lambda: {""})
-    _regular: set[str] = field(default_factory=set)
-    _seen: set[str] = field(default_factory=set)
-    _pending: dict[int, _Incoming] = field(default_factory=dict)
-    _pending_paths: set[str] = field(default_factory=set)
-    _links: dict[str, list[tuple[str, Stat]]] = field(default_factory=dict)
-    _handles: OrderedDict[int, IO[bytes]] = field(default_factory=OrderedDict)
-    _listed: bool = False
-    _fin_sent: bool = False
+    entries: int = field(default=0, init=False)
+    """Entries written (directories, files, links)."""
+    files: int = field(default=0, init=False)
+    """Regular files whose contents arrived."""
+    data_bytes: int = field(default=0, init=False)
+    _index: int = field(default=0, init=False)
+    _dirs: set[str] = field(default_factory=lambda: {""}, init=False)
+    _regular: set[str] = field(default_factory=set, init=False)
+    _seen: set[str] = field(default_factory=set, init=False)
+    _pending: dict[int, _Incoming] = field(default_factory=dict, init=False)
+    _pending_paths: set[str] = field(default_factory=set, init=False)
+    _links: dict[str, list[tuple[str, Stat]]] = field(default_factory=dict, init=False)
+    _handles: OrderedDict[int, IO[bytes]] = field(default_factory=OrderedDict, init=False)
+    _listed: bool = field(default=False, init=False)
+    _fin_sent: bool = field(default=False, init=False)
 
     def feed(self, packet: Packet) -> list[Packet]:
         """Take one packet from the engine; return the packets to send back, in order."""
@@ -408,7 +410,7 @@ class DirectoryReceiver:
     missing; what is there already and not exported is kept, as the Docker CLI does)."""
 
     dest: str
-    writer: DirectoryWriter | None = None
+    writer: DirectoryWriter | None = field(default=None, init=False, compare=False)
     """The last transfer's writer: its counts say what arrived."""
 
     async def receive(self, call: Call) -> None:
@@ -463,7 +465,7 @@ class FileReceiver:
     """
 
     path: str
-    data_bytes: int = 0
+    data_bytes: int = field(default=0, init=False, compare=False)
 
     async def receive(self, call: Call) -> None:
         """Append every chunk of the call, then put the file in place."""
@@ -542,7 +544,7 @@ class StreamReceiver:
     """
 
     writer: IO[bytes]
-    data_bytes: int = 0
+    data_bytes: int = field(default=0, init=False, compare=False)
 
     async def receive(self, call: Call) -> None:
         """Hand every chunk of the call to the writer."""
