@@ -211,3 +211,39 @@ def test_a_destination_that_cannot_be_written_fails_the_build_with_the_reason(
         _build(flavor, client_settings(engines, "dockerd", docker_engine), options)
     assert blocker.read_text() == "in the way"
     shutil.rmtree(tmp_path / "context")
+
+
+def test_a_tar_export_cancelled_mid_way_leaves_no_file_behind(
+    engines: Engines, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    """The engine sends no event while it streams the archive, so the build is cancelled
+    from a task watching the destination's directory (the sync client has no cross-thread
+    cancel; both run the same receiver)."""
+    context = tmp_path / "big"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {engines.base_image} AS build\n"
+        "RUN head -c 100000000 /dev/urandom > /big\n"
+        "FROM scratch\n"
+        "COPY --from=build /big /big\n"
+    )
+    dest = tmp_path / "out" / "image.tar"
+    dest.parent.mkdir()
+    options = _options(engines, context, "tar", str(dest))
+    settings = client_settings(engines, "dockerd", docker_engine)
+
+    def arriving() -> bool:
+        return any(entry.stat().st_size > 0 for entry in dest.parent.iterdir())
+
+    async def main() -> None:
+        async with AsyncClient(**settings) as client:
+            task = asyncio.ensure_future(client.build(options).result())
+            while not task.done() and not arriving():
+                await asyncio.sleep(0.005)
+            assert not task.done(), "the build ended before its archive arrived"
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
+    assert os.listdir(dest.parent) == []
