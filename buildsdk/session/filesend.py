@@ -371,12 +371,11 @@ class DirectoryWriter:
         if handle is not None:
             self._handles.move_to_end(ident)
             return handle
-        if incoming.started:
-            handle = open(incoming.temp, "ab")  # noqa: SIM115 - kept open across packets
-        else:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            handle = os.fdopen(os.open(incoming.temp, flags, 0o600), "wb")
-            incoming.started = True
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        # Created once, exclusively; reopened for appending after the bound below closed it.
+        flags |= os.O_APPEND if incoming.started else os.O_CREAT | os.O_EXCL
+        handle = os.fdopen(os.open(incoming.temp, flags, 0o600), "wb")
+        incoming.started = True
         self._handles[ident] = handle
         # The engine interleaves a few files at a time; a bound on open files keeps a
         # stream that interleaves thousands from exhausting descriptors.
