@@ -212,6 +212,24 @@ def test_an_early_fin_or_an_engine_error_fails_and_leaves_no_partial_file(tmp_pa
         writer.feed(Packet(PACKET_ERR, data=b"disk full"))
 
 
+def test_many_files_interleaved_arrive_whole_with_few_open_descriptors(tmp_path: Path) -> None:
+    writer = DirectoryWriter(str(tmp_path))
+    names = [f"f{i:02}" for i in range(40)]
+    for name in names:
+        writer.feed(_stat(name, 0o644))
+    writer.feed(Packet(PACKET_STAT))
+    before = len(os.listdir("/proc/self/fd"))
+    for piece in (b"a", b"b", b"c"):
+        for ident in range(len(names)):
+            writer.feed(Packet(PACKET_DATA, id=ident, data=piece * (ident + 1)))
+        assert len(os.listdir("/proc/self/fd")) <= before + 16
+    replies = [r for ident in range(len(names)) for r in writer.feed(Packet(PACKET_DATA, id=ident))]
+    assert replies == [Packet(PACKET_FIN)]
+    for ident, name in enumerate(names):
+        n = ident + 1
+        assert (tmp_path / name).read_bytes() == b"a" * n + b"b" * n + b"c" * n
+
+
 def test_hard_link_to_a_file_still_arriving_is_made_once_it_is_whole(tmp_path: Path) -> None:
     writer = DirectoryWriter(str(tmp_path))
     entries = [_stat("a", 0o644), _stat("b", 0o644, linkname="a")]
