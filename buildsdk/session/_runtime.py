@@ -288,8 +288,8 @@ async def _upgrade(
             raise _refused(
                 response.status_code,
                 f"the engine does not support BuildKit sessions ({error.message}); secrets, "
-                "ssh, registry logins under BuildKit and context_transfer='session' need "
-                "dockerd with BuildKit",
+                "ssh, registry logins under BuildKit, context_transfer='session' and local "
+                "or tar outputs with a dest need dockerd with BuildKit",
                 method="POST",
                 path=path,
             )

@@ -24,7 +24,7 @@ import pytest
 from buildsdk.aio import AsyncClient
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
-from buildsdk.errors import BuildError
+from buildsdk.errors import BuildError, NotFound
 from buildsdk.results import BuildResult
 from tests.integration.conftest import DockerEngine, Engines, client_settings
 
@@ -247,3 +247,14 @@ def test_a_tar_export_cancelled_mid_way_leaves_no_file_behind(
 
     asyncio.run(main())
     assert os.listdir(dest.parent) == []
+
+
+@pytest.mark.podman
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_an_engine_without_sessions_refuses_an_export_by_name(
+    flavor: str, engines: Engines, tmp_path: Path, context: Path
+) -> None:
+    options = _options(engines, context, "local", str(tmp_path / "out"))
+    with pytest.raises(NotFound, match="local or tar outputs with a dest need dockerd"):
+        _build(flavor, client_settings(engines, "podman"), options)
+    assert not (tmp_path / "out").exists()
