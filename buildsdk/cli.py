@@ -372,8 +372,9 @@ def _outputs(values: Sequence[str]) -> list[BuildOutput]:
             key, sep, value = field.partition("=")
             if not sep:
                 if len(values) == 1 and "," not in spec and spec:
-                    # `-o DIR` is the CLI's short form of `type=local,dest=DIR`.
-                    attrs = {"type": "local", "dest": spec}
+                    # `-o DIR` is the CLI's short form of `type=local,dest=DIR`, and `-o -`
+                    # of `type=tar,dest=-` (the archive on standard output).
+                    attrs = {"type": "tar" if spec == "-" else "local", "dest": spec}
                     break
                 raise _UsageError(f"invalid --output {spec!r}: expected type=TYPE[,key=value]")
             attrs[key.strip().lower() if key.strip() == "type" else key.strip()] = value

@@ -27,6 +27,7 @@ from buildsdk.client import Client
 from buildsdk.errors import BuildError, NotFound
 from buildsdk.results import BuildResult
 from tests.integration.conftest import DockerEngine, Engines, client_settings
+from tests.integration.test_cli_vs_docker import run_buildsdk
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
 
@@ -258,3 +259,19 @@ def test_an_engine_without_sessions_refuses_an_export_by_name(
     with pytest.raises(NotFound, match="local or tar outputs with a dest need dockerd"):
         _build(flavor, client_settings(engines, "podman"), options)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", ["-", "type=tar,dest=-"])
+def test_buildsdk_build_o_dash_prints_the_cli_s_archive(
+    flag: str, engines: Engines, docker_engine: DockerEngine, tmp_path: Path, context: Path
+) -> None:
+    expected = _docker_cli(engines, docker_engine, tmp_path, context, "-")
+    network = ["--network", engines.dockerd_network] if engines.dockerd_network else []
+    done = run_buildsdk(
+        ["build", "-H", docker_engine.host, *network, "-o", flag, str(context)],
+        {"PATH": os.environ.get("PATH", ""), "DOCKER_CONFIG": str(tmp_path / "cli-config")},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli-config", "context"]
