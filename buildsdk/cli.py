@@ -372,8 +372,9 @@ def _outputs(values: Sequence[str]) -> list[BuildOutput]:
             key, sep, value = field.partition("=")
             if not sep:
                 if len(values) == 1 and "," not in spec and spec:
-                    # `-o DIR` is the CLI's short form of `type=local,dest=DIR`.
-                    attrs = {"type": "local", "dest": spec}
+                    # `-o DIR` is the CLI's short form of `type=local,dest=DIR`, and `-o -`
+                    # of `type=tar,dest=-` (the archive on standard output).
+                    attrs = {"type": "tar" if spec == "-" else "local", "dest": spec}
                     break
                 raise _UsageError(f"invalid --output {spec!r}: expected type=TYPE[,key=value]")
             attrs[key.strip().lower() if key.strip() == "type" else key.strip()] = value
@@ -965,7 +966,12 @@ def _context_summary(options: BuildOptions, context: BuildContext | None) -> str
 
 def _session_summary(client: Client, options: BuildOptions) -> str:
     """What a BuildKit session would serve, since a dry run shows the request without one."""
-    from buildsdk.session._runtime import needs_session, session_is_optional, session_transfer
+    from buildsdk.session._runtime import (
+        needs_session,
+        session_is_optional,
+        session_transfer,
+        written_by_client,
+    )
 
     config = client.docker_config
     if not needs_session(options, config=config, credentials=client._credentials):
@@ -974,6 +980,8 @@ def _session_summary(client: Client, options: BuildOptions) -> str:
     served += [f"ssh {forward.id}" for forward in options.ssh]
     if session_transfer(options):
         served.append("the context (sent with remote=client-session and no body)")
+    if written_by_client(options):
+        served.append("the export to its dest (a local output is sent without dest)")
     if not served:
         served.append("registry logins")
     text = "session: a BuildKit session would serve " + ", ".join(served)

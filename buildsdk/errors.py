@@ -21,7 +21,9 @@ BuildSDKError
 │   │                       cannot be read or is too large
 │   ├── SSHAgentUnavailable no ssh-agent socket to forward (SSH_AUTH_SOCK is not set, or
 │   │                       the path is not a socket)
-│   └── SSHKeyError         an ssh key file cannot be read, decrypted or served
+│   ├── SSHKeyError         an ssh key file cannot be read, decrypted or served
+│   └── ExportError         an export the engine sends through the session cannot be
+│                           written (a path escaping its destination, an unwritable file)
 ├── BuildError              the engine reported that the build failed
 ├── GrpcCallError           a BuildKit Control API call (POST /grpc) ended with a gRPC
 │                           error status: code, message and the decoded details
@@ -62,6 +64,7 @@ __all__ = [
     "CredentialsError",
     "EngineTimeout",
     "EngineUnreachable",
+    "ExportError",
     "Forbidden",
     "GrpcCallError",
     "MissingDependency",
@@ -163,6 +166,12 @@ class SSHAgentUnavailable(SessionError):
 class SSHKeyError(SessionError):
     """An ssh key file cannot be used: missing, unreadable, encrypted without its
     passphrase, or of a type buildsdk cannot serve."""
+
+
+class ExportError(SessionError):
+    """An export the engine sends through the session (`local` or `tar` output with a
+    destination) cannot be written: an entry escapes the destination, the stream breaks the
+    transfer protocol, or the file system refuses a write."""
 
 
 class BuildError(BuildSDKError):

@@ -1,8 +1,8 @@
-"""BuildKit sessions: secrets, SSH forwarding, registry logins and context sync.
+"""BuildKit sessions: secrets, SSH forwarding, registry logins, context sync and exports.
 
 A BuildKit build can call its client back while it runs: to read a secret, reach the
-user's ssh-agent (or keys buildsdk serves from files), get registry credentials, or pull
-the build context file by file. The
+user's ssh-agent (or keys buildsdk serves from files), get registry credentials, pull
+the build context file by file, or hand over a `local` or `tar` export to write. The
 Docker CLI does this over a session (`POST /session`, upgraded to HTTP/2 with gRPC on it,
 the engine being the caller). This package is that session in plain Python; it needs the
 `h2` package, installed with the `session` extra (`pip install 'buildsdk[session]'`), and

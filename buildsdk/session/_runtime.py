@@ -18,12 +18,13 @@ import logging
 import os
 import secrets as _random
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from buildsdk.build import BuildOptions
+from buildsdk.build import BuildOptions, BuildOutput
 from buildsdk.errors import APIError, SessionError, api_error_for_status
 from buildsdk.session import h2_available, require_h2
 
@@ -39,18 +40,21 @@ if TYPE_CHECKING:
     from buildsdk.auth import DockerConfig, RegistryAuth
     from buildsdk.config import Endpoint
     from buildsdk.session._server import Handler, SessionServer
+    from buildsdk.session.filesend import ExportReceiver
     from buildsdk.versions import ApiVersion
 
 __all__ = [
     "AsyncSession",
     "SessionTarget",
     "SyncSession",
+    "client_exports",
     "needs_session",
     "open_async_session",
     "open_session",
     "session_is_optional",
     "session_transfer",
     "shared_key",
+    "written_by_client",
 ]
 
 logger = logging.getLogger("buildsdk.session")
@@ -73,6 +77,8 @@ def needs_session(
     if options.version != "2" or options.session_id is not None:
         return False
     if options.secrets or options.ssh or session_transfer(options):
+        return True
+    if written_by_client(options):
         return True
     has_auth = bool(credentials) or (config is not None and config.contains_auth)
     return has_auth and h2_available()
@@ -98,7 +104,57 @@ def session_transfer(options: BuildOptions) -> bool:
 def session_is_optional(options: BuildOptions) -> bool:
     """Whether a build of `options` goes on without a session on an engine that has none:
     true when the session would only serve registry logins or an automatic context transfer."""
-    return not (options.secrets or options.ssh or options.context_transfer == "session")
+    return not (
+        options.secrets
+        or options.ssh
+        or options.context_transfer == "session"
+        or written_by_client(options)
+    )
+
+
+_CLIENT_EXPORTERS: Final = ("local", "tar")
+
+
+def written_by_client(options: BuildOptions) -> bool:
+    """Whether a BuildKit build of `options` has an output the client writes: `local` or
+    `tar` with a `dest`, which the engine hands over through the session (`FileSend`)."""
+    return options.version == "2" and any(
+        output.type in _CLIENT_EXPORTERS and "dest" in output.attrs for output in options.outputs
+    )
+
+
+def client_exports(
+    options: BuildOptions,
+) -> tuple[tuple[BuildOutput, ...], dict[int, ExportReceiver]]:
+    """The outputs to send and a receiver per export the client writes, as the Docker CLI
+    (20.10) does on `POST /build`: `local` loses its `dest` (it is the client's directory);
+    `tar` keeps it (the engine ignores it); `dest="-"` is standard output."""
+    from buildsdk.errors import ExportError
+    from buildsdk.session.filesend import DirectoryReceiver, FileReceiver, StreamReceiver
+
+    outputs: list[BuildOutput] = []
+    receivers: dict[int, ExportReceiver] = {}
+    for index, output in enumerate(options.outputs):
+        dest = output.attrs.get("dest")
+        if output.type not in _CLIENT_EXPORTERS or dest is None:
+            outputs.append(output)
+            continue
+        if output.type == "local":
+            attrs = {key: value for key, value in output.attrs.items() if key != "dest"}
+            outputs.append(output.model_copy(update={"attrs": attrs}))
+            receivers[index] = DirectoryReceiver(dest)
+            continue
+        outputs.append(output)
+        if dest == "-":
+            stdout = sys.stdout.buffer
+            if stdout.isatty():
+                raise ExportError("tar output to dest='-' refused: standard output is a terminal")
+            receivers[index] = StreamReceiver(stdout)
+        elif os.path.isdir(dest):
+            raise ExportError(f"tar output dest {dest!r} is a directory, not a file")
+        else:
+            receivers[index] = FileReceiver(dest)
+    return tuple(outputs), receivers
 
 
 def _session_id() -> str:
@@ -154,7 +210,14 @@ def _plan(
     name = "".join(c if " " < c < "\x7f" else "_" for c in name) or "buildsdk"
     key = shared_key(directory) if local and directory else _session_id()
     session_id = _session_id()
-    updated = options.model_copy(update={"session_id": session_id})
+    update: dict[str, object] = {"session_id": session_id}
+    if written_by_client(options):
+        from buildsdk.session.filesend import FileSendService
+
+        outputs, receivers = client_exports(options)
+        handlers.update(FileSendService(receivers).handlers())
+        update["outputs"] = outputs
+    updated = options.model_copy(update=update)
     fallback: BuildOptions | None = None
     if session_transfer(options) and local and directory is not None:
         from buildsdk.session.filesync import FileSyncService
@@ -169,7 +232,7 @@ def _plan(
         handlers.update(service.handlers())
         updated = options.model_copy(
             update={
-                "session_id": session_id,
+                **update,
                 "path": None,
                 "remote": "client-session",
                 "dockerfile": service.dockerfile_name,
@@ -225,8 +288,8 @@ async def _upgrade(
             raise _refused(
                 response.status_code,
                 f"the engine does not support BuildKit sessions ({error.message}); secrets, "
-                "ssh, registry logins under BuildKit and context_transfer='session' need "
-                "dockerd with BuildKit",
+                "ssh, registry logins under BuildKit, context_transfer='session' and local "
+                "or tar outputs with a dest need dockerd with BuildKit",
                 method="POST",
                 path=path,
             )

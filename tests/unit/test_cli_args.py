@@ -102,6 +102,7 @@ TABLE: list[tuple[list[str], dict[str, Any]]] = [
         {"version": "2", "outputs": [{"type": "local", "attrs": {"dest": "out"}}]},
     ),
     (["-o", "out"], {"version": "2", "outputs": [{"type": "local", "attrs": {"dest": "out"}}]}),
+    (["-o", "-"], {"version": "2", "outputs": [{"type": "tar", "attrs": {"dest": "-"}}]}),
 ]
 
 

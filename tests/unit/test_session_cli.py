@@ -112,6 +112,12 @@ _BUILDKIT = {"DOCKER_BUILDKIT": "1"}
             "session: a BuildKit session would serve secret a, ssh default, the context (sent "
             "with remote=client-session and no body)",
         ),
+        (
+            ["-o", "type=local,dest=out", "--context-transfer", "tar"],
+            {},
+            "session: a BuildKit session would serve the export to its dest (a local output is "
+            "sent without dest)",
+        ),
     ],
 )
 def test_dry_run_says_what_a_session_would_serve(
