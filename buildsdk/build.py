@@ -1145,7 +1145,9 @@ class BuildOptions(BaseModel):
                     )
         for output in self.outputs:
             service = None if isinstance(output, BuildOutput) else output.session_service
-            if service is not None:
+            # local and tar exports are written by the session's FileSend receivers on
+            # this path too, as the Docker CLI does; the archives and layouts are not.
+            if service is not None and output.type not in ("local", "tar"):
                 problems.append(
                     UnsupportedOption(
                         "outputs",

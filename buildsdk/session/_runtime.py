@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from buildsdk.auth import DockerConfig, RegistryAuth
     from buildsdk.config import Endpoint
+    from buildsdk.outputs import BinaryWriter
     from buildsdk.session._server import Handler, SessionServer
     from buildsdk.session.filesend import ExportReceiver
     from buildsdk.versions import ApiVersion
@@ -118,8 +119,16 @@ _CLIENT_EXPORTERS: Final = ("local", "tar")
 def written_by_client(options: BuildOptions) -> bool:
     """Whether a BuildKit build of `options` has an output the client writes: `local` or
     `tar` with a `dest`, which the engine hands over through the session (`FileSend`)."""
+    from buildsdk.outputs import LocalOutput, TarOutput
+
     return options.version == "2" and any(
-        output.type in _CLIENT_EXPORTERS and "dest" in output.attrs for output in options.outputs
+        isinstance(output, (LocalOutput, TarOutput))
+        or (
+            isinstance(output, BuildOutput)
+            and output.type in _CLIENT_EXPORTERS
+            and "dest" in output.attrs
+        )
+        for output in options.outputs
     )
 
 
@@ -128,13 +137,31 @@ def client_exports(
 ) -> tuple[tuple[BuildOutput, ...], dict[int, ExportReceiver]]:
     """The outputs to send and a receiver per export the client writes, as the Docker CLI
     (20.10) does on `POST /build`: `local` loses its `dest` (it is the client's directory);
-    `tar` keeps it (the engine ignores it); `dest="-"` is standard output."""
-    from buildsdk.errors import ExportError
-    from buildsdk.session.filesend import DirectoryReceiver, FileReceiver, StreamReceiver
+    `tar` keeps it (the engine ignores it); `dest="-"` is standard output. Typed outputs
+    (`buildsdk.outputs`) are sent in the generic shape the engine reads."""
+    from buildsdk.outputs import LocalOutput, TarOutput
 
     outputs: list[BuildOutput] = []
     receivers: dict[int, ExportReceiver] = {}
     for index, output in enumerate(options.outputs):
+        if isinstance(output, LocalOutput):
+            outputs.append(BuildOutput(type="local", attrs=output.exporter_attrs()))
+            receivers[index] = _directory_receiver(os.fspath(output.dest))
+            continue
+        if isinstance(output, TarOutput):
+            target = output.dest
+            if isinstance(target, (str, os.PathLike)):
+                path = os.fspath(target)
+                attrs = {**output.exporter_attrs(), "dest": path}
+                receivers[index] = _file_receiver(path)
+            else:
+                attrs = {**output.exporter_attrs(), "dest": "-"}
+                receivers[index] = _stream_receiver(target)
+            outputs.append(BuildOutput(type="tar", attrs=attrs))
+            continue
+        if not isinstance(output, BuildOutput):
+            outputs.append(BuildOutput(type=output.exporter_type, attrs=output.exporter_attrs()))
+            continue
         dest = output.attrs.get("dest")
         if output.type not in _CLIENT_EXPORTERS or dest is None:
             outputs.append(output)
@@ -142,19 +169,37 @@ def client_exports(
         if output.type == "local":
             attrs = {key: value for key, value in output.attrs.items() if key != "dest"}
             outputs.append(output.model_copy(update={"attrs": attrs}))
-            receivers[index] = DirectoryReceiver(dest)
+            receivers[index] = _directory_receiver(dest)
             continue
         outputs.append(output)
-        if dest == "-":
-            stdout = sys.stdout.buffer
-            if stdout.isatty():
-                raise ExportError("tar output to dest='-' refused: standard output is a terminal")
-            receivers[index] = StreamReceiver(stdout)
-        elif os.path.isdir(dest):
-            raise ExportError(f"tar output dest {dest!r} is a directory, not a file")
-        else:
-            receivers[index] = FileReceiver(dest)
+        receivers[index] = _file_receiver(dest)
     return tuple(outputs), receivers
+
+
+def _directory_receiver(dest: str) -> ExportReceiver:
+    from buildsdk.session.filesend import DirectoryReceiver
+
+    return DirectoryReceiver(dest)
+
+
+def _file_receiver(dest: str) -> ExportReceiver:
+    from buildsdk.errors import ExportError
+    from buildsdk.session.filesend import FileReceiver
+
+    if dest == "-":
+        stdout = sys.stdout.buffer
+        if stdout.isatty():
+            raise ExportError("tar output to dest='-' refused: standard output is a terminal")
+        return _stream_receiver(stdout)
+    if os.path.isdir(dest):
+        raise ExportError(f"tar output dest {dest!r} is a directory, not a file")
+    return FileReceiver(dest)
+
+
+def _stream_receiver(writer: BinaryWriter) -> ExportReceiver:
+    from buildsdk.session.filesend import StreamReceiver
+
+    return StreamReceiver(writer)
 
 
 def _session_id() -> str:

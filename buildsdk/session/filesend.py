@@ -46,6 +46,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Final, Protocol
 
+from buildsdk._grpc.status import GrpcError, Status
 from buildsdk._protobuf import ProtobufError
 from buildsdk.errors import ExportError
 from buildsdk.session._messages import (
@@ -58,9 +59,9 @@ from buildsdk.session._messages import (
     Packet,
     Stat,
 )
-from buildsdk.session._status import GrpcError, Status
 
 if TYPE_CHECKING:
+    from buildsdk.outputs import BinaryWriter
     from buildsdk.session._server import Call
 
 __all__ = [
@@ -542,7 +543,7 @@ class StreamReceiver:
     session's thread, an `AsyncClient` build on the caller's loop, so it should not block.
     """
 
-    writer: IO[bytes]
+    writer: BinaryWriter
     data_bytes: int = field(default=0, init=False, compare=False)
 
     async def receive(self, call: Call) -> None:

@@ -12,6 +12,7 @@ clear of moby/moby#47717.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import shutil
 import stat
@@ -25,6 +26,7 @@ from buildsdk.aio import AsyncClient
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
 from buildsdk.errors import BuildError, NotFound
+from buildsdk.outputs import LocalOutput, TarOutput
 from buildsdk.results import BuildResult
 from tests.integration.conftest import DockerEngine, Engines, client_settings
 from tests.integration.test_cli_vs_docker import run_buildsdk
@@ -275,3 +277,32 @@ def test_buildsdk_build_o_dash_prints_the_cli_s_archive(
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert done.stdout == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli-config", "context"]
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_typed_outputs_write_what_the_generic_ones_write(
+    flavor: str, engines: Engines, docker_engine: DockerEngine, tmp_path: Path, context: Path
+) -> None:
+    settings = client_settings(engines, "dockerd", docker_engine)
+    generic_dir, typed_dir = tmp_path / "generic", tmp_path / "typed"
+    _build(flavor, settings, _options(engines, context, "local", str(generic_dir)))
+    typed_local = BuildOptions(
+        path=str(context),
+        version="2",
+        network_mode=engines.dockerd_network,
+        outputs=[LocalOutput(dest=typed_dir)],
+    )
+    _build(flavor, settings, typed_local)
+    assert _snapshot(typed_dir) == _snapshot(generic_dir)
+
+    generic_tar = tmp_path / "generic.tar"
+    _build(flavor, settings, _options(engines, context, "tar", str(generic_tar)))
+    stream = io.BytesIO()
+    typed_tar = BuildOptions(
+        path=str(context),
+        version="2",
+        network_mode=engines.dockerd_network,
+        outputs=[TarOutput(dest=stream)],
+    )
+    _build(flavor, settings, typed_tar)
+    assert stream.getvalue() == generic_tar.read_bytes()

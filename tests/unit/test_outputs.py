@@ -26,6 +26,7 @@ from buildsdk.outputs import (
     parse_output,
     parse_outputs,
 )
+from buildsdk.session._runtime import client_exports
 from tests import examples
 
 HERE = str(Path(__file__).resolve().parent)
@@ -212,15 +213,35 @@ def test_build_options_take_typed_outputs_and_buildx_text() -> None:
     assert ("outputs", '[{"Type":"moby","Attrs":{"name":"a:1"}}]') in typed.to_query("1.45")
 
 
-def test_build_path_refuses_outputs_that_need_a_session_service() -> None:
-    options = BuildOptions(path=HERE, version="2", outputs=[LocalOutput(dest="out")])
+def test_build_path_refuses_archives_that_need_a_session_service() -> None:
+    options = BuildOptions(path=HERE, version="2", outputs=[OCIOutput(dest="out.tar")])
     with pytest.raises(UnsupportedOption) as info:
         options.to_query("1.45")
     assert info.value.option == "outputs"
     assert str(info.value) == (
-        "outputs type 'local' needs the client to serve FileSend through the BuildKit session, "
+        "outputs type 'oci' needs the client to serve FileSend through the BuildKit session, "
         "which buildsdk does only on the Control API path, not on POST /build"
     )
+
+
+def test_build_path_sends_typed_local_and_tar_outputs_as_the_docker_cli_does() -> None:
+    # A local export loses its dest (the session's receiver owns it); a tar export keeps
+    # it, as Docker CLI 20.10 sends `-o type=tar,dest=F`.
+    local = BuildOptions(path=HERE, version="2", outputs=[LocalOutput(dest="out")])
+    assert ("outputs", '[{"Type":"local","Attrs":{}}]') in local.to_query("1.45")
+    sent, receivers = client_exports(local)
+    assert [output.to_engine() for output in sent] == [{"Type": "local", "Attrs": {}}]
+    assert [type(receiver).__name__ for receiver in receivers.values()] == ["DirectoryReceiver"]
+    tar = BuildOptions(path=HERE, version="2", outputs=[TarOutput(dest="out.tar")])
+    sent, receivers = client_exports(tar)
+    assert [output.to_engine() for output in sent] == [
+        {"Type": "tar", "Attrs": {"dest": "out.tar"}}
+    ]
+    assert [type(receiver).__name__ for receiver in receivers.values()] == ["FileReceiver"]
+    stream = BuildOptions(path=HERE, version="2", outputs=[TarOutput(dest=io.BytesIO())])
+    sent, receivers = client_exports(stream)
+    assert [output.to_engine() for output in sent] == [{"Type": "tar", "Attrs": {"dest": "-"}}]
+    assert [type(receiver).__name__ for receiver in receivers.values()] == ["StreamReceiver"]
 
 
 def test_generic_outputs_are_sent_as_before() -> None:
