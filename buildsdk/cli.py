@@ -42,6 +42,8 @@ from typing import IO, Any, Final, NoReturn, TextIO, TypeVar
 
 from pydantic import ValidationError
 
+from buildsdk._base_client import describe
+from buildsdk._build_plan import SessionNeeds
 from buildsdk.build import (
     REMOTE_PREFIXES,
     BuildOptions,
@@ -926,7 +928,8 @@ def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
             # Without an engine's answer the command line's builder stays (classic by default).
             with contextlib.suppress(EngineUnreachable, EngineTimeout, APIError, UnsupportedEngine):
                 options = _follow_the_engine(args, options, client)
-            request, context = client._prepare_build(options, version)
+            plan = describe(client, options, version)
+            request = plan.request
             out.write(f"{request.method} {request.path}?{query_string(request.params)}\n")
             if origin:
                 out.write(origin + "\n")
@@ -937,8 +940,8 @@ def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
             out.write("headers:\n")
             for name, value in request.headers.items():
                 out.write(f"  {name}: {_mask_header(name, value)}\n")
-            out.write(_context_summary(options, context) + "\n")
-            note = _session_summary(client, options)
+            out.write(_context_summary(options, plan.context) + "\n")
+            note = _session_summary(plan.session)
             if note:
                 out.write(note + "\n")
     except (UnsupportedOption, ValidationError) as exc:
@@ -964,28 +967,12 @@ def _context_summary(options: BuildOptions, context: BuildContext | None) -> str
     return f"context: {len(files)} files, {size} bytes ({len(entries)} entries; {body})"
 
 
-def _session_summary(client: Client, options: BuildOptions) -> str:
+def _session_summary(session: SessionNeeds | None) -> str:
     """What a BuildKit session would serve, since a dry run shows the request without one."""
-    from buildsdk.session._runtime import (
-        needs_session,
-        session_is_optional,
-        session_transfer,
-        written_by_client,
-    )
-
-    config = client.docker_config
-    if not needs_session(options, config=config, credentials=client._credentials):
+    if session is None:
         return ""
-    served = [f"secret {secret.id}" for secret in options.secrets]
-    served += [f"ssh {forward.id}" for forward in options.ssh]
-    if session_transfer(options):
-        served.append("the context (sent with remote=client-session and no body)")
-    if written_by_client(options):
-        served.append("the export to its dest (a local output is sent without dest)")
-    if not served:
-        served.append("registry logins")
-    text = "session: a BuildKit session would serve " + ", ".join(served)
-    if session_is_optional(options):
+    text = "session: a BuildKit session would serve " + ", ".join(session.served())
+    if session.optional:
         text += "; on an engine without sessions the request above is sent as shown"
     return text
 
