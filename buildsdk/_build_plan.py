@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, cast
 
 from buildsdk import _protocol
-from buildsdk.auth import DockerConfig, RegistryAuth, buildkit_auth_warning, merge_credentials
+from buildsdk._registry_auth import RegistryAuth, merge_credentials
+from buildsdk.auth import DockerConfig, buildkit_auth_warning
 from buildsdk.build import BuildOptions
 from buildsdk.proxy import proxy_build_args
 from buildsdk.versions import ApiVersion

@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from buildsdk._registry_auth import RegistryAuth, registry_config_header
 from buildsdk._version import __version__
-from buildsdk.auth import RegistryAuth, registry_config_header
 from buildsdk.build import BuildOptions
 from buildsdk.config import SSH_BASE_URL
 from buildsdk.errors import APIError, StreamError, api_error_for_status
