@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from buildsdk.auth import DockerConfig, RegistryAuth
     from buildsdk.build import BuildOptions, BuildOutput, ContainerLimits, Ulimit
     from buildsdk.client import Build, Client
-    from buildsdk.config import ConfigError, Endpoint, TLSConfig
     from buildsdk.context import ContextEntry, list_context
+    from buildsdk.endpoint import ConfigError, Endpoint, TLSConfig
     from buildsdk.errors import (
         APIError,
         BadRequest,
@@ -145,14 +145,14 @@ _LAZY: dict[str, str] = {
     "BuildSecret": "buildsdk.session",
     "BuildSDKError": "buildsdk.errors",
     "Client": "buildsdk.client",
-    "ConfigError": "buildsdk.config",
+    "ConfigError": "buildsdk.endpoint",
     "Conflict": "buildsdk.errors",
     "ContainerLimits": "buildsdk.build",
     "ContextEntry": "buildsdk.context",
     "ContextError": "buildsdk.errors",
     "CredentialsError": "buildsdk.errors",
     "DockerConfig": "buildsdk.auth",
-    "Endpoint": "buildsdk.config",
+    "Endpoint": "buildsdk.endpoint",
     "EngineTimeout": "buildsdk.errors",
     "EngineUnreachable": "buildsdk.errors",
     "ExportError": "buildsdk.errors",
@@ -178,7 +178,7 @@ _LAZY: dict[str, str] = {
     "SessionError": "buildsdk.errors",
     "StatusEvent": "buildsdk.events",
     "StreamError": "buildsdk.errors",
-    "TLSConfig": "buildsdk.config",
+    "TLSConfig": "buildsdk.endpoint",
     "Ulimit": "buildsdk.build",
     "Unauthorized": "buildsdk.errors",
     "UnknownEvent": "buildsdk.events",

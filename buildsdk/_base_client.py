@@ -25,7 +25,7 @@ from buildsdk import _protocol
 from buildsdk._build_plan import BuildPlan, SessionNeeds, describe_build, session_needs
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
-from buildsdk.config import (
+from buildsdk.endpoint import (
     DEFAULT_CONNECT_TIMEOUT,
     SSH_BASE_URL,
     Endpoint,

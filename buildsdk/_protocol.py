@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from buildsdk._registry_auth import RegistryAuth, registry_config_header
 from buildsdk._version import __version__
 from buildsdk.build import BuildOptions
-from buildsdk.config import SSH_BASE_URL
+from buildsdk.endpoint import SSH_BASE_URL
 from buildsdk.errors import APIError, StreamError, api_error_for_status
 from buildsdk.proxy import merge_proxy_build_args
 from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion, api_too_old
@@ -31,7 +31,7 @@ from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion, api_too_old
 # and result models (a dozen pydantic classes) when a build's stream is made; the prune
 # models by whoever calls `prune_request`, which has them already.
 if TYPE_CHECKING:
-    from buildsdk.config import Endpoint
+    from buildsdk.endpoint import Endpoint
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions
     from buildsdk.results import BuildResult

@@ -29,7 +29,7 @@ from buildsdk._base_client import (
 from buildsdk._build_plan import BuildPlan
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
-from buildsdk.config import Endpoint, TLSConfig
+from buildsdk.endpoint import Endpoint, TLSConfig
 from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.versions import ApiVersion
 

@@ -31,7 +31,7 @@ from buildsdk._base_client import (
 from buildsdk._build_plan import BuildPlan
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
-from buildsdk.config import (
+from buildsdk.endpoint import (
     Endpoint,
     TLSConfig,
 )

@@ -64,7 +64,7 @@ from buildsdk._decoder import MessageDecoder, RawMessages, event_from_message
 from buildsdk.auth import DockerConfig
 from buildsdk.build import REMOTE_PREFIXES, BuildOptions
 from buildsdk.client import Client, call, send_build
-from buildsdk.config import ConfigError, Endpoint, TLSConfig
+from buildsdk.endpoint import ConfigError, Endpoint, TLSConfig
 from buildsdk.prune import PruneFilters, PruneOptions
 from buildsdk.results import ResultCollector
 from buildsdk.transports import translate_transport_errors
