@@ -44,6 +44,7 @@ from pydantic import ValidationError
 
 from buildsdk._base_client import describe
 from buildsdk._build_plan import SessionNeeds
+from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk.build import (
     REMOTE_PREFIXES,
     BuildOptions,
@@ -74,7 +75,6 @@ from buildsdk.progress import (
     render,
 )
 from buildsdk.prune import PruneOptions
-from buildsdk.session import BuildSecret, SSHForward
 from buildsdk.versions import BUILD_PARAM_MIN_VERSION, MAX_API_VERSION, ApiVersion
 
 __all__ = [
