@@ -9,8 +9,12 @@ resulting `BuildPlan` and only move its bytes.
 Nothing here touches a socket. Describing a build reads what the Docker CLI reads before it
 sends: `.dockerignore` and the Dockerfile's presence (the tar itself streams later, when
 `BuildPlan.context` is iterated) and, for the classic builder, config.json's credentials
-and their helpers. A build sent through BuildKit's Control API (`POST /grpc`) will be
-another kind of plan beside this one; both clients then send whichever they are given.
+and their helpers. A build that needs a BuildKit session is described once its session is
+open, because the session's id (and, for a session context transfer, the context itself)
+are part of what is sent; `session_needs` is the decision taken before it opens, and a
+dry run reads it from `BuildPlan.session`. A build sent through BuildKit's Control API
+(`POST /grpc`) will be another kind of plan beside this one; both clients then send
+whichever they are given.
 """
 
 from __future__ import annotations
