@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from buildsdk._decoder import EventDecoder
     from buildsdk._protocol import PingResult, VersionInfo
+    from buildsdk._session_options import BuildSecret, SSHForward
     from buildsdk.aio import AsyncBuild, AsyncClient
     from buildsdk.auth import DockerConfig, RegistryAuth
     from buildsdk.build import BuildOptions, BuildOutput, ContainerLimits, Ulimit
     from buildsdk.client import Build, Client
-    from buildsdk.config import ConfigError, Endpoint, TLSConfig
     from buildsdk.context import ContextEntry, list_context
+    from buildsdk.endpoint import ConfigError, Endpoint, TLSConfig
     from buildsdk.errors import (
         APIError,
         BadRequest,
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
     )
     from buildsdk.prune import PruneFilters, PruneOptions, PruneResult
     from buildsdk.results import BuildResult
-    from buildsdk.session import BuildSecret, SSHForward
     from buildsdk.versions import ApiVersion
 
 from buildsdk._version import __version__ as __version__
@@ -142,17 +142,17 @@ _LAZY: dict[str, str] = {
     "BuildOptions": "buildsdk.build",
     "BuildOutput": "buildsdk.build",
     "BuildResult": "buildsdk.results",
-    "BuildSecret": "buildsdk.session",
+    "BuildSecret": "buildsdk._session_options",
     "BuildSDKError": "buildsdk.errors",
     "Client": "buildsdk.client",
-    "ConfigError": "buildsdk.config",
+    "ConfigError": "buildsdk.endpoint",
     "Conflict": "buildsdk.errors",
     "ContainerLimits": "buildsdk.build",
     "ContextEntry": "buildsdk.context",
     "ContextError": "buildsdk.errors",
     "CredentialsError": "buildsdk.errors",
     "DockerConfig": "buildsdk.auth",
-    "Endpoint": "buildsdk.config",
+    "Endpoint": "buildsdk.endpoint",
     "EngineTimeout": "buildsdk.errors",
     "EngineUnreachable": "buildsdk.errors",
     "ExportError": "buildsdk.errors",
@@ -170,7 +170,7 @@ _LAZY: dict[str, str] = {
     "PruneResult": "buildsdk.prune",
     "RegistryAuth": "buildsdk.auth",
     "SSHAgentUnavailable": "buildsdk.errors",
-    "SSHForward": "buildsdk.session",
+    "SSHForward": "buildsdk._session_options",
     "SSHKeyError": "buildsdk.errors",
     "SecretUnavailable": "buildsdk.errors",
     "ServerError": "buildsdk.errors",
@@ -178,7 +178,7 @@ _LAZY: dict[str, str] = {
     "SessionError": "buildsdk.errors",
     "StatusEvent": "buildsdk.events",
     "StreamError": "buildsdk.errors",
-    "TLSConfig": "buildsdk.config",
+    "TLSConfig": "buildsdk.endpoint",
     "Ulimit": "buildsdk.build",
     "Unauthorized": "buildsdk.errors",
     "UnknownEvent": "buildsdk.events",

@@ -1,9 +1,11 @@
 """`BaseClient`: what `Client` and `AsyncClient` share and that needs no socket.
 
-Where the engine is, which API version to speak, the timeouts, which credentials and proxies
-the Docker CLI's configuration gives, and how a build is turned into a request. Both client
-modules subclass it; neither imports the other, and the session runtime is handed a
-`SessionTarget`, not a client.
+Where the engine is, which API version to speak, the timeouts and the Docker CLI's
+configuration. A build is described by `describe` (the pure `_build_plan.describe_build`
+fed with this client's configuration, credentials and address); `Client`, `AsyncClient`,
+compat and the command's dry run all use it. Both client modules subclass `BaseClient`;
+neither imports the other, and the session runtime is handed a `SessionTarget`, not a
+client.
 
 Making a client adds one filter to the `httpx` logger, which masks URL passwords: httpx
 logs every request's URL at INFO, and a build's query can carry proxy credentials.
@@ -15,14 +17,15 @@ import contextlib
 import logging
 import re
 from collections.abc import Mapping
-from typing import IO, TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import httpx
 
 from buildsdk import _protocol
-from buildsdk.auth import DockerConfig, RegistryAuth, buildkit_auth_warning, merge_credentials
+from buildsdk._build_plan import BuildPlan, SessionNeeds, describe_build, session_needs
+from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
-from buildsdk.config import (
+from buildsdk.endpoint import (
     DEFAULT_CONNECT_TIMEOUT,
     SSH_BASE_URL,
     Endpoint,
@@ -31,14 +34,19 @@ from buildsdk.config import (
     resolve_endpoint,
 )
 from buildsdk.errors import UnsupportedEngine
-from buildsdk.proxy import proxy_build_args
 from buildsdk.versions import ApiVersion, negotiate
 
 if TYPE_CHECKING:
-    from buildsdk.context import BuildContext
     from buildsdk.session._runtime import SessionTarget
 
-__all__ = ["CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "BaseClient", "transport_errors"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "BaseClient",
+    "describe",
+    "session_needs_of",
+    "transport_errors",
+]
 
 logger = logging.getLogger("buildsdk")
 
@@ -116,10 +124,8 @@ class BaseClient:
     def _short_timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT)
 
-    def _build_timeout(self, options: BuildOptions) -> httpx.Timeout:
-        # A build may print nothing for a long time (a slow RUN); only the user knows how
-        # long is too long, so the read timeout is theirs and off by default.
-        return httpx.Timeout(None, connect=CONNECT_TIMEOUT, read=options.timeout)
+    def _build_timeout(self, plan: BuildPlan) -> httpx.Timeout:
+        return httpx.Timeout(None, connect=CONNECT_TIMEOUT, read=plan.read_timeout)
 
     def _prune_timeout(self) -> httpx.Timeout:
         # Pruning a large cache takes long; it has no read timeout, like a build.
@@ -132,51 +138,6 @@ class BaseClient:
         except ValueError as exc:
             raise UnsupportedEngine(str(exc)) from None
 
-    def _needs_session(self, options: BuildOptions, api_version: ApiVersion) -> bool:
-        """Whether a build of `options` gets a BuildKit session on this client; options the
-        engine's API cannot carry are refused first, before any session is opened."""
-        from buildsdk.session._runtime import needs_session
-
-        options.to_query(api_version)
-        return needs_session(options, config=self.docker_config, credentials=self._credentials)
-
-    def _prepare_build(
-        self, options: BuildOptions, api_version: ApiVersion
-    ) -> tuple[_protocol.Request, BuildContext | None]:
-        from buildsdk.context import prepare_context
-
-        context: BuildContext | None = None
-        if not options.is_remote or options.fileobj is not None:
-            context = prepare_context(
-                path=None if options.is_remote else options.path,
-                dockerfile=options.dockerfile,
-                fileobj=cast("IO[bytes] | IO[str] | None", options.fileobj),
-                custom_context=options.custom_context,
-                gzip=options.gzip,
-            )
-        config = self.docker_config
-        if options.version == "2":
-            # BuildKit ignores X-Registry-Config: running credential helpers for it would
-            # cost time and could fail for nothing. Say so when credentials exist.
-            warning = buildkit_auth_warning(
-                options.version, config=config, credentials=self._credentials
-            )
-            if warning and options.session_id is None:
-                logger.warning(warning)
-            credentials: dict[str, RegistryAuth] = {}
-        else:
-            credentials = merge_credentials(config.all_credentials(), self._credentials)
-        request = _protocol.build_request(
-            options,
-            api_version,
-            dockerfile=context.dockerfile if context is not None else None,
-            credentials=credentials,
-            proxy_args=proxy_build_args(config.proxies, self._proxy_host()),
-            extra_headers=config.http_headers,
-            base_path=self.endpoint.base_path,
-        )
-        return request, context
-
     def _proxy_host(self) -> str:
         # config.json keys per-engine proxies by the host string the CLI's client reports,
         # which for ssh is the dummy URL it speaks HTTP to.
@@ -185,8 +146,7 @@ class BaseClient:
         return self.endpoint.host
 
     def _headers(self) -> dict[str, str]:
-        # The CLI sends config.json's HttpHeaders with every request, not only builds.
-        return {**self.docker_config.http_headers, "User-Agent": _protocol.USER_AGENT}
+        return _protocol.common_headers(self.docker_config.http_headers)
 
     def _session_target(self) -> SessionTarget:
         """What a BuildKit session of this client's builds needs of it."""
@@ -201,6 +161,37 @@ class BaseClient:
             connect_timeout=CONNECT_TIMEOUT,
             transport=self._session_transport,
         )
+
+
+def describe(
+    client: BaseClient,
+    options: BuildOptions,
+    api_version: ApiVersion,
+    *,
+    config: DockerConfig | None = None,
+) -> BuildPlan:
+    """`describe_build` with `client`'s Docker configuration (or `config`), the credentials
+    it was given and its engine's address; logs the plan's warnings."""
+    plan = describe_build(
+        options,
+        api_version,
+        config=config if config is not None else client.docker_config,
+        credentials=client._credentials,
+        proxy_host=client._proxy_host(),
+        base_path=client.endpoint.base_path,
+    )
+    for warning in plan.warnings:
+        logger.warning(warning)
+    return plan
+
+
+def session_needs_of(
+    client: BaseClient, options: BuildOptions, api_version: ApiVersion
+) -> SessionNeeds | None:
+    """`session_needs` with `client`'s Docker configuration and the credentials it was given."""
+    return session_needs(
+        options, api_version, config=client.docker_config, credentials=client._credentials
+    )
 
 
 def transport_errors(endpoint: Endpoint) -> contextlib.AbstractContextManager[None]:

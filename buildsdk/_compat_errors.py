@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from buildsdk import errors as _errors
-from buildsdk.config import ConfigError
+from buildsdk.endpoint import ConfigError
 
 __all__ = [
     "DOCKER_PY",
@@ -223,7 +223,7 @@ class ArgumentTypeError(_errors.BuildSDKError, TypeError):
 class TLSParameterError(ConfigError, *_docker_bases("TLSParameterError")):  # type: ignore[misc]
     """The TLS settings given to compat's constructor are unusable (a file missing or bad).
 
-    A `buildsdk.config.ConfigError`, and with docker-py installed also a
+    A `buildsdk.endpoint.ConfigError`, and with docker-py installed also a
     `docker.errors.TLSParameterError`; `msg` is the reason.
     """
 

@@ -19,10 +19,10 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from buildsdk._registry_auth import RegistryAuth, registry_config_header
 from buildsdk._version import __version__
-from buildsdk.auth import RegistryAuth, registry_config_header
 from buildsdk.build import BuildOptions
-from buildsdk.config import SSH_BASE_URL
+from buildsdk.endpoint import SSH_BASE_URL
 from buildsdk.errors import APIError, StreamError, api_error_for_status
 from buildsdk.proxy import merge_proxy_build_args
 from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion, api_too_old
@@ -31,7 +31,7 @@ from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion, api_too_old
 # and result models (a dozen pydantic classes) when a build's stream is made; the prune
 # models by whoever calls `prune_request`, which has them already.
 if TYPE_CHECKING:
-    from buildsdk.config import Endpoint
+    from buildsdk.endpoint import Endpoint
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions
     from buildsdk.results import BuildResult
@@ -46,6 +46,7 @@ __all__ = [
     "VersionInfo",
     "build_request",
     "cancel_request",
+    "common_headers",
     "error_from_response",
     "is_error_status",
     "parse_json_object",
@@ -116,6 +117,15 @@ class VersionInfo(BaseModel):
     components: list[dict[str, Any]] = Field(default_factory=list, alias="Components")
 
 
+def common_headers(http_headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers every request carries: config.json's `HttpHeaders`, then `User-Agent`.
+
+    The CLI sends the configured headers with every request, not only builds; they go
+    first because our own User-Agent is not theirs to replace.
+    """
+    return {**http_headers, "User-Agent": USER_AGENT}
+
+
 def ping_request(*, base_path: str = "") -> Request:
     """`HEAD /_ping`, unversioned, as the Go client sends it (clients fall back to GET)."""
     return Request("HEAD", f"{base_path}/_ping")
@@ -176,10 +186,7 @@ def build_request(
         merged = merge_proxy_build_args(options.buildargs, proxy_args)
         options = options.model_copy(update={"buildargs": merged})
     params = options.to_query(api_version, dockerfile=dockerfile)
-    # config.json's HttpHeaders go first: like the CLI, our own User-Agent is not theirs
-    # to replace.
-    headers: dict[str, str] = dict(extra_headers or {})
-    headers["User-Agent"] = USER_AGENT
+    headers = common_headers(extra_headers or {})
     if not options.is_remote or options.fileobj is not None:
         headers["Content-Type"] = "application/x-tar"
     if options.custom_context and options.encoding:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from buildsdk._protocol import PingResult, VersionInfo
 from buildsdk.build import BuildOptions, BuildOutput, ContainerLimits, Ulimit
-from buildsdk.config import TLSConfig
+from buildsdk.endpoint import TLSConfig
 from buildsdk.events import (
     AuxEvent,
     ErrorEvent,

@@ -18,10 +18,18 @@ import anyio
 import httpx
 
 from buildsdk import _protocol
-from buildsdk._base_client import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, BaseClient, transport_errors
+from buildsdk._base_client import (
+    CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    BaseClient,
+    describe,
+    session_needs_of,
+    transport_errors,
+)
+from buildsdk._build_plan import BuildPlan
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
-from buildsdk.config import Endpoint, TLSConfig
+from buildsdk.endpoint import Endpoint, TLSConfig
 from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.versions import ApiVersion
 
@@ -134,10 +142,9 @@ class AsyncClient(BaseClient):
             url=_protocol.route_url(self.endpoint, request.path),
         )
 
-    async def _call(
-        self, request: _protocol.Request, timeout: httpx.Timeout | None = None
-    ) -> bytes:
-        response = await self._send(request, timeout or self._short_timeout())
+    async def _call(self, request: _protocol.Request, *, slow: bool = False) -> bytes:
+        timeout = self._prune_timeout() if slow else self._short_timeout()
+        response = await self._send(request, timeout)
         await self._check(request, response)
         try:
             with transport_errors(self.endpoint):
@@ -145,18 +152,17 @@ class AsyncClient(BaseClient):
         finally:
             await response.aclose()
 
-    async def _send_build(
-        self, request: _protocol.Request, timeout: httpx.Timeout, body: AsyncIterator[bytes] | None
-    ) -> httpx.Response:
+    async def _send_build(self, plan: BuildPlan) -> httpx.Response:
+        body = plan.context.__aiter__() if plan.context is not None else None
         try:
-            response = await self._send(request, timeout, content=body)
+            response = await self._send(plan.request, self._build_timeout(plan), content=body)
         except StreamError as broken:
             if body is None:
                 raise
             # The engine may have refused the query while the body was being sent, and the
             # answer been lost with the connection: ask again without a body.
-            await self._raise_rejection(request, broken)
-        await self._check(request, response)
+            await self._raise_rejection(plan.request, broken)
+        await self._check(plan.request, response)
         return response
 
     async def _raise_rejection(self, request: _protocol.Request, broken: StreamError) -> NoReturn:
@@ -218,7 +224,7 @@ class AsyncClient(BaseClient):
         stream.use_api_version(api_version)
         sent = options
         # Reading the Docker configuration may block.
-        if await anyio.to_thread.run_sync(self._needs_session, options, api_version):
+        if await anyio.to_thread.run_sync(session_needs_of, self, options, api_version):
             session = await open_async_session(
                 self._http, self._session_target(), options, api_version
             )
@@ -226,11 +232,8 @@ class AsyncClient(BaseClient):
             sent = session.options
         try:
             # Reading .dockerignore, walking the tree and running credential helpers block.
-            request, context = await anyio.to_thread.run_sync(
-                self._prepare_build, sent, api_version
-            )
-            body = context.__aiter__() if context is not None else None
-            return await self._send_build(request, self._build_timeout(options), body)
+            plan = await anyio.to_thread.run_sync(describe, self, sent, api_version)
+            return await self._send_build(plan)
         except BaseException:
             await _close_sessions(sessions)
             raise
@@ -250,7 +253,7 @@ class AsyncClient(BaseClient):
         request = _protocol.prune_request(
             options or PruneOptions(), await self.api_version(), base_path=self.endpoint.base_path
         )
-        body = await self._call(request, self._prune_timeout())
+        body = await self._call(request, slow=True)
         return PruneResult.from_json(_protocol.parse_json_object(body, "prune"))
 
     async def cancel_build(self, build_id: str) -> None:

@@ -1,4 +1,4 @@
-"""Registry credentials as the Docker CLI reads them, and the `X-Registry-Config` header.
+"""Registry credentials as the Docker CLI reads them: `DockerConfig` (config.json).
 
 Why this module exists: `docker login` leaves credentials in several places — plain
 `auths` entries in `config.json`, a `credsStore` program, per-registry `credHelpers`
@@ -6,9 +6,8 @@ programs, and (CLI 28.3+) the `DOCKER_AUTH_CONFIG` variable — and `docker buil
 builder) sends all of them to the engine in one header so that `FROM private/image` can
 be pulled. Reproducing that byte for byte means reproducing the CLI's precedence rules
 (`GetAllCredentials` in docker/cli `cli/config/configfile/file.go`), the helper protocol
-(docker-credential-helpers: `get` reads a server URL on stdin and prints
-`{"ServerURL","Username","Secret"}`, `Username == "<token>"` means the secret is an
-identity token, `list` prints `{"<url>": "<username>"}`), and Go's JSON encoder.
+(`_credential_helpers`) and Go's JSON encoder (`_registry_auth`, which holds the pure
+credential values and the header encoding).
 
 Where this deliberately differs from the CLI 28.2.2 it was checked against:
 
@@ -36,8 +35,6 @@ error messages name only registries, helpers and files.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import os
@@ -46,18 +43,32 @@ import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import SecretStr
 
 from buildsdk._configfile import ConfigFileError, config_dir, load_config_file
-from buildsdk._wire import go_json
+from buildsdk._credential_helpers import (
+    DEFAULT_HELPER_TIMEOUT,
+    HELPER_PREFIX,
+    credential_helper_get,
+    credential_helper_list,
+)
+from buildsdk._registry_auth import (
+    INDEX_SERVER,
+    RegistryAuth,
+    auth_config_key,
+    convert_to_hostname,
+    decode_auth,
+    merge_credentials,
+    registry_config_header,
+)
 from buildsdk.errors import CredentialsError
 from buildsdk.proxy import ProxyConfig
 
-if TYPE_CHECKING:
-    import subprocess
-
+# The credential values and header encoding (`_registry_auth`) and the helper protocol
+# (`_credential_helpers`) live in modules of their own; their public names stay importable
+# from here, where they always were.
 __all__ = [
     "DEFAULT_HELPER_TIMEOUT",
     "INDEX_SERVER",
@@ -72,332 +83,10 @@ __all__ = [
     "registry_config_header",
 ]
 
-INDEX_SERVER = "https://index.docker.io/v1/"
-"""The key under which Docker Hub credentials are stored and looked up by the engine."""
-
-DEFAULT_HELPER_TIMEOUT = 30.0
-"""Seconds a `docker-credential-*` program may run before it is killed."""
-
-_HUB_HOSTNAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
-_HELPER_PREFIX = "docker-credential-"
-_TOKEN_USERNAME = "<token>"
-_NOT_FOUND_MESSAGE = "credentials not found in native keychain"
 _AUTH_CONFIG_ENV = "DOCKER_AUTH_CONFIG"
 _CUSTOM_HEADERS_ENV = "DOCKER_CUSTOM_HEADERS"
-_MAX_HELPER_MESSAGE = 200
 
 _logger = logging.getLogger("buildsdk")
-
-
-# --------------------------------------------------------------------------- model
-
-
-class RegistryAuth(BaseModel):
-    """Credentials for one registry, in the shape of the engine's `AuthConfig`.
-
-    Secrets are `SecretStr`, so `repr`/`str` show `'**********'`. Given `auth`
-    (base64 `user:password`) without `username`/`password`, both are decoded from it,
-    as the Docker CLI does when it reads `config.json`.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
-
-    username: str | None = None
-    password: SecretStr | None = None
-    auth: SecretStr | None = None
-    email: str | None = None
-    server_address: str | None = None
-    identity_token: SecretStr | None = None
-    registry_token: SecretStr | None = None
-
-    @model_validator(mode="after")
-    def _fill_from_auth(self) -> RegistryAuth:
-        if self.auth is None or not self.auth.get_secret_value():
-            return self
-        try:
-            username, password = _decode_auth(self.auth.get_secret_value())
-        except ValueError as exc:
-            # The message names the rule broken, never the value.
-            raise ValueError(f"auth {exc}") from None
-        if self.username is None and self.password is None:
-            # Frozen models cannot be assigned to; this runs once, during construction.
-            object.__setattr__(self, "username", username)
-            object.__setattr__(self, "password", SecretStr(password))
-        return self
-
-    def to_engine_json(self) -> dict[str, str]:
-        """Return the `AuthConfig` JSON object the CLI sends: non-empty fields in Go's order."""
-        fields: tuple[tuple[str, str | SecretStr | None], ...] = (
-            ("username", self.username),
-            ("password", self.password),
-            ("auth", self.auth),
-            ("email", self.email),
-            ("serveraddress", self.server_address),
-            ("identitytoken", self.identity_token),
-            ("registrytoken", self.registry_token),
-        )
-        out: dict[str, str] = {}
-        for key, value in fields:
-            text = value.get_secret_value() if isinstance(value, SecretStr) else value
-            if text:
-                out[key] = text
-        return out
-
-    @property
-    def is_empty(self) -> bool:
-        """True when no username, password or token is set (a helper found nothing)."""
-        return not any(
-            (
-                self.username,
-                self.password and self.password.get_secret_value(),
-                self.auth and self.auth.get_secret_value(),
-                self.identity_token and self.identity_token.get_secret_value(),
-                self.registry_token and self.registry_token.get_secret_value(),
-            )
-        )
-
-
-def _decode_auth(text: str) -> tuple[str, str]:
-    """Split base64 `user:password` like the CLI's decodeAuth; errors never quote the value."""
-    # Go's StdEncoding decoder skips CR and LF, and nothing else.
-    compact = text.replace("\r", "").replace("\n", "")
-    try:
-        raw = base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("is not valid base64") from None
-    decoded = raw.decode("utf-8", errors="replace")
-    username, sep, password = decoded.partition(":")
-    if not sep or not username:
-        raise ValueError("does not decode to 'username:password'")
-    return username, password.strip("\x00")
-
-
-# --------------------------------------------------------------------------- keys
-
-
-def convert_to_hostname(maybe_url: str) -> str:
-    """Reduce a registry URL to `host[:port]` as the CLI's ConvertToHostname does.
-
-    `https://registry.example.com:5000/v2/` gives `registry.example.com:5000`; a string
-    without `://` is cut at its first `/`.
-    """
-    if "://" in maybe_url:
-        parsed = _url_host_port(maybe_url)
-        if parsed is not None and parsed[0]:
-            host, port = parsed
-            if not port:
-                return host
-            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return maybe_url.split("/", 1)[0]
-
-
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
-
-
-def _url_host_port(url: str) -> tuple[str, str] | None:
-    """The hostname and port Go's url.Parse would find, or None where it would fail."""
-    scheme, colon, rest = url.partition(":")
-    if not colon or not _SCHEME.fullmatch(scheme) or not rest.startswith("//"):
-        return None
-    authority = re.split(r"[/?#]", rest[2:], maxsplit=1)[0]
-    hostport = authority.rpartition("@")[2]
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        if end < 0:
-            return None
-        host, after = hostport[1:end], hostport[end + 1 :]
-        if after and not after.startswith(":"):
-            return None
-        port = after[1:]
-    else:
-        # Go splits at the last colon, so `a:b:5000` is host `a:b`, port 5000.
-        host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
-    if not re.fullmatch(r"[0-9]*", port):
-        return None
-    return host, port
-
-
-def auth_config_key(registry: str) -> str:
-    """The key credentials for `registry` are stored under: the Hub index URL, else host[:port]."""
-    hostname = convert_to_hostname(registry)
-    if hostname in _HUB_HOSTNAMES:
-        return INDEX_SERVER
-    return hostname
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _run_helper(
-    helper: str, action: str, stdin: str, environ: Mapping[str, str], timeout: float
-) -> str:
-    """Run `docker-credential-<helper> <action>` with `stdin`; return its standard output.
-
-    The program is looked up on `environ["PATH"]` and runs with `environ` as its
-    environment. Raises `CredentialsError` when it is missing, fails, or runs longer than
-    `timeout` seconds (it is then killed with its children), and `_NotFound` when it
-    answers with the protocol's "credentials not found" message.
-    """
-    program = _HELPER_PREFIX + helper
-    if not helper or "/" in helper or os.sep in helper:
-        raise CredentialsError(f"credential helper name {helper!r} is not a plain program name")
-    path = shutil.which(program, path=environ.get("PATH", os.defpath))
-    if path is None:
-        raise CredentialsError(f"credential helper {program} was not found on PATH")
-    # Imported here: most programs never run a helper (and clients import this module).
-    import subprocess
-
-    try:
-        proc = subprocess.Popen(
-            [path, action],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=environ,
-            # Its own process group, so a timeout kills the helper's children too
-            # (a shell-script helper would otherwise keep the pipes open).
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise CredentialsError(
-            f"credential helper {program} could not be started: {exc.strerror or exc}"
-        ) from None
-    out = err = b""
-    timed_out = False
-    try:
-        out, err = proc.communicate(stdin.encode("utf-8"), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        proc.communicate()
-        timed_out = True
-    if timed_out:
-        # Raised outside the handler so the error does not keep TimeoutExpired (and the
-        # partial output it carries) as its context.
-        raise CredentialsError(
-            f"credential helper {program} did not answer {action!r} within {timeout:g} s"
-        )
-    text = out.decode("utf-8", errors="replace")
-    if proc.returncode != 0:
-        if text.strip() == _NOT_FOUND_MESSAGE:
-            raise _NotFound(program)
-        detail = _helper_message(text) or _helper_message(err.decode("utf-8", "replace"))
-        suffix = f": {detail}" if detail else ""
-        raise CredentialsError(
-            f"credential helper {program} failed on {action!r} "
-            f"(exit status {proc.returncode}){suffix}"
-        )
-    return text
-
-
-class _NotFound(Exception):
-    """The helper answered that it holds no credentials for the server asked about."""
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-
-
-def _helper_message(text: str) -> str:
-    """A helper's error text fit for an exception: one short line, never JSON.
-
-    Helpers print errors on stdout; a JSON answer on a failing exit could carry a secret,
-    so only plain text is quoted.
-    """
-    stripped = text.strip()
-    if not stripped or stripped[0] in "{[":
-        return ""
-    line = stripped.splitlines()[0]
-    return line if len(line) <= _MAX_HELPER_MESSAGE else line[:_MAX_HELPER_MESSAGE] + "..."
-
-
-def _helper_environ(
-    env: Mapping[str, str] | None, extra_env: Mapping[str, str] | None
-) -> dict[str, str]:
-    environ = dict(os.environ if env is None else env)
-    environ.update(extra_env or {})
-    return environ
-
-
-def credential_helper_get(
-    helper: str,
-    server: str,
-    *,
-    env: Mapping[str, str] | None = None,
-    extra_env: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_HELPER_TIMEOUT,
-) -> RegistryAuth | None:
-    """Ask `docker-credential-<helper> get` for `server`'s credentials; None if it has none.
-
-    The helper runs with `env` (default `os.environ`) plus `extra_env`, found on that
-    environment's PATH. A `Username` of `<token>` makes the secret an identity token.
-    Raises `CredentialsError` when the helper is missing, fails, answers something that
-    is not the protocol's JSON, or runs longer than `timeout` seconds.
-    """
-    program = _HELPER_PREFIX + helper
-    environ = _helper_environ(env, extra_env)
-    try:
-        out = _run_helper(helper, "get", server, environ, timeout)
-    except _NotFound:
-        return None
-    try:
-        answer = json.loads(out)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise CredentialsError(
-            f"credential helper {program} answered 'get' for {server} with something "
-            "that is not the protocol's JSON object"
-        )
-    username = answer.get("Username")
-    secret = answer.get("Secret")
-    if not isinstance(username, str) or not isinstance(secret, str):
-        raise CredentialsError(
-            f"credential helper {program} answered 'get' for {server} without "
-            "string Username and Secret fields"
-        )
-    if username == _TOKEN_USERNAME:
-        return RegistryAuth(identity_token=SecretStr(secret), server_address=server)
-    return RegistryAuth(
-        username=username or None,
-        password=SecretStr(secret) if secret else None,
-        server_address=server,
-    )
-
-
-def credential_helper_list(
-    helper: str,
-    *,
-    env: Mapping[str, str] | None = None,
-    extra_env: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_HELPER_TIMEOUT,
-) -> list[str]:
-    """The server URLs `docker-credential-<helper> list` holds credentials for.
-
-    Runs like `credential_helper_get` and raises `CredentialsError` in the same cases.
-    """
-    program = _HELPER_PREFIX + helper
-    environ = _helper_environ(env, extra_env)
-    try:
-        out = _run_helper(helper, "list", "unused", environ, timeout)
-    except _NotFound:
-        return []
-    try:
-        answer = json.loads(out)
-    except ValueError:
-        answer = None
-    if answer is None and not out.strip():
-        return []
-    if not isinstance(answer, dict):
-        raise CredentialsError(
-            f"credential helper {program} answered 'list' with something that is not "
-            "the protocol's JSON object"
-        )
-    return [key for key in answer if isinstance(key, str)]
 
 
 # --------------------------------------------------------------------------- config
@@ -524,7 +213,7 @@ class DockerConfig:
         username, password = strings["username"], strings["password"]
         if strings["auth"]:
             try:
-                username, password = _decode_auth(strings["auth"])
+                username, password = decode_auth(strings["auth"])
             except ValueError as exc:
                 self._auth_errors[key] = f"{where}.auth {exc}"
                 return
@@ -749,7 +438,7 @@ def _parse_env_auth_config(text: str) -> tuple[dict[str, RegistryAuth], str | No
         if not isinstance(value, str) or not value:
             return {}, f"the entry for {key!r} is missing its 'auth' value"
         try:
-            username, password = _decode_auth(value)
+            username, password = decode_auth(value)
         except ValueError as exc:
             return {}, f"the 'auth' value for {key!r} {exc}"
         found[key] = RegistryAuth(
@@ -846,59 +535,7 @@ def _detect_default_store(env: Mapping[str, str]) -> str:
         candidate = "wincred"
     else:
         candidate = "pass" if shutil.which("pass", path=path) else "secretservice"
-    return candidate if shutil.which(_HELPER_PREFIX + candidate, path=path) else ""
-
-
-# --------------------------------------------------------------------------- header
-
-
-def merge_credentials(
-    configured: Mapping[str, RegistryAuth], given: Mapping[str, RegistryAuth] | None
-) -> dict[str, RegistryAuth]:
-    """Combine configured credentials with ones given in code, which win.
-
-    A given entry replaces configured entries for the same registry however they are
-    spelled (`https://host/v1/` and `host` name the same registry), so the engine cannot
-    pick the configured one.
-    """
-    result = dict(configured)
-    for registry, auth in (given or {}).items():
-        key = auth_config_key(registry)
-        for name in [n for n in result if auth_config_key(n) == key]:
-            del result[name]
-        result[INDEX_SERVER if key == INDEX_SERVER else registry] = auth
-    return result
-
-
-def registry_config_header(auths: Mapping[str, RegistryAuth]) -> str:
-    """The `X-Registry-Config` value: URL-safe base64 (padded) of Go-encoded JSON.
-
-    Docker Hub entries under another name are moved to `https://index.docker.io/v1/`
-    unless that key is present. An empty mapping gives `e30=` (`{}`), as the CLI sends.
-    """
-    entries = dict(auths)
-    if INDEX_SERVER not in entries:
-        for name in sorted(entries):
-            if auth_config_key(name) == INDEX_SERVER:
-                entries[INDEX_SERVER] = entries.pop(name)
-                break
-    body = go_json(
-        {
-            _valid_utf8(key): {
-                _valid_utf8(k): _valid_utf8(v) for k, v in entries[key].to_engine_json().items()
-            }
-            for key in sorted(entries)
-        }
-    )
-    return base64.urlsafe_b64encode(body.encode("utf-8")).decode("ascii")
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _valid_utf8(text: str) -> str:
-    # Go sees invalid UTF-8 (here: lone surrogates) and writes U+FFFD for it.
-    return _SURROGATE.sub("\ufffd", text)
+    return candidate if shutil.which(HELPER_PREFIX + candidate, path=path) else ""
 
 
 # --------------------------------------------------------------------------- BuildKit

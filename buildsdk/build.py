@@ -48,6 +48,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from buildsdk._reference import validate_build_tag, validate_image_reference
+from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk._units import INT64_MAX, parse_size
 from buildsdk._wire import go_json, query_string
 from buildsdk.errors import UnsupportedOption
@@ -60,8 +61,6 @@ from buildsdk.outputs import (
     TarOutput,
     parse_output,
 )
-from buildsdk.session.secrets import BuildSecret
-from buildsdk.session.ssh import SSHForward
 from buildsdk.versions import BUILD_PARAM_MIN_VERSION, ApiVersion, api_too_old
 
 __all__ = [

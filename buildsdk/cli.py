@@ -38,10 +38,13 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Final, NoReturn, TextIO, TypeVar
+from typing import IO, Any, Final, NoReturn, Protocol, TextIO, TypeVar
 
 from pydantic import ValidationError
 
+from buildsdk._base_client import describe
+from buildsdk._build_plan import SessionNeeds
+from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk.build import (
     REMOTE_PREFIXES,
     BuildOptions,
@@ -72,7 +75,6 @@ from buildsdk.progress import (
     render,
 )
 from buildsdk.prune import PruneOptions
-from buildsdk.session import BuildSecret, SSHForward
 from buildsdk.versions import BUILD_PARAM_MIN_VERSION, MAX_API_VERSION, ApiVersion
 
 __all__ = [
@@ -128,17 +130,26 @@ class _ArgumentParser(argparse.ArgumentParser):
 # -- parsing ------------------------------------------------------------------------------
 
 
-def _value_flags(parser: argparse.ArgumentParser) -> dict[str, bool]:
-    """Every option string that takes a value, in any sub-command (True for short ones)."""
-    flags: dict[str, bool] = {}
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                flags.update(_value_flags(sub))
-        elif action.option_strings and action.nargs is None:
+class _AddsArguments(Protocol):
+    """A parser or an argument group: what flags are added to."""
+
+    def add_argument(self, *names: str, **kwargs: Any) -> argparse.Action: ...
+
+
+class _Flags:
+    """The command's own table of the flags that take a value (True for short ones), filled
+    as the parser is built from it: `_normalize` needs them before argparse parses, and
+    argparse keeps its list of actions to itself."""
+
+    def __init__(self) -> None:
+        self.value_flags: dict[str, bool] = {}
+
+    def add(self, target: _AddsArguments, *names: str, **kwargs: Any) -> None:
+        """Add a flag (or positional argument) to `target` and note it if it takes a value."""
+        action = target.add_argument(*names, **kwargs)
+        if action.option_strings and action.nargs is None:
             for option in action.option_strings:
-                flags[option] = not option.startswith("--")
-    return flags
+                self.value_flags[option] = not option.startswith("--")
 
 
 def _normalize(argv: Sequence[str], value_flags: Mapping[str, bool]) -> list[str]:
@@ -187,25 +198,27 @@ def _add_bool(
     )
 
 
-def _engine_flags() -> _ArgumentParser:
+def _engine_flags(flags: _Flags) -> _ArgumentParser:
     parent = _ArgumentParser(add_help=False)
     group = parent.add_argument_group("engine")
-    group.add_argument("-H", "--host", help="engine address (default: DOCKER_HOST or context)")
-    group.add_argument("--context", dest="docker_context", help="docker context to use")
-    group.add_argument(
-        "--api-version", help="API version to speak instead of negotiating (e.g. 1.41)"
+    flags.add(group, "-H", "--host", help="engine address (default: DOCKER_HOST or context)")
+    flags.add(group, "--context", dest="docker_context", help="docker context to use")
+    flags.add(
+        group, "--api-version", help="API version to speak instead of negotiating (e.g. 1.41)"
     )
     return parent
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
+    """The command's parser, and every flag of it that takes a value (True for short ones)."""
+    flags = _Flags()
     parser = _ArgumentParser(
         prog="buildsdk",
         description="Build images through the Docker Engine API (docker build's flags).",
         allow_abbrev=False,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    engine = _engine_flags()
+    engine = _engine_flags(flags)
 
     build = sub.add_parser(
         "build",
@@ -213,71 +226,82 @@ def _build_parser() -> argparse.ArgumentParser:
         help="build an image from a directory, URL or stdin (-)",
         allow_abbrev=False,
     )
-    build.add_argument("path", metavar="PATH | URL | -", help="the build context")
-    build.add_argument("-t", "--tag", action="append", default=[], help="name:tag (repeatable)")
-    build.add_argument(
-        "-f", "--file", help="Dockerfile, relative to the current directory; - for stdin"
+    flags.add(build, "path", metavar="PATH | URL | -", help="the build context")
+    flags.add(build, "-t", "--tag", action="append", default=[], help="name:tag (repeatable)")
+    flags.add(
+        build, "-f", "--file", help="Dockerfile, relative to the current directory; - for stdin"
     )
-    build.add_argument("--build-arg", action="append", default=[], help="KEY=VALUE or KEY")
-    build.add_argument("--label", action="append", default=[], help="KEY=VALUE image label")
+    flags.add(build, "--build-arg", action="append", default=[], help="KEY=VALUE or KEY")
+    flags.add(build, "--label", action="append", default=[], help="KEY=VALUE image label")
     _add_bool(build, "--no-cache", dest="no_cache", default=False, help="do not use the cache")
     _add_bool(build, "--pull", dest="pull", default=False, help="always pull base images")
     _add_bool(build, "-q", "--quiet", dest="quiet", default=False, help="print only the ID")
     _add_bool(build, "--rm", dest="rm", default=True, help="remove intermediate containers")
     _add_bool(build, "--force-rm", dest="force_rm", default=False, help="always remove them")
-    build.add_argument("-m", "--memory", help="memory limit (e.g. 512m)")
-    build.add_argument("--memory-swap", help="memory plus swap limit, -1 for unlimited swap")
-    build.add_argument("-c", "--cpu-shares", type=_int64, help="relative CPU weight")
-    build.add_argument("--cpuset-cpus", help="CPUs to use (0-3, 0,1)")
-    build.add_argument("--cpuset-mems", help="memory nodes to use (0-3, 0,1)")
-    build.add_argument("--cpu-period", type=_int64, help="CFS period in microseconds")
-    build.add_argument("--cpu-quota", type=_int64, help="CFS quota in microseconds")
-    build.add_argument("--shm-size", help="size of /dev/shm (e.g. 128m)")
-    build.add_argument("--ulimit", action="append", default=[], help="name=soft[:hard]")
-    build.add_argument("--add-host", action="append", default=[], help="host:ip or host=ip")
-    build.add_argument("--network", help="network mode of RUN instructions")
-    build.add_argument(
+    flags.add(build, "-m", "--memory", help="memory limit (e.g. 512m)")
+    flags.add(build, "--memory-swap", help="memory plus swap limit, -1 for unlimited swap")
+    flags.add(build, "-c", "--cpu-shares", type=_int64, help="relative CPU weight")
+    flags.add(build, "--cpuset-cpus", help="CPUs to use (0-3, 0,1)")
+    flags.add(build, "--cpuset-mems", help="memory nodes to use (0-3, 0,1)")
+    flags.add(build, "--cpu-period", type=_int64, help="CFS period in microseconds")
+    flags.add(build, "--cpu-quota", type=_int64, help="CFS quota in microseconds")
+    flags.add(build, "--shm-size", help="size of /dev/shm (e.g. 128m)")
+    flags.add(build, "--ulimit", action="append", default=[], help="name=soft[:hard]")
+    flags.add(build, "--add-host", action="append", default=[], help="host:ip or host=ip")
+    flags.add(build, "--network", help="network mode of RUN instructions")
+    flags.add(
+        build,
         "--platform",
         help="target platform os[/arch[/variant]] (default: DOCKER_DEFAULT_PLATFORM)",
     )
-    build.add_argument("--target", help="build stage to stop at")
-    build.add_argument("--cache-from", action="append", default=[], help="cache source image")
-    build.add_argument("--cgroup-parent", help="parent cgroup of RUN containers")
-    build.add_argument("--isolation", help="container isolation (default, process, hyperv)")
-    build.add_argument("--security-opt", action="append", default=[], help="security option")
+    flags.add(build, "--target", help="build stage to stop at")
+    flags.add(build, "--cache-from", action="append", default=[], help="cache source image")
+    flags.add(build, "--cgroup-parent", help="parent cgroup of RUN containers")
+    flags.add(build, "--isolation", help="container isolation (default, process, hyperv)")
+    flags.add(build, "--security-opt", action="append", default=[], help="security option")
     _add_bool(build, "--squash", dest="squash", default=False, help="squash new layers")
     _add_bool(build, "--compress", dest="compress", default=False, help="gzip the context")
-    build.add_argument("--iidfile", help="write the image ID to this file")
-    build.add_argument(
+    flags.add(build, "--iidfile", help="write the image ID to this file")
+    flags.add(
+        build,
         "--builder",
         choices=("classic", "buildkit"),
         help="builder to use (default, as docker: DOCKER_BUILDKIT if set, BuildKit for --output, "
         "--secret, --ssh, else the one the engine prefers)",
     )
-    build.add_argument(
-        "-o", "--output", action="append", default=[], help="BuildKit output: type=TYPE[,k=v]"
+    flags.add(
+        build,
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        help="BuildKit output: type=TYPE[,k=v]",
     )
-    build.add_argument(
+    flags.add(
+        build,
         "--secret",
         action="append",
         default=[],
         help="secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (BuildKit)",
     )
-    build.add_argument(
+    flags.add(
+        build,
         "--ssh",
         action="append",
         default=[],
         help="ssh for RUN --mount=type=ssh: default|ID[=SOCKET|KEY[,KEY...]] (an agent "
         "socket, or private key files; BuildKit)",
     )
-    build.add_argument(
+    flags.add(
+        build,
         "--context-transfer",
         choices=("auto", "tar", "session"),
         default="auto",
         help="tar: upload the context; session: BuildKit pulls only changed files; auto "
         "(default): session for BuildKit when buildsdk[session] is installed, else tar",
     )
-    build.add_argument(
+    flags.add(
+        build,
         "--progress",
         choices=_PROGRESS_MODES,
         help="how to show progress (default: BUILDKIT_PROGRESS, else auto: tty when the "
@@ -296,10 +320,11 @@ def _build_parser() -> argparse.ArgumentParser:
     context = sub.add_parser(
         "context", help="list the files a build context would send", allow_abbrev=False
     )
-    context.add_argument("path", nargs="?", default=".", metavar="PATH")
-    context.add_argument("-f", "--file", help="Dockerfile, relative to the current directory")
+    flags.add(context, "path", nargs="?", default=".", metavar="PATH")
+    flags.add(context, "-f", "--file", help="Dockerfile, relative to the current directory")
     _add_bool(context, "--json", dest="json", default=False, help="print JSON")
-    context.add_argument(
+    flags.add(
+        context,
         "--why",
         metavar="PATH",
         help="say which .dockerignore line decides PATH (relative to the context, or absolute)",
@@ -308,18 +333,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
     prune = sub.add_parser("prune", parents=[engine], help="remove build cache", allow_abbrev=False)
     _add_bool(prune, "-a", "--all", dest="all", default=False, help="remove all cache")
-    prune.add_argument("--filter", action="append", default=[], help="KEY=VALUE filter")
-    prune.add_argument("--keep-storage", help="keep this much cache (API <= 1.47)")
-    prune.add_argument("--reserved-space", help="always keep this much cache (API >= 1.48)")
-    prune.add_argument("--max-used-space", help="cache size limit (API >= 1.48)")
-    prune.add_argument("--min-free-space", help="free disk space to keep (API >= 1.48)")
+    flags.add(prune, "--filter", action="append", default=[], help="KEY=VALUE filter")
+    flags.add(prune, "--keep-storage", help="keep this much cache (API <= 1.47)")
+    flags.add(prune, "--reserved-space", help="always keep this much cache (API >= 1.48)")
+    flags.add(prune, "--max-used-space", help="cache size limit (API >= 1.48)")
+    flags.add(prune, "--min-free-space", help="free disk space to keep (API >= 1.48)")
     prune.set_defaults(func=_cmd_prune)
 
     info = sub.add_parser(
         "info", parents=[engine], help="show the engine and its builders", allow_abbrev=False
     )
     info.set_defaults(func=_cmd_info)
-    return parser
+    return parser, flags.value_flags
 
 
 def _int64(value: str) -> int:
@@ -334,8 +359,8 @@ def _int64(value: str) -> int:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse a command line (without the program name); raises on bad usage."""
-    parser = _build_parser()
-    return parser.parse_args(_normalize(argv, _value_flags(parser)))
+    parser, value_flags = _build_parser()
+    return parser.parse_args(_normalize(argv, value_flags))
 
 
 def _build_args(values: Sequence[str], env: Mapping[str, str]) -> dict[str, str | None]:
@@ -926,7 +951,8 @@ def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
             # Without an engine's answer the command line's builder stays (classic by default).
             with contextlib.suppress(EngineUnreachable, EngineTimeout, APIError, UnsupportedEngine):
                 options = _follow_the_engine(args, options, client)
-            request, context = client._prepare_build(options, version)
+            plan = describe(client, options, version)
+            request = plan.request
             out.write(f"{request.method} {request.path}?{query_string(request.params)}\n")
             if origin:
                 out.write(origin + "\n")
@@ -937,8 +963,8 @@ def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
             out.write("headers:\n")
             for name, value in request.headers.items():
                 out.write(f"  {name}: {_mask_header(name, value)}\n")
-            out.write(_context_summary(options, context) + "\n")
-            note = _session_summary(client, options)
+            out.write(_context_summary(options, plan.context) + "\n")
+            note = _session_summary(plan.session)
             if note:
                 out.write(note + "\n")
     except (UnsupportedOption, ValidationError) as exc:
@@ -964,28 +990,12 @@ def _context_summary(options: BuildOptions, context: BuildContext | None) -> str
     return f"context: {len(files)} files, {size} bytes ({len(entries)} entries; {body})"
 
 
-def _session_summary(client: Client, options: BuildOptions) -> str:
+def _session_summary(session: SessionNeeds | None) -> str:
     """What a BuildKit session would serve, since a dry run shows the request without one."""
-    from buildsdk.session._runtime import (
-        needs_session,
-        session_is_optional,
-        session_transfer,
-        written_by_client,
-    )
-
-    config = client.docker_config
-    if not needs_session(options, config=config, credentials=client._credentials):
+    if session is None:
         return ""
-    served = [f"secret {secret.id}" for secret in options.secrets]
-    served += [f"ssh {forward.id}" for forward in options.ssh]
-    if session_transfer(options):
-        served.append("the context (sent with remote=client-session and no body)")
-    if written_by_client(options):
-        served.append("the export to its dest (a local output is sent without dest)")
-    if not served:
-        served.append("registry logins")
-    text = "session: a BuildKit session would serve " + ", ".join(served)
-    if session_is_optional(options):
+    text = "session: a BuildKit session would serve " + ", ".join(session.served())
+    if session.optional:
         text += "; on an engine without sessions the request above is sent as shown"
     return text
 

@@ -24,11 +24,14 @@ from buildsdk._base_client import (
     CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
     BaseClient,
+    describe,
+    session_needs_of,
     transport_errors,
 )
+from buildsdk._build_plan import BuildPlan
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
-from buildsdk.config import (
+from buildsdk.endpoint import (
     Endpoint,
     TLSConfig,
 )
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
     from buildsdk.results import BuildResult
     from buildsdk.session._runtime import SyncSession
 
-__all__ = ["Build", "Client"]
+__all__ = ["Build", "Client", "call", "send_build"]
 
 
 class Client(BaseClient):
@@ -154,8 +157,9 @@ class Client(BaseClient):
             url=_protocol.route_url(self.endpoint, request.path),
         )
 
-    def _call(self, request: _protocol.Request, timeout: httpx.Timeout | None = None) -> bytes:
-        response = self._send(request, timeout or self._short_timeout())
+    def _call(self, request: _protocol.Request, *, slow: bool = False) -> bytes:
+        timeout = self._prune_timeout() if slow else self._short_timeout()
+        response = self._send(request, timeout)
         self._check(request, response)
         try:
             with transport_errors(self.endpoint):
@@ -163,18 +167,17 @@ class Client(BaseClient):
         finally:
             response.close()
 
-    def _send_build(
-        self, request: _protocol.Request, timeout: httpx.Timeout, body: Iterator[bytes] | None
-    ) -> httpx.Response:
+    def _send_build(self, plan: BuildPlan) -> httpx.Response:
+        body = iter(plan.context) if plan.context is not None else None
         try:
-            response = self._send(request, timeout, content=body)
+            response = self._send(plan.request, self._build_timeout(plan), content=body)
         except StreamError as broken:
             if body is None:
                 raise
             # The engine may have refused the query while the body was being sent, and the
             # answer been lost with the connection: ask again without a body.
-            self._raise_rejection(request, broken)
-        self._check(request, response)
+            self._raise_rejection(plan.request, broken)
+        self._check(plan.request, response)
         return response
 
     def _raise_rejection(self, request: _protocol.Request, broken: StreamError) -> NoReturn:
@@ -235,14 +238,12 @@ class Client(BaseClient):
         api_version = self.api_version()
         stream.use_api_version(api_version)
         sent = options
-        if self._needs_session(options, api_version):
+        if session_needs_of(self, options, api_version) is not None:
             session = open_session(self._session_target(), options, api_version)
             sessions.append(session)
             sent = session.options
         try:
-            request, context = self._prepare_build(sent, api_version)
-            body = iter(context) if context is not None else None
-            return self._send_build(request, self._build_timeout(options), body)
+            return self._send_build(describe(self, sent, api_version))
         except BaseException:
             _close_sessions(sessions)
             raise
@@ -262,7 +263,7 @@ class Client(BaseClient):
         request = _protocol.prune_request(
             options or PruneOptions(), self.api_version(), base_path=self.endpoint.base_path
         )
-        body = self._call(request, self._prune_timeout())
+        body = self._call(request, slow=True)
         return PruneResult.from_json(_protocol.parse_json_object(body, "prune"))
 
     def cancel_build(self, build_id: str) -> None:
@@ -271,6 +272,19 @@ class Client(BaseClient):
             build_id, self.api_version(), base_path=self.endpoint.base_path
         )
         self._call(request)
+
+
+def send_build(client: Client, plan: BuildPlan) -> httpx.Response:
+    """Send a described build on `client`; returns the engine's streaming answer once its
+    status is checked (an error status raises `APIError`). For callers that read the raw
+    answer themselves, as docker-py's compat layer does; the caller closes it."""
+    return client._send_build(plan)
+
+
+def call(client: Client, request: _protocol.Request, *, slow: bool = False) -> bytes:
+    """Send a short request description on `client` and return the answer's body; an error
+    status raises `APIError`. A `slow` call (a prune) has no read timeout."""
+    return client._call(request, slow=slow)
 
 
 class Build:

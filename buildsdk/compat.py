@@ -52,6 +52,7 @@ import pydantic
 
 from buildsdk import _compat_errors, _protocol
 from buildsdk import errors as _errors
+from buildsdk._base_client import describe
 from buildsdk._compat_errors import (
     DOCKER_PY,
     ArgumentTypeError,
@@ -62,8 +63,8 @@ from buildsdk._compat_errors import (
 from buildsdk._decoder import MessageDecoder, RawMessages, event_from_message
 from buildsdk.auth import DockerConfig
 from buildsdk.build import REMOTE_PREFIXES, BuildOptions
-from buildsdk.client import Client
-from buildsdk.config import ConfigError, Endpoint, TLSConfig
+from buildsdk.client import Client, call, send_build
+from buildsdk.endpoint import ConfigError, Endpoint, TLSConfig
 from buildsdk.prune import PruneFilters, PruneOptions
 from buildsdk.results import ResultCollector
 from buildsdk.transports import translate_transport_errors
@@ -381,6 +382,9 @@ class APIClient:
                 host, tls=tls_setting, api_version=pinned, timeout=timeout, config=config, env=env
             )
         self._url = _docker_py_url(self._client.endpoint)
+        # The configuration builds are described with: the client's, until a build finds it
+        # without credentials and reads config.json again.
+        self._config: DockerConfig | None = None
 
     def _docker_py_client(self) -> Any:
         """docker-py's own `APIClient` on the same engine, made on first use."""
@@ -425,11 +429,14 @@ class APIClient:
         if self._docker_py is not None:
             self._docker_py.close()
 
-    def _refresh_credentials(self) -> None:
+    def _docker_config(self) -> DockerConfig:
         # docker-py reads config.json again before a build when the copy it holds has no
         # credentials, so a `docker login` made after the client was created still counts.
-        if not self._client.docker_config.contains_auth:
-            self._client._config = DockerConfig.load(credstore_env=self._credstore_env)
+        config = self._config if self._config is not None else self._client.docker_config
+        if not config.contains_auth:
+            config = DockerConfig.load(credstore_env=self._credstore_env)
+        self._config = config
+        return config
 
     def _with_user_agent(self, request: _protocol.Request) -> _protocol.Request:
         if self._user_agent is None:
@@ -599,13 +606,11 @@ class APIClient:
                 use_config_proxy=use_config_proxy,
             )
             client = self._client
-            self._refresh_credentials()
             # docker-py's keywords cannot ask for BuildKit, so no build here needs a session.
-            request, context = client._prepare_build(options, client.api_version())
-            request = self._with_user_agent(request)
-            body = iter(context) if context is not None else None
+            plan = describe(client, options, client.api_version(), config=self._docker_config())
+            plan = dataclasses.replace(plan, request=self._with_user_agent(plan.request))
             try:
-                response = client._send_build(request, client._build_timeout(options), body)
+                response = send_build(client, plan)
             except _errors.APIError as exc:
                 return _raise_on_first_next(_compat_errors.translate(exc, self._url))
         stream: Iterator[bytes] | Iterator[dict[str, Any]]
@@ -717,7 +722,7 @@ class APIClient:
             request = self._with_user_agent(request)
             # docker-py gives prune its 60 s default; pruning a large cache takes longer, so
             # like a build it has no read timeout here.
-            body = client._call(request, client._prune_timeout())
+            body = call(client, request, slow=True)
             return _protocol.parse_json_object(body, "prune")
 
 
@@ -796,7 +801,7 @@ class ImageCollection:
         with _docker_py_errors(api._url):
             version = client.api_version()
             path = f"{client.endpoint.base_path}/v{version}/images/{quote(name, safe='')}/json"
-            body = client._call(_protocol.Request("GET", path))
+            body = call(client, _protocol.Request("GET", path))
             return Image(_protocol.parse_json_object(body, "image inspect"))
 
     def __getattr__(self, name: str) -> Any:

@@ -8,7 +8,7 @@ BuildSDKError
 ├── CredentialsError        a credential helper is missing or failed when its credentials
 │                           were needed
 ├── ConfigError             the engine address, TLS files or a docker context are unusable
-│                           (defined in buildsdk.config; also a ValueError)
+│                           (defined in buildsdk.endpoint; also a ValueError)
 ├── ConfigFileError         config.json exists but cannot be read (buildsdk._configfile)
 ├── MissingDependency       an optional package is not installed (h2 for sessions,
 │                           cryptography for ssh key files); names the extra to install

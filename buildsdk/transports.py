@@ -45,7 +45,7 @@ import anyio.abc
 import httpcore
 import httpx
 
-from buildsdk.config import DEFAULT_CONNECT_TIMEOUT, SSH_BASE_URL, ConfigError, Endpoint
+from buildsdk.endpoint import DEFAULT_CONNECT_TIMEOUT, SSH_BASE_URL, ConfigError, Endpoint
 from buildsdk.errors import EngineTimeout, EngineUnreachable, StreamError
 
 __all__ = [

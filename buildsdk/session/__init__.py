@@ -15,9 +15,8 @@ clients open and close sessions themselves.
 
 from __future__ import annotations
 
+from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk.errors import MissingDependency
-from buildsdk.session.secrets import BuildSecret
-from buildsdk.session.ssh import SSHForward
 
 __all__ = ["BuildSecret", "SSHForward", "h2_available", "require_h2"]
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import httpx
 
     from buildsdk.auth import DockerConfig, RegistryAuth
-    from buildsdk.config import Endpoint
+    from buildsdk.endpoint import Endpoint
     from buildsdk.outputs import BinaryWriter
     from buildsdk.session._server import Handler, SessionServer
     from buildsdk.session.filesend import ExportReceiver

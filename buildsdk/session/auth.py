@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from buildsdk._grpc.status import GrpcError, Status
-from buildsdk.auth import RegistryAuth, auth_config_key
+from buildsdk._registry_auth import RegistryAuth, auth_config_key
 from buildsdk.errors import CredentialsError
 from buildsdk.session._messages import CredentialsRequest, CredentialsResponse
 

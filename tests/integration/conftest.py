@@ -36,7 +36,7 @@ import pytest
 from buildsdk.aio import AsyncClient
 from buildsdk.auth import DockerConfig
 from buildsdk.client import Client
-from buildsdk.config import TLSConfig
+from buildsdk.endpoint import TLSConfig
 from buildsdk.errors import BuildSDKError
 
 __all__ = [

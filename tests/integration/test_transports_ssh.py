@@ -16,7 +16,7 @@ import tarfile
 import httpx
 import pytest
 
-from buildsdk.config import Endpoint, resolve_endpoint
+from buildsdk.endpoint import Endpoint, resolve_endpoint
 from buildsdk.errors import EngineUnreachable
 from buildsdk.transports import (
     SSH_BASE_URL,

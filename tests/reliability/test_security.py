@@ -25,7 +25,7 @@ from buildsdk import BuildSDKError, EngineUnreachable, StreamError
 from buildsdk.auth import DockerConfig, RegistryAuth
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
-from buildsdk.config import ConfigError, TLSConfig, resolve_endpoint
+from buildsdk.endpoint import ConfigError, TLSConfig, resolve_endpoint
 from buildsdk.errors import BuildError
 from tests.integration.conftest import Engines, TLSFiles
 from tests.reliability.conftest import Measure, clean_config, expect_error

@@ -634,3 +634,21 @@ def test_dry_run_of_a_stdin_archive(
     assert main(["build", "-H", NOWHERE, "--dry-run", "--api-version", "1.41", "-"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == f"context: archive from stdin, {len(archive)} bytes of tar"
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "value"),
+    [
+        (["build", "--context", "-ctx", "."], "docker_context", "-ctx"),
+        (["build", "--api-version", "-1", "."], "api_version", "-1"),
+        (["build", "-m", "-1", "."], "memory", "-1"),
+        (["prune", "--filter", "-x=1"], "filter", ["-x=1"]),
+        (["prune", "--keep-storage", "-5"], "keep_storage", "-5"),
+        (["context", "--why", "-odd", "."], "why", "-odd"),
+    ],
+)
+def test_every_sub_command_takes_values_starting_with_a_dash(
+    argv: list[str], dest: str, value: object
+) -> None:
+    # As pflag does: the word after a flag that takes a value is its value, whatever it is.
+    assert getattr(parse_args(argv), dest) == value

@@ -26,7 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from buildsdk import compat
-from buildsdk.config import TLSConfig
+from buildsdk.endpoint import TLSConfig
 from buildsdk.errors import BadRequest, BuildError, BuildSDKError, StreamError, UnsupportedOption
 
 Handler = Callable[[httpx.Request], httpx.Response]

@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from buildsdk import compat
-from buildsdk.config import ConfigError, TLSConfig
+from buildsdk.endpoint import ConfigError, TLSConfig
 from buildsdk.errors import (
     APIError,
     BuildSDKError,

@@ -101,8 +101,8 @@ def test_the_finder_sees_a_circle_through_a_function_local_import() -> None:
 
 def test_the_graph_reads_function_local_imports() -> None:
     graph = import_graph()
-    # The base client imports the context packer inside a method.
-    assert "buildsdk.context" in graph["buildsdk._base_client"]
+    # The build description imports the context packer inside a function.
+    assert "buildsdk.context" in graph["buildsdk._build_plan"]
     assert "buildsdk._grpc.server" in graph["buildsdk.session._server"]
 
 

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from buildsdk import _protocol
 from buildsdk.auth import RegistryAuth
 from buildsdk.build import BuildOptions
-from buildsdk.config import resolve_endpoint
+from buildsdk.endpoint import resolve_endpoint
 from buildsdk.errors import (
     APIError,
     BadRequest,

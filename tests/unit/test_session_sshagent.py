@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from buildsdk._grpc.status import GrpcError, Status
+from buildsdk._session_options import load_forward_keys
 from buildsdk.cli import EXIT_USAGE, build_options_from_args, main, parse_args
 from buildsdk.errors import BuildSDKError
 from buildsdk.session import SSHForward
@@ -137,7 +138,7 @@ def _serve(directory: Path, agent_keys: tuple[AgentKey, ...]) -> Iterator[str]:
 def agent(keys: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A socket served by buildsdk's agent holding every generated key (one passphrase)."""
     forward = SSHForward(keys=[str(path) for path in keys.values()], passphrase=PASSPHRASE)
-    yield from _serve(tmp_path_factory.mktemp("agent"), forward._load_keys())
+    yield from _serve(tmp_path_factory.mktemp("agent"), load_forward_keys(forward))
 
 
 def _ssh_add(sock: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -498,7 +499,7 @@ def test_the_passphrase_never_shows(keys: dict[str, Path], tmp_path: Path) -> No
         SSHForward(passphrase=PASSPHRASE)
     texts.append(str(invalid.value))
     texts.append(_load_error(keys["ed25519_enc"], passphrase=PASSPHRASE + "x"))
-    texts.append(repr(forward._load_keys()))
+    texts.append(repr(load_forward_keys(forward)))
     assert all(PASSPHRASE not in text for text in texts)
     assert "**********" in repr(forward)
 

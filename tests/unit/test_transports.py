@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from buildsdk.config import Endpoint, SSHTarget, TLSConfig, resolve_endpoint
+from buildsdk.endpoint import Endpoint, SSHTarget, TLSConfig, resolve_endpoint
 from buildsdk.errors import EngineTimeout, EngineUnreachable, StreamError
 from buildsdk.transports import (
     SSH_BASE_URL,

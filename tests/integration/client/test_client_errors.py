@@ -14,7 +14,7 @@ import pytest
 from buildsdk.aio import AsyncClient
 from buildsdk.build import BuildOptions
 from buildsdk.client import Client
-from buildsdk.config import TLSConfig
+from buildsdk.endpoint import TLSConfig
 from buildsdk.errors import BadRequest, EngineTimeout, EngineUnreachable
 from buildsdk.events import ErrorEvent
 from tests.integration.client.conftest import Runner, processes_running

@@ -2,7 +2,7 @@
 
 Expected addresses were checked against Docker CLI 28.2.2 (`docker version` with the same
 DOCKER_HOST and TLS variables prints the address it tried) where the CLI and buildsdk agree;
-the module docstring of buildsdk.config lists where they deliberately differ.
+the module docstring of buildsdk.endpoint lists where they deliberately differ.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from buildsdk.config import (
+from buildsdk.endpoint import (
     DEFAULT_UNIX_HOST,
     ConfigError,
     Endpoint,
@@ -628,3 +628,13 @@ def test_api_version_unset_and_invalid() -> None:
     assert api_version_from_env({}) is None
     with pytest.raises(ConfigError, match=r"DOCKER_API_VERSION='latest' is not an API version"):
         api_version_from_env({"DOCKER_API_VERSION": "latest"})
+
+
+def test_the_former_module_path_gives_the_same_objects() -> None:
+    # `buildsdk.config` was this module's name; programs importing by that path keep working.
+    import buildsdk.config
+    import buildsdk.endpoint
+
+    assert buildsdk.config.__all__ == buildsdk.endpoint.__all__
+    for name in buildsdk.endpoint.__all__:
+        assert getattr(buildsdk.config, name) is getattr(buildsdk.endpoint, name), name
