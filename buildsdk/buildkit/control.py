@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import httpx
 
     from buildsdk._grpc.client import CallFinished, GrpcClientEvent, Metadata
-    from buildsdk.config import Endpoint
+    from buildsdk.endpoint import Endpoint
 
 __all__ = [
     "CONTROL_DISK_USAGE",

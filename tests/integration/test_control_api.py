@@ -35,7 +35,7 @@ from buildsdk.buildkit.control import (
     ControlChannel,
     open_control,
 )
-from buildsdk.config import Endpoint, resolve_endpoint
+from buildsdk.endpoint import Endpoint, resolve_endpoint
 from buildsdk.errors import GrpcCallError, NotFound, StreamError
 from tests.integration.conftest import DockerEngine, Engines, client_settings
 

@@ -28,7 +28,7 @@ from buildsdk.buildkit.control import (
     ControlChannel,
     open_control,
 )
-from buildsdk.config import resolve_endpoint
+from buildsdk.endpoint import resolve_endpoint
 from buildsdk.errors import StreamError
 from tests.reliability.conftest import Measure
 from tests.reliability.test_engine_kill import PrivateEngine

@@ -27,7 +27,7 @@ from buildsdk._grpc.server import (
 )
 from buildsdk._grpc.status import Status
 from buildsdk.buildkit.control import AsyncControlChannel, ControlChannel, open_control
-from buildsdk.config import resolve_endpoint
+from buildsdk.endpoint import resolve_endpoint
 from buildsdk.errors import GrpcCallError, NotFound, ServerError, StreamError
 
 pytestmark = pytest.mark.anyio
