@@ -1022,9 +1022,22 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.iidfile and result.image_id:
         Path(args.iidfile).write_text(result.image_id)
     if args.metadata_file:
-        metadata = metadata_from_image_id(result.image_id, options.tag) if result.image_id else {}
+        metadata: dict[str, Any] = {}
+        if result.image_id:
+            metadata = metadata_from_image_id(
+                result.image_id, options.tag, containerd_store=_containerd_store(client)
+            )
         Path(args.metadata_file).write_text(json.dumps(metadata, indent=2) + "\n")
     return EXIT_OK
+
+
+def _containerd_store(client: Client) -> bool:
+    """Whether the engine keeps images in containerd (asked as buildx asks, ListWorkers);
+    False when it cannot tell (no Control API: Podman, or the session extra missing)."""
+    try:
+        return _image_store(client) == "containerd"
+    except (BuildSDKError, OSError):
+        return False
 
 
 # -- dry run ------------------------------------------------------------------------------

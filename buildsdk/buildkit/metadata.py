@@ -4,8 +4,8 @@ Why a module of its own: the command writes it and `BuildResult` offers it, and 
 write the same object. buildx writes the Control API's `ExporterResponse` with
 `containerimage.descriptor` decoded from base64 into an object, plus
 `buildx.build.ref` = `<builder>/<node>/<Ref>` (reference buildkit-control.md §5). A build
-sent as `POST /build` returns no exporter response: only the image ID is known, which on
-the classic image store is also what buildx reports as `containerimage.config.digest`.
+sent as `POST /build` returns no exporter response: only the image ID and the tags are
+known, and which digest the image ID is depends on the engine's image store.
 """
 
 from __future__ import annotations
@@ -46,14 +46,19 @@ def metadata_from_exporter(exporter_response: Mapping[str, str], *, ref: str) ->
     return metadata
 
 
-def metadata_from_image_id(image_id: str, tags: Sequence[str] = ()) -> dict[str, Any]:
-    """What a `POST /build` build can tell of buildx's metadata object: the image ID as
-    `containerimage.config.digest` and the tags, normalised, as `image.name`.
+def metadata_from_image_id(
+    image_id: str, tags: Sequence[str] = (), *, containerd_store: bool = False
+) -> dict[str, Any]:
+    """What a `POST /build` build can tell of buildx's metadata object: the image ID, and the
+    tags, normalised, as `image.name`.
 
-    There is no `containerimage.digest`, `containerimage.descriptor` or `buildx.build.ref`:
-    the engine returns no exporter response on that endpoint.
+    The image ID is the config digest on the classic image store (`containerimage.config.digest`)
+    and the digest of the image's index or manifest on the containerd store
+    (`containerimage.digest`), as buildx reports them. There is no descriptor and no
+    `buildx.build.ref`: the engine returns no exporter response on that endpoint.
     """
-    metadata: dict[str, Any] = {"containerimage.config.digest": image_id}
+    key = "containerimage.digest" if containerd_store else "containerimage.config.digest"
+    metadata: dict[str, Any] = {key: image_id}
     if tags:
         names = []
         for tag in tags:

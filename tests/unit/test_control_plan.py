@@ -142,3 +142,6 @@ def test_metadata_of_a_post_build_build() -> None:
         "image.name": "docker.io/library/app:1,r.example/x/y:latest",
     }
     assert metadata_from_image_id("sha256:c0") == {"containerimage.config.digest": "sha256:c0"}
+    assert metadata_from_image_id("sha256:c0", containerd_store=True) == {
+        "containerimage.digest": "sha256:c0"
+    }
