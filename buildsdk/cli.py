@@ -4,8 +4,10 @@ Why it is shaped this way: the command is the SDK's end-to-end proof, so it adds
 protocol knowledge of its own. Flags are turned into a `BuildOptions` (whose validation
 messages are the command's usage errors), the request is the one `Client` sends, and a dry
 run prints that very request without sending it (it only asks the engine's `/_ping` for the
-API version, as a build would). What belongs to the command alone is the
-Docker CLI's reading of its flags:
+API version, as a build would; a Control API dry run also asks `Control/ListWorkers` for the
+image store, as buildx does, and prints `describe_control_build`'s plan). What belongs to
+the command alone is the Docker CLI's reading of its flags (and buildx's, for `-o`,
+`--push`, `--load`, `--metadata-file`):
 
 * booleans take pflag's `--flag=false` form (`1 t T TRUE true True 0 f F FALSE false False`);
 * `-f` is relative to the current directory (the SDK's `dockerfile` is relative to the
