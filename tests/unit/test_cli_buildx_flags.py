@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from buildsdk.build import BuildOptions
 from buildsdk.cli import EXIT_USAGE, build_options_from_args, main, parse_args
 from buildsdk.outputs import ImageOutput, LocalOutput, TarOutput, format_output
-from tests.recording_engine import recording_engine
+from tests.recording_engine import IMAGE_ID, recording_engine
 
 NOWHERE = "unix:///nonexistent/buildsdk-test.sock"
 
@@ -128,3 +128,18 @@ def test_json_dry_run_of_a_post_build_build(
     assert ["t", "a:1"] in printed["query"]
     assert printed["context"].startswith("1 files, 13 bytes")
     assert printed["session"] is None
+
+
+def test_metadata_file_of_a_post_build_build(
+    ctx: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The recording engine has no Control API to tell its image store: classic is assumed.
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")
+    target = tmp_path_factory.mktemp("out") / "metadata.json"
+    with recording_engine() as engine:
+        argv = ["build", "-H", engine.host, "-q", "-t", "a:1", "--metadata-file", str(target)]
+        assert main([*argv, str(ctx)]) == 0
+    assert json.loads(target.read_text()) == {
+        "containerimage.config.digest": IMAGE_ID,
+        "image.name": "docker.io/library/a:1",
+    }
