@@ -12,30 +12,42 @@ sends: `.dockerignore` and the Dockerfile's presence (the tar itself streams lat
 and their helpers. A build that needs a BuildKit session is described once its session is
 open, because the session's id (and, for a session context transfer, the context itself)
 are part of what is sent; `session_needs` is the decision taken before it opens, and a
-dry run reads it from `BuildPlan.session`. A build sent through BuildKit's Control API
-(`POST /grpc`) will be another kind of plan beside this one; both clients then send
-whichever they are given.
+dry run reads it from `BuildPlan.session`.
+
+A build sent through BuildKit's Control API (`POST /grpc`) is a `ControlPlan`, made by
+`describe_control_build`: the `SolveRequest`, the `Ref` its status is asked under, and the
+session that must serve it (its id, the methods it announces, its shared key). Its random
+ids are drawn when it is described, so a dry run prints the ids a build would send.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from buildsdk import _protocol
 from buildsdk._registry_auth import RegistryAuth, merge_credentials
 from buildsdk.auth import DockerConfig, buildkit_auth_warning
-from buildsdk.build import BuildOptions
+from buildsdk.build import BuildOptions, BuildOutput
 from buildsdk.proxy import proxy_build_args
 from buildsdk.versions import ApiVersion
 
 # Imported by the code that needs them, so that importing a client stays cheap: the context
 # packer when a build is described, the session rules when a BuildKit build is.
 if TYPE_CHECKING:
+    from buildsdk.buildkit.solve import ImageStore, SolveRequest
     from buildsdk.context import BuildContext
 
-__all__ = ["BuildPlan", "SessionNeeds", "describe_build", "session_needs"]
+__all__ = [
+    "BuildPlan",
+    "ControlPlan",
+    "SessionNeeds",
+    "describe_build",
+    "describe_control_build",
+    "session_needs",
+]
 
 
 @dataclass(frozen=True)
@@ -191,4 +203,77 @@ def describe_build(
         session=session,
         credentials=sent,
         warnings=warnings,
+    )
+
+
+@dataclass(frozen=True)
+class ControlPlan:
+    """Everything a Control API build of one build sends: the `SolveRequest` and the session
+    that serves it. Made by `describe_control_build`; sending it is a client's only job."""
+
+    options: BuildOptions
+    """The options as described (the context always goes through the session)."""
+    engine: ImageStore
+    """The engine's image store, which decides the exporters and the attestations."""
+    ref: str
+    """The build's `Ref`: `SolveRequest.Ref` and `StatusRequest.Ref`."""
+    solve: SolveRequest
+    """The `Control/Solve` request (the direct path: one Solve, `dockerfile.v0`)."""
+    session_id: str
+    """The id the session announces and `SolveRequest.Session` names."""
+    session_methods: tuple[str, ...]
+    """The gRPC methods the session announces, in the order of its headers."""
+    shared_key: str
+    """The key the engine caches the synced context under."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as `buildsdk build --dry-run --format json` prints it."""
+        return {
+            "endpoint": "grpc",
+            "solve": self.solve.to_json(),
+            "session": {"methods": list(self.session_methods), "shared_key": self.shared_key},
+        }
+
+
+def describe_control_build(
+    options: BuildOptions,
+    *,
+    engine: ImageStore,
+    ref: str | None = None,
+    session_id: str | None = None,
+) -> ControlPlan:
+    """Describe the Control API build of `options` on an engine with image store `engine`.
+
+    `ref` and `session_id` default to fresh random ids in BuildKit's shape. Raises
+    `UnsupportedOption` for what this path cannot carry (`control_api_problems`, and an OCI
+    layout directory, which needs a session content store buildsdk does not serve yet);
+    reads no file and sends nothing.
+    """
+    from buildsdk.buildkit.solve import solve_request
+    from buildsdk.errors import UnsupportedOption
+    from buildsdk.session._runtime import new_session_id, session_methods, shared_key
+
+    for output in options.outputs:
+        if not isinstance(output, BuildOutput) and output.session_service == "Content":
+            raise UnsupportedOption(
+                "outputs",
+                "an OCI layout directory (type=oci,tar=false) needs the session's content "
+                "store, which buildsdk does not serve yet; export an OCI tar instead",
+            )
+    ref = ref or new_session_id()
+    session_id = session_id or new_session_id()
+    solve = solve_request(options, ref=ref, session_id=session_id, engine=engine)
+    # Only a session can bring the context to the Control API (no tar upload there).
+    served = options
+    if options.context_transfer == "auto":
+        served = options.model_copy(update={"context_transfer": "session"})
+    directory = options.path
+    return ControlPlan(
+        options=served,
+        engine=engine,
+        ref=ref,
+        solve=solve,
+        session_id=session_id,
+        session_methods=session_methods(served, control_api=True),
+        shared_key=shared_key(os.fspath(directory)) if directory is not None else "",
     )

@@ -4,8 +4,10 @@ Why it is shaped this way: the command is the SDK's end-to-end proof, so it adds
 protocol knowledge of its own. Flags are turned into a `BuildOptions` (whose validation
 messages are the command's usage errors), the request is the one `Client` sends, and a dry
 run prints that very request without sending it (it only asks the engine's `/_ping` for the
-API version, as a build would). What belongs to the command alone is the
-Docker CLI's reading of its flags:
+API version, as a build would; a Control API dry run also asks `Control/ListWorkers` for the
+image store, as buildx does, and prints `describe_control_build`'s plan). What belongs to
+the command alone is the Docker CLI's reading of its flags (and buildx's, for `-o`,
+`--push`, `--load`, `--metadata-file`):
 
 * booleans take pflag's `--flag=false` form (`1 t T TRUE true True 0 f F FALSE false False`);
 * `-f` is relative to the current directory (the SDK's `dockerfile` is relative to the
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import csv
 import functools
 import getpass
 import io
@@ -43,7 +46,8 @@ from typing import IO, Any, Final, NoReturn, Protocol, TextIO, TypeVar
 from pydantic import ValidationError
 
 from buildsdk._base_client import describe
-from buildsdk._build_plan import SessionNeeds
+from buildsdk._build_plan import BuildPlan, SessionNeeds, describe_control_build
+from buildsdk._protocol import common_headers
 from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk.build import (
     REMOTE_PREFIXES,
@@ -51,6 +55,19 @@ from buildsdk.build import (
     BuildOutput,
     ContainerLimits,
     query_string,
+)
+from buildsdk.buildkit.control import (
+    CONTROL_LIST_WORKERS,
+    CONTROL_SOLVE,
+    CONTROL_STATUS,
+    ControlChannel,
+)
+from buildsdk.buildkit.metadata import metadata_from_image_id
+from buildsdk.buildkit.solve import (
+    ImageStore,
+    ListWorkersRequest,
+    ListWorkersResponse,
+    image_store,
 )
 from buildsdk.client import Client
 from buildsdk.context import BuildContext, list_context
@@ -62,8 +79,17 @@ from buildsdk.errors import (
     ContextError,
     EngineTimeout,
     EngineUnreachable,
+    GrpcCallError,
     UnsupportedEngine,
     UnsupportedOption,
+)
+from buildsdk.outputs import (
+    BinaryWriter,
+    DockerOutput,
+    OCIOutput,
+    Output,
+    TarOutput,
+    parse_outputs,
 )
 from buildsdk.progress import (
     PlainProgress,
@@ -107,8 +133,13 @@ _BOOL_FLAGS: Final = (
     "--dry-run",
     "--all",
     "--json",
+    "--push",
+    "--load",
 )
 _PROGRESS_MODES: Final = ("auto", "plain", "tty", "rawjson", "quiet")
+_ENDPOINTS: Final = ("auto", "build", "grpc")
+_DRY_RUN_FORMATS: Final = ("text", "json")
+_CONTROL_TIMEOUT: Final = 30.0
 _SHORT_BOOLS: Final = {"-q": "--quiet", "-a": "--all"}
 _TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
@@ -261,7 +292,18 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
     flags.add(build, "--security-opt", action="append", default=[], help="security option")
     _add_bool(build, "--squash", dest="squash", default=False, help="squash new layers")
     _add_bool(build, "--compress", dest="compress", default=False, help="gzip the context")
-    flags.add(build, "--iidfile", help="write the image ID to this file")
+    flags.add(
+        build,
+        "--iidfile",
+        help="write the image ID to this file (refused with a local or tar output, as buildx)",
+    )
+    flags.add(
+        build,
+        "--metadata-file",
+        help="write the build's result metadata to this file as JSON, as docker buildx; a "
+        "POST /build build has no exporter response, so it holds only "
+        "containerimage.config.digest (the image ID) and image.name (the tags)",
+    )
     flags.add(
         build,
         "--builder",
@@ -275,7 +317,30 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
         "--output",
         action="append",
         default=[],
-        help="BuildKit output: type=TYPE[,k=v]",
+        help="BuildKit output as buildx reads it: type=TYPE[,KEY=VALUE...] (CSV: quote a "
+        "value holding a comma), DIR for type=local,dest=DIR, - for a tar on stdout",
+    )
+    _add_bool(
+        build,
+        "--push",
+        dest="push",
+        default=False,
+        help="push the image: type=image,push=true (BuildKit)",
+    )
+    _add_bool(
+        build,
+        "--load",
+        dest="load",
+        default=False,
+        help="keep the image in the engine's image store: type=docker (BuildKit)",
+    )
+    flags.add(
+        build,
+        "--endpoint",
+        choices=_ENDPOINTS,
+        default="auto",
+        help="where the build is sent: build (POST /build), grpc (BuildKit's Control API, "
+        "POST /grpc; only --dry-run for now) or auto (default: POST /build)",
     )
     flags.add(
         build,
@@ -314,6 +379,14 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
         dest="dry_run",
         default=False,
         help="print the request (in the API version the engine's /_ping negotiates), send nothing",
+    )
+    flags.add(
+        build,
+        "--format",
+        dest="dry_run_format",
+        choices=_DRY_RUN_FORMATS,
+        default="text",
+        help="how --dry-run prints: text (default) or json (one object with the endpoint)",
     )
     build.set_defaults(func=_cmd_build)
 
@@ -389,25 +462,51 @@ def _ulimits(values: Sequence[str]) -> list[str]:
     return list(by_name.values())
 
 
-def _outputs(values: Sequence[str]) -> list[BuildOutput]:
-    outputs = []
-    for spec in values:
-        attrs: dict[str, str] = {}
-        for field in spec.split(","):
-            key, sep, value = field.partition("=")
-            if not sep:
-                if len(values) == 1 and "," not in spec and spec:
-                    # `-o DIR` is the CLI's short form of `type=local,dest=DIR`, and `-o -`
-                    # of `type=tar,dest=-` (the archive on standard output).
-                    attrs = {"type": "tar" if spec == "-" else "local", "dest": spec}
-                    break
-                raise _UsageError(f"invalid --output {spec!r}: expected type=TYPE[,key=value]")
-            attrs[key.strip().lower() if key.strip() == "type" else key.strip()] = value
-        kind = attrs.pop("type", "")
-        if not kind:
-            raise _UsageError(f"invalid --output {spec!r}: type is required")
-        outputs.append(BuildOutput(type=kind, attrs=attrs))
-    return outputs
+def _output_type(value: str) -> str:
+    """The exporter type a `--output` value names, as buildx sees it before --push/--load."""
+    if value == "-":
+        return "tar"
+    try:
+        fields = next(csv.reader([value]), [])
+    except csv.Error:
+        return ""
+    if len(fields) == 1 and fields[0] == value and not value.startswith("type="):
+        # buildx's short form: the whole value is a directory, even one holding "=".
+        return "local"
+    kinds = [
+        field.partition("=")[2]
+        for field in fields
+        if field.partition("=")[0].strip().lower() == "type"
+    ]
+    kind = kinds[-1] if kinds else ""
+    # buildx reads type=registry as an image output with push=true.
+    return "image" if kind == "registry" else kind
+
+
+def _outputs(
+    values: Sequence[str], *, push: bool, load: bool, iidfile: bool, stdout: BinaryWriter
+) -> tuple[Output | BuildOutput, ...]:
+    """`-o`, `--push` and `--load` as buildx reads them, with its refusals in its words;
+    a `dest` of `-` (or `-o -`) is standard output."""
+    values = [value for value in values if value]
+    kinds = [_output_type(value) for value in values]
+    if push and load:
+        raise ValueError("push and load may not be set together at the moment")
+    if push and kinds and kinds[0] != "image":
+        raise ValueError(f'push and "{kinds[0]}" output can\'t be used together')
+    if load and kinds and kinds[0] != "docker":
+        raise ValueError(f'load and "{kinds[0]}" output can\'t be used together')
+    if iidfile and any(kind in ("local", "tar") for kind in kinds):
+        raise ValueError("local and tar exporters are incompatible with image ID file")
+    parsed = parse_outputs(
+        ["type=tar,dest=-" if v == "-" else v for v in values], push=push, load=load
+    )
+    outputs: list[Output | BuildOutput] = []
+    for output in parsed:
+        if isinstance(output, (TarOutput, OCIOutput, DockerOutput)) and output.dest == "-":
+            output = output.model_copy(update={"dest": stdout})
+        outputs.append(output)
+    return tuple(outputs)
 
 
 def _stdin_is_terminal() -> bool:
@@ -484,8 +583,17 @@ def build_options_from_args(
             lambda: ContainerLimits(**limits), ContainerLimits.model_construct(**limits)
         )
 
-    no_outputs: list[BuildOutput] = []
-    outputs = problems.attempt(lambda: _outputs(args.output), no_outputs)
+    no_outputs: tuple[Output | BuildOutput, ...] = ()
+    outputs = problems.attempt(
+        lambda: _outputs(
+            args.output,
+            push=args.push,
+            load=args.load,
+            iidfile=bool(args.iidfile),
+            stdout=sys.stdout.buffer,
+        ),
+        no_outputs,
+    )
     # Secrets, ssh and session transfer need a BuildKit session: they choose BuildKit, as
     # --output does, unless DOCKER_BUILDKIT says no. Otherwise the engine's preference
     # decides (`_cmd_build` asks it); this default is the classic builder.
@@ -501,10 +609,19 @@ def build_options_from_args(
     wants_session = bool(args.secret or args.ssh) or args.context_transfer == "session"
     buildkit_flag = problems.attempt(lambda: _buildkit_env(env), None)
     builder = args.builder
+    if args.endpoint == "grpc" and (builder == "classic" or buildkit_flag is False):
+        problems.add(
+            ValueError(
+                "--endpoint grpc sends a BuildKit build: it cannot be used with the classic "
+                "builder (--builder classic or DOCKER_BUILDKIT=0)"
+            )
+        )
     if builder is None:
-        if buildkit_flag is not None:
+        if args.endpoint == "grpc":
+            builder = "buildkit"
+        elif buildkit_flag is not None:
             builder = "buildkit" if buildkit_flag else "classic"
-        elif args.output or wants_session:
+        elif args.output or args.push or args.load or wants_session:
             builder = "buildkit"
         else:
             builder = "classic"
@@ -550,9 +667,10 @@ def build_options_from_args(
         lambda: ApiVersion.parse(args.api_version) if args.api_version else MAX_API_VERSION,
         MAX_API_VERSION,
     )
-    if options is not None:
+    if options is not None and args.endpoint != "grpc":
         # What the builder would ignore, or a pinned API version would not carry; the
-        # engine's own version is checked again once it answers.
+        # engine's own version is checked again once it answers. The Control API has
+        # rules of its own, checked when its request is described.
         for unsupported in options.unsupported(version):
             problems.add(unsupported)
     problems.raise_if_any()
@@ -848,12 +966,22 @@ def _follow_the_engine(
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    if args.dry_run_format != "text" and not args.dry_run:
+        raise _UsageError("--format applies to --dry-run only")
+    if args.endpoint == "grpc" and not args.dry_run:
+        # The clients build through POST /build only, so far; a dry run shows the Control
+        # API request a build would send.
+        raise _UsageError(
+            "--endpoint grpc: building through BuildKit's Control API is not available yet; "
+            "--dry-run shows the request it would send"
+        )
     try:
         options = build_options_from_args(args)
         pinned = ApiVersion.parse(args.api_version) if args.api_version else None
         # Options the builder would ignore (or a pinned API version would not carry) are
         # refused here, before connecting; the engine's own version is checked again later.
-        options.to_query(pinned or MAX_API_VERSION)
+        if args.endpoint != "grpc":
+            options.to_query(pinned or MAX_API_VERSION)
     except (ValidationError, ValueError, UnsupportedOption) as exc:
         raise _usage_from(exc) from None
     if args.dry_run:
@@ -895,7 +1023,23 @@ def _cmd_build(args: argparse.Namespace) -> int:
         print(result.image_id)
     if args.iidfile and result.image_id:
         Path(args.iidfile).write_text(result.image_id)
+    if args.metadata_file:
+        metadata: dict[str, Any] = {}
+        if result.image_id:
+            metadata = metadata_from_image_id(
+                result.image_id, options.tag, containerd_store=_containerd_store(client)
+            )
+        Path(args.metadata_file).write_text(json.dumps(metadata, indent=2) + "\n")
     return EXIT_OK
+
+
+def _containerd_store(client: Client) -> bool:
+    """Whether the engine keeps images in containerd (asked as buildx asks, ListWorkers);
+    False when it cannot tell (no Control API: Podman, or the session extra missing)."""
+    try:
+        return _image_store(client) == "containerd"
+    except (BuildSDKError, OSError):
+        return False
 
 
 # -- dry run ------------------------------------------------------------------------------
@@ -943,6 +1087,8 @@ def _dry_run_version(args: argparse.Namespace, client: Client) -> tuple[ApiVersi
 
 
 def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
+    if args.endpoint == "grpc":
+        return _dry_run_control(args, options)
     client = _client(args)
     out = sys.stdout
     try:
@@ -953,6 +1099,10 @@ def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
                 options = _follow_the_engine(args, options, client)
             plan = describe(client, options, version)
             request = plan.request
+            if args.dry_run_format == "json":
+                payload = _build_plan_json(plan, client.endpoint.host, origin)
+                out.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+                return EXIT_OK
             out.write(f"{request.method} {request.path}?{query_string(request.params)}\n")
             if origin:
                 out.write(origin + "\n")
@@ -972,6 +1122,65 @@ def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
     except ContextError as exc:
         print(f"buildsdk: unable to prepare context: {exc}", file=sys.stderr)
         return EXIT_BUILD_FAILED
+    return EXIT_OK
+
+
+def _build_plan_json(plan: BuildPlan, engine: str, origin: str) -> dict[str, Any]:
+    """A `POST /build` plan as `--dry-run --format json` prints it: the text form's facts."""
+    request = plan.request
+    session = plan.session
+    return {
+        "endpoint": "build",
+        "engine": engine,
+        "api_version": str(plan.api_version),
+        "api_version_note": origin.removeprefix("# ") or None,
+        "method": request.method,
+        "path": request.path,
+        "query": [[key, value] for key, value in request.params],
+        "headers": {name: _mask_header(name, value) for name, value in request.headers.items()},
+        "context": _context_summary(plan.options, plan.context).removeprefix("context: "),
+        "session": None
+        if session is None
+        else {"serves": session.served(), "optional": session.optional},
+    }
+
+
+def _image_store(client: Client) -> ImageStore:
+    """The engine's image store, asked as buildx asks it: `Control/ListWorkers`."""
+    with ControlChannel(
+        client.endpoint, headers=common_headers(client.docker_config.http_headers)
+    ) as channel:
+        reply = channel.unary(
+            CONTROL_LIST_WORKERS, ListWorkersRequest().encode(), timeout=_CONTROL_TIMEOUT
+        )
+    return image_store(ListWorkersResponse.decode(reply))
+
+
+def _dry_run_control(args: argparse.Namespace, options: BuildOptions) -> int:
+    """Print the Control API build of `options`: the SolveRequest and its session, with the
+    random ids a build would send; only `/_ping` and `ListWorkers` are asked."""
+    client = _client(args)
+    out = sys.stdout
+    try:
+        with client:
+            client.api_version()
+            store = _image_store(client)
+            plan = describe_control_build(options, engine=store)
+    except (UnsupportedOption, ValidationError) as exc:
+        raise _usage_from(exc) from None
+    except GrpcCallError as exc:
+        print(f"buildsdk: {exc}", file=sys.stderr)
+        return EXIT_BUILD_FAILED
+    payload = plan.to_json()
+    if args.dry_run_format == "json":
+        out.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    out.write(f"POST /grpc {CONTROL_SOLVE} (and {CONTROL_STATUS} with Ref {plan.ref})\n")
+    out.write(f"# engine: {client.endpoint.host}; image store: {store} (from ListWorkers)\n")
+    out.write("solve: " + json.dumps(payload["solve"], indent=2, ensure_ascii=False) + "\n")
+    out.write(f"session: {plan.session_id}, shared key {plan.shared_key}, announcing:\n")
+    for method in plan.session_methods:
+        out.write(f"  {method}\n")
     return EXIT_OK
 
 

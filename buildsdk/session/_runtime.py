@@ -50,9 +50,11 @@ __all__ = [
     "SyncSession",
     "client_exports",
     "needs_session",
+    "new_session_id",
     "open_async_session",
     "open_session",
     "session_is_optional",
+    "session_methods",
     "session_transfer",
     "shared_key",
     "written_by_client",
@@ -202,9 +204,41 @@ def _stream_receiver(writer: BinaryWriter) -> ExportReceiver:
     return StreamReceiver(writer)
 
 
-def _session_id() -> str:
-    # BuildKit's own IDs are 25 base-36 characters; any unique string is accepted.
+def new_session_id() -> str:
+    """A fresh random id in BuildKit's own shape (25 base-36 characters), for a session or a
+    build's `Ref`."""
+    # The engine accepts any unique string; BuildKit's shape keeps its logs familiar.
     return "".join(_random.choice(_BASE36) for _ in range(25))
+
+
+def session_methods(options: BuildOptions, *, control_api: bool = False) -> tuple[str, ...]:
+    """The gRPC methods a session for `options` exposes, in the order its headers list them.
+
+    Secrets, ssh and registry auth always; `FileSend` when the client writes an export;
+    `FileSync` when the context goes through the session. With `control_api`, exports are
+    read as the Control API hands them over (`oci` and `docker` files through `FileSend`
+    too). Health checks are answered without being announced, as the engine asks anyway.
+    """
+    from buildsdk.session.auth import AUTH_METHODS
+    from buildsdk.session.filesend import FILE_SEND
+    from buildsdk.session.filesync import DIFF_COPY
+    from buildsdk.session.secrets import GET_SECRET
+    from buildsdk.session.ssh import CHECK_AGENT, FORWARD_AGENT
+
+    methods = [GET_SECRET, CHECK_AGENT, FORWARD_AGENT, *AUTH_METHODS]
+    if control_api:
+        sends = any(
+            not isinstance(output, BuildOutput) and output.session_service == "FileSend"
+            for output in options.outputs
+        )
+    else:
+        sends = written_by_client(options)
+    if sends:
+        methods.append(FILE_SEND)
+    directory = options.path
+    if session_transfer(options) and directory is not None and options.remote_url is None:
+        methods.append(DIFF_COPY)
+    return tuple(methods)
 
 
 def shared_key(directory: str) -> str:
@@ -253,8 +287,8 @@ def _plan(
     name = os.path.basename(os.path.abspath(directory)) if local and directory else "buildsdk"
     # A header value: the engine only shows the name, so anything but printable ASCII goes.
     name = "".join(c if " " < c < "\x7f" else "_" for c in name) or "buildsdk"
-    key = shared_key(directory) if local and directory else _session_id()
-    session_id = _session_id()
+    key = shared_key(directory) if local and directory else new_session_id()
+    session_id = new_session_id()
     update: dict[str, object] = {"session_id": session_id}
     if written_by_client(options):
         from buildsdk.session.filesend import FileSendService
@@ -284,6 +318,9 @@ def _plan(
                 "fileobj": None,
             }
         )
+    # The announced methods are `session_methods`' list, so what a dry run prints is what
+    # the headers carry (a KeyError here is a service missing from one of the two).
+    handlers = {method: handlers[method] for method in session_methods(options)}
     return _Plan(session_id, name, key, handlers, updated, session_is_optional(options), fallback)
 
 

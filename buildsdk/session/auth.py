@@ -27,7 +27,7 @@ from buildsdk.session._messages import CredentialsRequest, CredentialsResponse
 if TYPE_CHECKING:
     from buildsdk.session._server import Call
 
-__all__ = ["AuthService", "credentials_response"]
+__all__ = ["AUTH_METHODS", "CREDENTIALS", "AuthService", "credentials_response"]
 
 logger = logging.getLogger("buildsdk.session")
 
@@ -37,6 +37,8 @@ _UNIMPLEMENTED: Final = (
     "/moby.filesync.v1.Auth/GetTokenAuthority",
     "/moby.filesync.v1.Auth/VerifyTokenAuthority",
 )
+AUTH_METHODS: Final = (CREDENTIALS, *_UNIMPLEMENTED)
+"""Every Auth method a session exposes: Credentials answered, the token methods refused."""
 
 Lookup = Callable[[str], "RegistryAuth | None"]
 """Finds the configured credentials for a registry host (may run a credential helper)."""

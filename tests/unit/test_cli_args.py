@@ -99,10 +99,9 @@ TABLE: list[tuple[list[str], dict[str, Any]]] = [
     (["--builder=classic"], {"version": "1"}),
     (
         ["--output", "type=local,dest=out"],
-        {"version": "2", "outputs": [{"type": "local", "attrs": {"dest": "out"}}]},
+        {"version": "2", "outputs": ["type=local,dest=out"]},
     ),
-    (["-o", "out"], {"version": "2", "outputs": [{"type": "local", "attrs": {"dest": "out"}}]}),
-    (["-o", "-"], {"version": "2", "outputs": [{"type": "tar", "attrs": {"dest": "-"}}]}),
+    (["-o", "out"], {"version": "2", "outputs": ["type=local,dest=out"]}),
 ]
 
 
@@ -213,7 +212,7 @@ USAGE_ERRORS: list[tuple[list[str], str]] = [
     (["--cpu-shares", "many"], "invalid integer 'many'"),
     (["--shm-size", "0"], "shmsize"),
     (["--isolation", "vm"], "isolation"),
-    (["--output", "dest=out"], "type is required"),
+    (["--output", "name=x,dest=out"], "type is required"),
     (["--builder", "other"], "invalid choice: 'other'"),
     (["--progress", "fancy"], "invalid choice: 'fancy'"),
     (["--builder", "buildkit", "--rm=false"], "rm"),
@@ -252,7 +251,14 @@ def test_invalid_options_exit_2_before_connecting(
             ],
         ),
         (
-            ["--secret", "id=a,src=/no/such/file", "--output", "dest=x", "--api-version", "1.30"],
+            [
+                "--secret",
+                "id=a,src=/no/such/file",
+                "--output",
+                "name=x,dest=x",
+                "--api-version",
+                "1.30",
+            ],
             ["/no/such/file' is not a readable file", "type is required", "API version 1.38"],
         ),
         (

@@ -1,0 +1,160 @@
+"""`buildsdk build --endpoint grpc --dry-run --format json` against Docker 26.1 on both image
+stores: the engine is asked only what buildx asks before a build (`/_ping`, and
+`Control/ListWorkers` for the image store), the printed Solve follows the store, and
+nothing is built."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Engines, docker_engine_of
+
+__all__: list[str] = []
+
+pytestmark = [pytest.mark.engine]
+
+STORES = [
+    pytest.param("dockerd26", marks=pytest.mark.docker26, id="docker26.1"),
+    pytest.param(
+        "dockerd26-containerd", marks=pytest.mark.docker26_containerd, id="docker26.1-containerd"
+    ),
+]
+TAG = "buildsdk-dry-run-grpc:1"
+
+
+def _run(host: str, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(tmp_path / "config"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "buildsdk", "build", "-H", host, *flags, str(tmp_path)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _image_exists(host: str, name: str) -> bool:
+    with httpx.Client(transport=httpx.HTTPTransport(uds=host.removeprefix("unix://"))) as http:
+        return http.get(f"http://engine/images/{name}/json").status_code == 200
+
+
+@pytest.mark.parametrize("service", STORES)
+def test_control_dry_run_prints_the_solve_for_the_engine_s_store(
+    engines: Engines, tmp_path: Path, service: str
+) -> None:
+    engine = docker_engine_of(engines, service)
+    (tmp_path / "Dockerfile").write_text(f"FROM {engines.base_image}\nRUN false\n")
+    done = _run(
+        engine.host, tmp_path, "--endpoint", "grpc", "--dry-run", "--format", "json", "-t", TAG
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    printed: dict[str, Any] = json.loads(line)
+    assert set(printed) == {"endpoint", "solve", "session"}
+    assert printed["endpoint"] == "grpc"
+    solve = printed["solve"]
+    assert solve["Exporters"] == [{"Type": "moby", "Attrs": {"name": TAG}}]
+    assert solve["Session"] != solve["Ref"]
+    # The default provenance attestation exists only where the store can keep it.
+    attrs = solve["FrontendAttrs"]
+    assert ("attest:provenance" in attrs) is engine.containerd_store
+    assert "/moby.filesync.v1.FileSync/DiffCopy" in printed["session"]["methods"]
+    assert len(printed["session"]["shared_key"]) == 64
+    assert not _image_exists(engine.host, TAG)
+
+
+@pytest.mark.parametrize("service", STORES)
+def test_oci_export_is_refused_only_on_the_classic_store(
+    engines: Engines, tmp_path: Path, service: str
+) -> None:
+    engine = docker_engine_of(engines, service)
+    (tmp_path / "Dockerfile").write_text(f"FROM {engines.base_image}\n")
+    flags = ("--endpoint", "grpc", "--dry-run", "--format", "json", "-t", TAG)
+    done = _run(engine.host, tmp_path, *flags, "-o", f"type=oci,dest={tmp_path / 'o.tar'}")
+    if engine.containerd_store:
+        assert done.returncode == 0, done.stderr
+        printed = json.loads(done.stdout)
+        assert printed["solve"]["Exporters"] == [{"Type": "oci", "Attrs": {"name": TAG}}]
+        assert "/moby.filesync.v1.FileSend/DiffCopy" in printed["session"]["methods"]
+        assert not (tmp_path / "o.tar").exists()
+    else:
+        assert done.returncode == 2
+        assert done.stdout == ""
+        assert "OCI exporter is not supported for the docker driver." in done.stderr
+
+
+@pytest.mark.parametrize("service", STORES)
+def test_post_build_json_dry_run_names_its_endpoint(
+    engines: Engines, tmp_path: Path, service: str
+) -> None:
+    engine = docker_engine_of(engines, service)
+    (tmp_path / "Dockerfile").write_text(f"FROM {engines.base_image}\n")
+    done = _run(engine.host, tmp_path, "--dry-run", "--format", "json", "-t", TAG)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["endpoint"] == "build"
+    assert printed["path"] == f"/v{engine.api}/build"
+    # Docker 26 prefers BuildKit, which the command follows as docker build does.
+    assert ["version", "2"] in printed["query"]
+
+
+@pytest.mark.parametrize("service", STORES)
+def test_metadata_file_of_a_post_build_build_holds_the_built_image(
+    engines: Engines, tmp_path: Path, service: str
+) -> None:
+    engine = docker_engine_of(engines, service)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {engines.base_image}\nLABEL case={service}\n")
+    tag = f"buildsdk-metadata-{service}:1"
+    metadata_file, iidfile = tmp_path / "metadata.json", tmp_path / "iid"
+    done = _run(
+        engine.host,
+        context,
+        "--endpoint",
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        tag,
+        "--iidfile",
+        str(iidfile),
+        "--metadata-file",
+        str(metadata_file),
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        metadata = json.loads(metadata_file.read_text())
+        with httpx.Client(
+            transport=httpx.HTTPTransport(uds=engine.host.removeprefix("unix://"))
+        ) as http:
+            image_id = http.get(f"http://engine/images/{tag}/json").json()["Id"]
+        assert metadata == {
+            # The image ID is the config digest on the classic store, the index's on
+            # containerd's, as buildx names them.
+            (
+                "containerimage.digest"
+                if engine.containerd_store
+                else "containerimage.config.digest"
+            ): image_id,
+            "image.name": f"docker.io/library/{tag}",
+        }
+        assert iidfile.read_text() == image_id
+    finally:
+        with httpx.Client(
+            transport=httpx.HTTPTransport(uds=engine.host.removeprefix("unix://"))
+        ) as http:
+            http.delete(f"http://engine/images/{tag}")
