@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
@@ -140,6 +140,16 @@ class CachePruneOptions(BaseModel):
         ge=0,
         description="Bytes of cache to keep (an int or a size such as '10mb', binary units).",
     )
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            all: bool = False,
+            filters: Mapping[str, str] = ...,
+            keep_storage: int | str = 0,
+        ) -> None: ...
 
     @field_validator("keep_storage", mode="before")
     @classmethod
