@@ -7,8 +7,10 @@ give the very request buildx sent, and the recorded answers must read as typed r
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,7 +30,7 @@ from buildsdk.cache import (
     prune_request,
     pruned_record,
 )
-from buildsdk.cli import parse_args
+from buildsdk.cli import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main, parse_args
 from tests import VECTORS_DIR, examples
 from tests.control_protos import control_classes
 
@@ -232,3 +234,51 @@ def test_every_filter_becomes_one_term_in_order(filters: dict[str, str]) -> None
     assert len(terms) == max(len(filters), 1)
     for term, (key, value) in zip(terms, filters.items(), strict=False):
         assert term == (f"id~={value}" if key == "id" else f"{key}=={value}")
+
+
+# -- the command line, before it connects -----------------------------------------------------
+
+_NOWHERE = ["-H", "unix:///nonexistent/buildsdk-test.sock"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["du", "--filter", "type"], "invalid filter 'type': expected KEY=VALUE"),
+        (["du", "--filter", "until=24"], "'until' filter expects a duration"),
+        (
+            ["cache-prune", "-f", "--filter", "type=a", "--filter", "type=b"],
+            "filters expect only one value",
+        ),
+        (["cache-prune", "-f", "--keep-storage", "lots"], "invalid --keep-storage"),
+    ],
+)
+def test_bad_cache_flags_are_usage_errors_before_connecting(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, *_NOWHERE]) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_cache_prune_asks_first_and_stops_unless_told_yes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No engine listens at _NOWHERE: an answer other than y must end before connecting.
+    monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
+    assert main(["cache-prune", "-a", *_NOWHERE]) == EXIT_OK
+    assert capsys.readouterr().out == (
+        "WARNING! This will remove all build cache. Are you sure you want to continue? [y/N] "
+    )
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    assert main(["cache-prune", *_NOWHERE]) == EXIT_UNREACHABLE
+    assert capsys.readouterr().out == (
+        "WARNING! This will remove all dangling build cache. Are you sure you want to "
+        "continue? [y/N] "
+    )
+
+
+def test_dash_f_is_force_for_cache_prune_and_the_file_for_build() -> None:
+    args = parse_args(["cache-prune", "-f", "--all"])
+    assert args.force
+    assert args.all
+    assert parse_args(["build", "-f", "--all", "."]).file == "--all"
