@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from buildsdk.aio import AsyncBuild, AsyncClient
     from buildsdk.auth import DockerConfig, RegistryAuth
     from buildsdk.build import BuildOptions, BuildOutput, ContainerLimits, Ulimit
+    from buildsdk.cache import CachePruneOptions, CachePruneResult, CacheRecord
     from buildsdk.client import Build, Client
     from buildsdk.context import ContextEntry, list_context
     from buildsdk.endpoint import ConfigError, Endpoint, TLSConfig
@@ -79,6 +80,9 @@ __all__ = [
     "BuildResult",
     "BuildSDKError",
     "BuildSecret",
+    "CachePruneOptions",
+    "CachePruneResult",
+    "CacheRecord",
     "Client",
     "ConfigError",
     "Conflict",
@@ -147,6 +151,9 @@ _LAZY: dict[str, str] = {
     "Client": "buildsdk.client",
     "ConfigError": "buildsdk.endpoint",
     "Conflict": "buildsdk.errors",
+    "CachePruneOptions": "buildsdk.cache",
+    "CachePruneResult": "buildsdk.cache",
+    "CacheRecord": "buildsdk.cache",
     "ContainerLimits": "buildsdk.build",
     "ContextEntry": "buildsdk.context",
     "ContextError": "buildsdk.errors",

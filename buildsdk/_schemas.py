@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from buildsdk._protocol import PingResult, VersionInfo
 from buildsdk.build import BuildOptions, BuildOutput, ContainerLimits, Ulimit
+from buildsdk.cache import CachePruneOptions, CachePruneResult, CacheRecord
 from buildsdk.endpoint import TLSConfig
 from buildsdk.events import (
     AuxEvent,
@@ -50,6 +51,9 @@ MODELS: list[type[BaseModel]] = [
     PruneOptions,
     PruneFilters,
     PruneResult,
+    CachePruneOptions,
+    CachePruneResult,
+    CacheRecord,
     BuildResult,
     LogEvent,
     StatusEvent,

@@ -38,6 +38,7 @@ from buildsdk.versions import ApiVersion
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from buildsdk.cache import CachePruneOptions, CachePruneResult, CacheRecord
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions, PruneResult
     from buildsdk.results import BuildResult
@@ -262,6 +263,39 @@ class AsyncClient(BaseClient):
             build_id, await self.api_version(), base_path=self.endpoint.base_path
         )
         await self._call(request)
+
+    async def disk_usage(self, filters: Mapping[str, str] | None = None) -> list[CacheRecord]:
+        """List the engine's build cache through BuildKit's `Control/DiskUsage`, as
+        `docker buildx du --filter KEY=VALUE` does (see `buildsdk.cache` for the filters).
+
+        Needs the engine's `POST /grpc` (Docker 18.09+ with BuildKit) and the `session`
+        extra; an engine without it raises `APIError`, a BuildKit error `GrpcCallError`.
+        """
+        from buildsdk.buildkit.control import CONTROL_DISK_USAGE, open_control
+        from buildsdk.cache import disk_usage_records, disk_usage_request
+
+        request = disk_usage_request(filters)
+        async with open_control(self._http, self.endpoint, self._headers()) as channel:
+            reply = await channel.unary(CONTROL_DISK_USAGE, request.encode())
+        return disk_usage_records(reply)
+
+    async def prune_cache(self, options: CachePruneOptions | None = None) -> CachePruneResult:
+        """Remove build cache through BuildKit's `Control/Prune`, as `docker buildx prune -f`
+        does, and return every removed record.
+
+        Unlike `prune_builds` (`POST /build/prune`, ids and a total only) each removed record
+        comes back typed. Needs the engine's `POST /grpc`, like `disk_usage`.
+        """
+        from buildsdk.buildkit.control import CONTROL_PRUNE, open_control
+        from buildsdk.cache import CachePruneResult, prune_request, pruned_record
+
+        request = prune_request(options)
+        async with (
+            open_control(self._http, self.endpoint, self._headers()) as channel,
+            channel.server_stream(CONTROL_PRUNE, request.encode()) as replies,
+        ):
+            records = [pruned_record(reply) async for reply in replies]
+        return CachePruneResult(records=records)
 
 
 class AsyncBuild:

@@ -47,6 +47,7 @@ from pydantic import ValidationError
 
 from buildsdk._base_client import describe
 from buildsdk._build_plan import BuildPlan, SessionNeeds, describe_control_build
+from buildsdk._cache_output import disk_usage_text, prune_text
 from buildsdk._protocol import common_headers
 from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk.build import (
@@ -69,6 +70,7 @@ from buildsdk.buildkit.solve import (
     ListWorkersResponse,
     image_store,
 )
+from buildsdk.cache import CachePruneOptions, buildkit_filters
 from buildsdk.client import Client
 from buildsdk.context import BuildContext, list_context
 from buildsdk.dockerignore import PatternMatcher, read_dockerignore
@@ -135,6 +137,8 @@ _BOOL_FLAGS: Final = (
     "--json",
     "--push",
     "--load",
+    "--verbose",
+    "--force",
 )
 _PROGRESS_MODES: Final = ("auto", "plain", "tty", "rawjson", "quiet")
 _ENDPOINTS: Final = ("auto", "build", "grpc")
@@ -413,6 +417,40 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
     flags.add(prune, "--min-free-space", help="free disk space to keep (API >= 1.48)")
     prune.set_defaults(func=_cmd_prune)
 
+    du = sub.add_parser(
+        "du",
+        parents=[engine],
+        help="show build cache records (docker buildx du, through BuildKit's Control API)",
+        allow_abbrev=False,
+    )
+    flags.add(du, "--filter", action="append", default=[], help="KEY=VALUE filter (buildx's)")
+    _add_bool(du, "--verbose", dest="verbose", default=False, help="every field of each record")
+    du.set_defaults(func=_cmd_du)
+
+    cache_prune = sub.add_parser(
+        "cache-prune",
+        parents=[engine],
+        help="remove build cache and list what went (docker buildx prune, Control API)",
+        allow_abbrev=False,
+    )
+    _add_bool(
+        cache_prune,
+        "-a",
+        "--all",
+        dest="all",
+        default=False,
+        help="include internal/frontend and shared records",
+    )
+    flags.add(
+        cache_prune, "--filter", action="append", default=[], help="KEY=VALUE filter (until=24h)"
+    )
+    flags.add(cache_prune, "--keep-storage", help="amount of disk space to keep for cache")
+    _add_bool(cache_prune, "--verbose", dest="verbose", default=False, help="every field")
+    _add_bool(
+        cache_prune, "-f", "--force", dest="force", default=False, help="do not ask to confirm"
+    )
+    cache_prune.set_defaults(func=_cmd_cache_prune)
+
     info = sub.add_parser(
         "info", parents=[engine], help="show the engine and its builders", allow_abbrev=False
     )
@@ -433,6 +471,9 @@ def _int64(value: str) -> int:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse a command line (without the program name); raises on bad usage."""
     parser, value_flags = _build_parser()
+    if argv[:1] == ["cache-prune"]:
+        # `-f` names a Dockerfile for `build` but is `--force` here, as in `docker buildx prune`.
+        value_flags = {flag: short for flag, short in value_flags.items() if flag != "-f"}
     return parser.parse_args(_normalize(argv, value_flags))
 
 
@@ -1354,6 +1395,76 @@ def _cmd_prune(args: argparse.Namespace) -> int:
             print(cache_id)
         print()
     print(f"Total reclaimed space: {human_size(result.space_reclaimed)}")
+    return EXIT_OK
+
+
+def _buildx_filters(items: Sequence[str]) -> dict[str, str]:
+    # buildx's `--filter` (docker's filters.ParseFlag): KEY=VALUE, the key lower-cased, both
+    # trimmed; a key given twice with two values is refused, as buildx refuses it.
+    filters: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise _UsageError(f"invalid filter {item!r}: expected KEY=VALUE")
+        key, value = key.strip().lower(), value.strip()
+        if filters.get(key, value) != value:
+            raise _UsageError(f"invalid filter {item!r}: filters expect only one value")
+        filters[key] = value
+    try:
+        buildkit_filters(filters)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    return filters
+
+
+def _control_api_failed(exc: BuildSDKError) -> int:
+    if _ping_failed(exc) or isinstance(exc, EngineUnreachable):
+        raise exc
+    print(f"buildsdk: {exc}", file=sys.stderr)
+    return EXIT_BUILD_FAILED
+
+
+def _cmd_du(args: argparse.Namespace) -> int:
+    filters = _buildx_filters(args.filter)
+    client = _client(args)
+    try:
+        with client:
+            records = client.disk_usage(filters)
+    except BuildSDKError as exc:
+        return _control_api_failed(exc)
+    sys.stdout.write(disk_usage_text(records, verbose=args.verbose, filtered=bool(filters)))
+    return EXIT_OK
+
+
+def _confirm(warning: str) -> bool:
+    # The Docker CLI's prompt: the question on stdout, yes only for y or Y.
+    sys.stdout.write(f"{warning} [y/N] ")
+    sys.stdout.flush()
+    return sys.stdin.readline().rstrip("\r\n") in ("y", "Y")
+
+
+def _cmd_cache_prune(args: argparse.Namespace) -> int:
+    filters = _buildx_filters(args.filter)
+    fields: dict[str, Any] = {"all": args.all, "filters": filters}
+    if args.keep_storage is not None:
+        fields["keep_storage"] = args.keep_storage
+    try:
+        options = CachePruneOptions(**fields)
+    except (ValidationError, ValueError) as exc:
+        raise _usage_from(exc) from None
+    if not args.force:
+        which = "all" if args.all else "all dangling"
+        if not _confirm(
+            f"WARNING! This will remove {which} build cache. Are you sure you want to continue?"
+        ):
+            return EXIT_OK
+    client = _client(args)
+    try:
+        with client:
+            result = client.prune_cache(options)
+    except BuildSDKError as exc:
+        return _control_api_failed(exc)
+    sys.stdout.write(prune_text(result.records, verbose=args.verbose))
     return EXIT_OK
 
 

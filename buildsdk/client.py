@@ -39,12 +39,13 @@ from buildsdk.errors import APIError, BuildSDKError, StreamError
 from buildsdk.versions import ApiVersion
 
 # Imported where they are used, so `from buildsdk import Client` does not pay for them:
-# the prune models by `prune_builds`, the session runtime when a build starts, the context
-# tar (and .dockerignore) code when a build is sent, and `buildsdk.transports` (httpcore,
-# and h2 when installed) when a client is made.
+# the prune and cache models by the prune methods, the session runtime when a build starts,
+# the context tar (and .dockerignore) code when a build is sent, and `buildsdk.transports`
+# (httpcore, and h2 when installed) when a client is made.
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from buildsdk.cache import CachePruneOptions, CachePruneResult, CacheRecord
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions, PruneResult
     from buildsdk.results import BuildResult
@@ -272,6 +273,51 @@ class Client(BaseClient):
             build_id, self.api_version(), base_path=self.endpoint.base_path
         )
         self._call(request)
+
+    def disk_usage(self, filters: Mapping[str, str] | None = None) -> list[CacheRecord]:
+        """List the engine's build cache through BuildKit's `Control/DiskUsage`, as
+        `docker buildx du --filter KEY=VALUE` does (see `buildsdk.cache` for the filters).
+
+        Needs the engine's `POST /grpc` (Docker 18.09+ with BuildKit) and the `session`
+        extra; an engine without it raises `APIError`, a BuildKit error `GrpcCallError`.
+        """
+        from buildsdk.buildkit.control import CONTROL_DISK_USAGE, ControlChannel
+        from buildsdk.cache import disk_usage_records, disk_usage_request
+
+        request = disk_usage_request(filters)
+        with ControlChannel(
+            self.endpoint,
+            headers=self._headers(),
+            connect_timeout=CONNECT_TIMEOUT,
+            env=self._env,
+            transport=self._session_transport,
+        ) as channel:
+            reply = channel.unary(CONTROL_DISK_USAGE, request.encode())
+        return disk_usage_records(reply)
+
+    def prune_cache(self, options: CachePruneOptions | None = None) -> CachePruneResult:
+        """Remove build cache through BuildKit's `Control/Prune`, as `docker buildx prune -f`
+        does, and return every removed record.
+
+        Unlike `prune_builds` (`POST /build/prune`, ids and a total only) each removed record
+        comes back typed. Needs the engine's `POST /grpc`, like `disk_usage`.
+        """
+        from buildsdk.buildkit.control import CONTROL_PRUNE, ControlChannel
+        from buildsdk.cache import CachePruneResult, prune_request, pruned_record
+
+        request = prune_request(options)
+        with (
+            ControlChannel(
+                self.endpoint,
+                headers=self._headers(),
+                connect_timeout=CONNECT_TIMEOUT,
+                env=self._env,
+                transport=self._session_transport,
+            ) as channel,
+            channel.server_stream(CONTROL_PRUNE, request.encode()) as replies,
+        ):
+            records = [pruned_record(reply) for reply in replies]
+        return CachePruneResult(records=records)
 
 
 def send_build(client: Client, plan: BuildPlan) -> httpx.Response:
