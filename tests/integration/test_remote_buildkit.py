@@ -269,3 +269,36 @@ def test_a_sync_channel_runs_async_functions_on_its_loop(standin: StandIn, pki: 
         assert channel.run(_labels)
     with pytest.raises(StreamError, match="is closed"):
         channel.run(_labels)
+
+
+async def test_a_secret_is_served_through_the_tunnel(
+    standin: StandIn,
+    pki: Pki,
+    engines: Engines,
+    dockerd_http: httpx.Client,
+    flavor: str,
+    tmp_path: Path,
+) -> None:
+    """The tunnelled session serves what a /session one does: here a secret, which the
+    RUN step compares with what it expects (a missing or different secret fails it)."""
+    marker = uuid.uuid4().hex[:12]
+    tag = f"buildsdk-remote-test:{marker}"
+    secret = f"tunnelled-{marker}"
+    context = _context(
+        tmp_path,
+        f"FROM {engines.base_image}\n"
+        f'RUN --mount=type=secret,id=token test "$(cat /run/secrets/token)" = "{secret}"\n'
+        f"LABEL marker={marker}\n",
+    )
+    options = BuildOptions(
+        path=context,
+        tag=tag,
+        network_mode=engines.dockerd_network,
+        secrets=[{"id": "token", "data": secret}],
+    )
+    try:
+        outcome = await _build(flavor, standin.tcp_address, _tls(pki), options)
+        assert _image(dockerd_http, tag)["Config"]["Labels"]["marker"] == marker
+        assert outcome.events
+    finally:
+        dockerd_http.delete(f"/images/{tag}")
