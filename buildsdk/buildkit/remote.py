@@ -124,9 +124,12 @@ async def _connect(
     except ConfigError:
         raise
     except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+            reason = f"{reason} ({exc.verify_message})"
         raise EngineUnreachable(
             str(address),
-            f"the TLS handshake failed: {exc.reason or exc}",
+            f"the TLS handshake failed: {reason}",
             "check the CA certificate, the client certificate and key, and the server name",
         ) from None
     except asyncio.TimeoutError:
