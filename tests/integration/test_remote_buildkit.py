@@ -21,8 +21,10 @@ import httpx
 import pytest
 
 from buildsdk import BuildOptions, transports
+from buildsdk._grpc.status import Status
 from buildsdk.buildkit.control import (
     CONTROL_LIST_WORKERS,
+    CONTROL_SESSION,
     AsyncControlChannel,
     ControlChannel,
     open_control,
@@ -32,6 +34,8 @@ from buildsdk.buildkit.remote import buildkitd_channel, open_buildkitd
 from buildsdk.buildkit.solve import ListWorkersRequest, ListWorkersResponse
 from buildsdk.endpoint import TLSConfig, resolve_endpoint
 from buildsdk.errors import BuildError, EngineUnreachable, StreamError
+from buildsdk.session._runtime import control_session_metadata
+from buildsdk.session._tunnel import ControlSessionStream
 from tests.integration.buildkitd_standin import Pki, StandIn, free_port, make_pki
 from tests.integration.conftest import DockerEngine, Engines, unix_socket_path
 
@@ -302,3 +306,25 @@ async def test_a_secret_is_served_through_the_tunnel(
         assert outcome.events
     finally:
         dockerd_http.delete(f"/images/{tag}")
+
+
+async def test_closing_the_tunnel_ends_the_session_with_status_ok(
+    standin: StandIn, pki: Pki
+) -> None:
+    """Half-close, the daemon's inner GOAWAY, then grpc-status 0 (reference §15)."""
+    metadata = control_session_metadata(
+        f"buildsdk{uuid.uuid4().hex[:17]}", "buildsdk-test", "", ["/grpc.health.v1.Health/Check"]
+    )
+    async with open_buildkitd(standin.tcp_address, tls=_tls(pki)) as channel:
+        call = await channel.stream(CONTROL_SESSION, metadata=metadata)
+        stream = ControlSessionStream(call)
+        # The daemon is the HTTP/2 client inside: its first bytes are the client preface.
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        first = b""
+        with anyio.fail_after(10):
+            while len(first) < len(preface):
+                first += await stream.read(len(preface) - len(first))
+        assert first == preface
+        with anyio.fail_after(10):
+            await stream.aclose()
+        assert call.code == Status.OK
