@@ -3,9 +3,10 @@
 No buildkitd binary exists on the test machines, but every dockerd runs BuildKit's gRPC
 server behind `POST /grpc`: after the `101 Switching Protocols` the connection carries that
 server's HTTP/2, exactly as a buildkitd socket does from its first byte. `StandIn` listens
-on a tcp port with mutual TLS (certificates made for the test, ALPN h2) and on a unix
-socket; for each accepted connection it opens `POST /grpc` with `Upgrade: h2c` on the
-engine's unix socket, reads the 101, and copies bytes both ways until either side ends.
+on a tcp port with mutual TLS (certificates made for the test, ALPN h2), on a plain tcp
+port and on a unix socket; for each accepted connection it opens `POST /grpc` with
+`Upgrade: h2c` on the engine's unix socket, reads the 101, and copies bytes both ways until
+either side ends.
 What a client under test sees is therefore BuildKit's gRPC server behind buildkitd-style
 addresses and TLS; what it does not see is a real buildkitd's workers and exporters.
 """
@@ -167,13 +168,15 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 class StandIn:
     """The stand-in daemon, run on an event loop in a thread of its own: `tcp_address`
-    (mutual TLS) and `unix_address` reach the BuildKit of the engine at `engine_socket`."""
+    (mutual TLS), `plain_address` (tcp without TLS) and `unix_address` reach the BuildKit
+    of the engine at `engine_socket`."""
 
     def __init__(self, engine_socket: str, pki: Pki, unix_path: Path) -> None:
         self.engine_socket = engine_socket
         self.pki = pki
         self.unix_path = unix_path
         self.tcp_address = ""
+        self.plain_address = ""
         self.unix_address = f"unix://{unix_path}"
         self.upgrades = 0
         self._loop = asyncio.new_event_loop()
@@ -209,10 +212,11 @@ class StandIn:
         tcp = await asyncio.start_server(
             self._splice, "127.0.0.1", 0, ssl=self._server_context(), ssl_handshake_timeout=10
         )
+        plain = await asyncio.start_server(self._splice, "127.0.0.1", 0)
         unix = await asyncio.start_unix_server(self._splice, str(self.unix_path))
-        self._servers = [tcp, unix]
-        port = tcp.sockets[0].getsockname()[1]
-        self.tcp_address = f"tcp://127.0.0.1:{port}"
+        self._servers = [tcp, plain, unix]
+        self.tcp_address = f"tcp://127.0.0.1:{tcp.sockets[0].getsockname()[1]}"
+        self.plain_address = f"tcp://127.0.0.1:{plain.sockets[0].getsockname()[1]}"
         self._ready.set()
 
     def _main(self) -> None:

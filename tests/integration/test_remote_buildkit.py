@@ -150,6 +150,11 @@ async def test_list_workers_over_a_unix_socket(standin: StandIn, flavor: str) ->
     assert labels
 
 
+async def test_list_workers_over_plain_tcp(standin: StandIn, flavor: str) -> None:
+    labels = await _with_channel(flavor, standin.plain_address, None, _labels)
+    assert labels
+
+
 async def test_server_name_is_checked(standin: StandIn, pki: Pki, flavor: str) -> None:
     # The certificate names buildkitd.test and 127.0.0.1, not localhost.
     address = standin.tcp_address.replace("127.0.0.1", "localhost")
