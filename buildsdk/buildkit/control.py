@@ -25,8 +25,9 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import Future
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
@@ -56,6 +57,7 @@ __all__ = [
     "ServerStream",
     "SyncServerStream",
     "open_control",
+    "require_h2",
 ]
 
 _SERVICE: Final = "/moby.buildkit.v1.Control/"
@@ -82,7 +84,8 @@ _HIGH_WATER: Final = 1024 * 1024
 _T = TypeVar("_T")
 
 
-def _require_h2() -> None:
+def require_h2() -> None:
+    """Raise `MissingDependency` unless `h2` (the `session` extra) is installed."""
     try:
         import h2.connection  # noqa: F401
     except ImportError:
@@ -574,7 +577,7 @@ async def open_control(
     Raises an `APIError` naming what is missing when the engine has no `/grpc`; the channel
     and everything it started are closed when the block ends.
     """
-    _require_h2()
+    require_h2()
     response = await _upgrade(http, endpoint, headers or {})
     stream = response.extensions.get("network_stream")
     if stream is None:
@@ -598,18 +601,29 @@ async def open_control(
 class ControlChannel:
     """A Control API channel for sync code: the async channel on a private event loop in a
     thread of its own; `close()` (or leaving `with`) ends the calls, the socket and the
-    thread."""
+    thread.
+
+    It reaches the engine at `endpoint` through `POST /grpc`, or, given `opener` (a
+    function returning an async context manager that yields an `AsyncControlChannel`, such
+    as `buildkit.remote.open_buildkitd`) and the `address` to name in errors, whatever that
+    opens."""
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint | None = None,
         *,
         headers: Mapping[str, str] | None = None,
         connect_timeout: float = 10.0,
         env: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        opener: Callable[[], AbstractAsyncContextManager[AsyncControlChannel]] | None = None,
+        address: str | None = None,
     ) -> None:
+        if (endpoint is None) == (opener is None):
+            raise TypeError("give either an engine endpoint or an opener, not both")
         self._endpoint = endpoint
+        self._address = address or str(endpoint)
+        self._opener = opener
         self._headers = dict(headers or {})
         self._connect_timeout = connect_timeout
         self._env = env
@@ -643,6 +657,10 @@ class ControlChannel:
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        if self._opener is not None:
+            await self._serve_opened(self._opener)
+            return
+        assert self._endpoint is not None
         try:
             if self._transport is not None:
                 transport: httpx.AsyncBaseTransport = transports.BorrowedAsyncTransport(
@@ -666,10 +684,35 @@ class ControlChannel:
             elif not isinstance(exc, Exception):
                 raise
 
+    async def _serve_opened(
+        self, opener: Callable[[], AbstractAsyncContextManager[AsyncControlChannel]]
+    ) -> None:
+        assert self._stop is not None
+        try:
+            async with opener() as channel:
+                self._channel = channel
+                self._ready.set_result(None)
+                await self._stop.wait()
+        except BaseException as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            elif not isinstance(exc, Exception):
+                raise
+
+    def run(self, function: Callable[[AsyncControlChannel], Awaitable[_T]]) -> _T:
+        """Run `function(channel)` on the channel's event loop with the async channel and
+        return its result: how sync code drives a session or a build over this channel."""
+        channel = self._live()
+
+        async def call() -> _T:
+            return await function(channel)
+
+        return self._run_call(call())
+
     def _live(self) -> AsyncControlChannel:
         channel = self._channel
         if channel is None or self._loop is None or not self._thread.is_alive():
-            raise StreamError(f"the Control API channel to {self._endpoint} is closed")
+            raise StreamError(f"the Control API channel to {self._address} is closed")
         return channel
 
     def _run_call(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
@@ -681,7 +724,7 @@ class ControlChannel:
         except (StreamError, RuntimeError):
             # RuntimeError: the loop closed after the check.
             coroutine.close()
-            raise StreamError(f"the Control API channel to {self._endpoint} is closed") from None
+            raise StreamError(f"the Control API channel to {self._address} is closed") from None
         try:
             return future.result()
         except BaseException:

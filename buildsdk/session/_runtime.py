@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import httpx
 
     from buildsdk.auth import DockerConfig, RegistryAuth
+    from buildsdk.buildkit.control import AsyncControlChannel
     from buildsdk.endpoint import Endpoint
     from buildsdk.outputs import BinaryWriter
     from buildsdk.session._server import Handler, SessionServer
@@ -49,9 +50,11 @@ __all__ = [
     "SessionTarget",
     "SyncSession",
     "client_exports",
+    "control_session_metadata",
     "needs_session",
     "new_session_id",
     "open_async_session",
+    "open_control_session",
     "open_session",
     "session_is_optional",
     "session_methods",
@@ -638,3 +641,71 @@ def open_session(
             return session
         raise exc.error from None
     return session
+
+
+def _no_credentials(_registry: str) -> RegistryAuth | None:
+    return None
+
+
+def control_session_metadata(
+    session_id: str, name: str, key: str, methods: list[str]
+) -> list[tuple[str, str]]:
+    """The request metadata announcing a session on `Control/Session`: the headers a
+    `/session` upgrade carries, lower-cased, one `x-docker-expose-session-grpc-method` per
+    method."""
+    metadata = [
+        ("x-docker-expose-session-uuid", session_id),
+        ("x-docker-expose-session-name", name),
+        ("x-docker-expose-session-sharedkey", key),
+    ]
+    metadata += [("x-docker-expose-session-grpc-method", method) for method in methods]
+    return metadata
+
+
+async def _serve_tunnel(server: SessionServer) -> None:
+    await server.serve()
+    if not server.stopping:
+        reason = f": {server.error}" if server.error is not None else " (the daemon hung up)"
+        logger.warning("the BuildKit session ended before its build%s", reason)
+
+
+async def open_control_session(
+    channel: AsyncControlChannel,
+    options: BuildOptions,
+    *,
+    env: Mapping[str, str] | None = None,
+    credentials: Mapping[str, RegistryAuth] | None = None,
+    docker_config: Callable[[], DockerConfig] | None = None,
+) -> AsyncSession:
+    """Open the session of a Control API build of `options` as a `Control/Session` call on
+    `channel` (no `/session` connection: what a standalone buildkitd needs).
+
+    It serves what a `/session` session would (secrets, ssh, registry logins from
+    `credentials` and `docker_config`, outputs the client writes) and always the context
+    directory and Dockerfile. The returned session's `options` carry its `session_id` (and
+    the outputs to send) for `solve_request`; `aclose()` ends it. The session runs as tasks
+    on the caller's event loop, which must be the channel's.
+    """
+    import asyncio
+
+    from buildsdk.buildkit.control import CONTROL_SESSION
+    from buildsdk.session._server import SessionServer
+    from buildsdk.session._tunnel import ControlSessionStream
+
+    lookup = docker_config().credentials_for if docker_config is not None else _no_credentials
+    # On the Control API the daemon reads the context and the Dockerfile only through the
+    # session, so the transfer is forced whatever `context_transfer` says.
+    served = options.model_copy(update={"context_transfer": "session", "version": "2"})
+    plan = await asyncio.to_thread(
+        _plan, served, env=env, credentials=credentials or {}, lookup=lookup
+    )
+    metadata = control_session_metadata(plan.session_id, plan.name, plan.key, list(plan.handlers))
+    call = await channel.stream(CONTROL_SESSION, metadata=metadata)
+    server = SessionServer(ControlSessionStream(call), plan.handlers)
+    ready: asyncio.Future[SessionServer] = asyncio.get_running_loop().create_future()
+    ready.set_result(server)
+    task = asyncio.ensure_future(_serve_tunnel(server))
+    solve_options = options.model_copy(
+        update={"session_id": plan.session_id, "outputs": plan.options.outputs}
+    )
+    return AsyncSession(solve_options, task, ready)

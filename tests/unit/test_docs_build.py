@@ -87,6 +87,7 @@ def test_guides_and_examples_are_published(site: Path) -> None:
         "getting-started",
         "options",
         "performance",
+        "remote-buildkit",
     ]
     page = (site / "guides" / "examples" / "index.html").read_text()
     text = html.unescape(re.sub(r"<[^>]+>", "", page))
