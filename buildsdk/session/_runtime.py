@@ -273,6 +273,7 @@ def _plan(
     env: Mapping[str, str] | None,
     credentials: Mapping[str, RegistryAuth],
     lookup: Callable[[str], RegistryAuth | None],
+    receivers: Mapping[int, ExportReceiver] | None = None,
 ) -> _Plan:
     require_h2()
     from buildsdk.session.auth import AuthService
@@ -293,11 +294,15 @@ def _plan(
     key = shared_key(directory) if local and directory else new_session_id()
     session_id = new_session_id()
     update: dict[str, object] = {"session_id": session_id}
-    if written_by_client(options):
+    if receivers:
         from buildsdk.session.filesend import FileSendService
 
-        outputs, receivers = client_exports(options)
         handlers.update(FileSendService(receivers).handlers())
+    elif written_by_client(options):
+        from buildsdk.session.filesend import FileSendService
+
+        outputs, made = client_exports(options)
+        handlers.update(FileSendService(made).handlers())
         update["outputs"] = outputs
     updated = options.model_copy(update=update)
     fallback: BuildOptions | None = None
@@ -445,12 +450,17 @@ class SessionTarget:
     """For a sync client's session: a transport to borrow instead of connecting anew."""
 
 
-def _plan_for(target: SessionTarget, options: BuildOptions) -> _Plan:
+def _plan_for(
+    target: SessionTarget,
+    options: BuildOptions,
+    receivers: Mapping[int, ExportReceiver] | None = None,
+) -> _Plan:
     return _plan(
         options,
         env=target.env,
         credentials=target.credentials,
         lookup=target.docker_config().credentials_for,
+        receivers=receivers,
     )
 
 
@@ -492,13 +502,19 @@ class AsyncSession:
 
 
 async def open_async_session(
-    http: httpx.AsyncClient, target: SessionTarget, options: BuildOptions, api_version: ApiVersion
+    http: httpx.AsyncClient,
+    target: SessionTarget,
+    options: BuildOptions,
+    api_version: ApiVersion,
+    *,
+    receivers: Mapping[int, ExportReceiver] | None = None,
 ) -> AsyncSession:
     """Open a session for a build of `options` over a connection of `http`'s pool; returns
-    once the engine accepted it."""
+    once the engine accepted it. `receivers` (by exporter index) take the exports the
+    engine hands over, instead of those `client_exports` makes for `POST /build`."""
     import asyncio
 
-    plan = await asyncio.to_thread(_plan_for, target, options)
+    plan = await asyncio.to_thread(_plan_for, target, options, receivers)
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[SessionServer] = loop.create_future()
     path = _session_path(target.endpoint.base_path, api_version)
