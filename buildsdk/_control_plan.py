@@ -175,6 +175,18 @@ def check_control(options: BuildOptions, *, engine: ImageStore) -> tuple[Export,
     problems = control_api_problems(options, engine=engine)
     if problems:
         raise problems[0]
+    if engine == "classic" and any(
+        isinstance(output, ImageOutput) and output.push for output in _typed(options)
+    ):
+        # The classic store's moby exporter only names the image: the push would be
+        # silently skipped (buildx pushes through the Engine API itself in that case).
+        raise UnsupportedOption(
+            "outputs",
+            "push through the Control API needs the containerd image store: the classic "
+            "store's exporter does not push; build with a tag and push it with `docker push`",
+            required="containerd image store",
+            given="classic image store",
+        )
     return _exports(options)
 
 

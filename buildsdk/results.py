@@ -169,6 +169,7 @@ class ResultCollector:
         self._error: ErrorEvent | None = None
         self._vertex_error: str | None = None
         self._step: str | None = None
+        self._failed_step: str | None = None
         self._source = ""
 
     @property
@@ -202,6 +203,7 @@ class ResultCollector:
             self._feed_buildkit(event)
             if event.error and self._vertex_error is None:
                 self._vertex_error = event.error
+                self._failed_step = event.name or None
         elif isinstance(event, ImageIdEvent):
             self._image_id = event.image_id
         elif isinstance(event, ErrorEvent):
@@ -222,9 +224,11 @@ class ResultCollector:
         self, message: str, code: int | None, *, vertex: str | None, source: str
     ) -> None:
         """Record a failed Control API Solve: its message and exit code, the failing step's
-        digest (named from the vertices seen) and the Dockerfile excerpt buildx prints."""
-        if vertex is not None:
-            self._step = self._buildkit.vertex_name(vertex)
+        digest (named from the vertices seen; else the first step that failed) and the
+        Dockerfile excerpt buildx prints."""
+        # Engines before BuildKit 0.9 name no vertex: the first step that failed is it.
+        named = self._buildkit.vertex_name(vertex) if vertex is not None else None
+        self._step = named or self._failed_step
         self._source = source
         self._buildkit.set_excerpt(source)
         self.add(ErrorEvent(message=message, code=code))
