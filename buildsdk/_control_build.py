@@ -284,10 +284,18 @@ class SyncControlBuild:
         return self._run(build.next_event())
 
     async def _shutdown(self) -> None:
-        if self.build is not None:
-            await self.build.aclose()
-        if self._http is not None:
-            await self._http.aclose()
+        try:
+            if self.build is not None:
+                await self.build.aclose()
+            if self._http is not None:
+                await self._http.aclose()
+        finally:
+            # Done on the loop's own thread: the caller's thread may be running a loop of
+            # its own (sync code called from async code), where run_until_complete fails.
+            loop = asyncio.get_running_loop()
+            await loop.shutdown_asyncgens()
+            # open_async_session reads the configuration in the default executor's threads.
+            await loop.shutdown_default_executor()
 
     def close(self) -> None:
         """Cancel the build if it runs and end the loop's thread (bounded: a stuck engine
@@ -304,7 +312,4 @@ class SyncControlBuild:
         if self._thread is not threading.current_thread():
             self._thread.join(_CLOSE_TIMEOUT)
         if not self._thread.is_alive() and not loop.is_closed():
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            # open_async_session reads the configuration in the default executor's threads.
-            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
