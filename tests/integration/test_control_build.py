@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import re
+import subprocess
 import tarfile
 import threading
 import time
@@ -339,3 +342,46 @@ def test_closing_a_running_build_cancels_it_at_once_and_leaves_nothing(
         closed_in = asyncio.run(main())
     assert closed_in < 5
     assert _threads() <= before
+
+
+_STEP_TIME = re.compile(r"^(#\d+ )?\d+\.\d+ ", re.MULTILINE)
+
+
+def _failure_tail(text: str) -> list[str]:
+    """From the failed step's `#N ERROR:` line to the end, step timestamps blanked."""
+    lines = _STEP_TIME.sub(r"\1T ", text).splitlines()
+    start = max(i for i, line in enumerate(lines) if re.match(r"#\d+ ERROR: ", line))
+    return [re.sub(r"^#\d+ ", "#N ", line) for line in lines[start:]]
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_a_failing_run_ends_the_log_as_docker_buildx_build_prints_it(
+    flavor: str, engines: Engines, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    if engines.docker26_config is None or engines.docker26_cli is None:
+        engines_unavailable(
+            "the Docker CLI 26.1 was not unpacked (scripts/engines up docker26-cli)"
+        )
+    root = tmp_path / "ctx-fail"
+    root.mkdir()
+    (root / "Dockerfile").write_text(
+        f"FROM {engines.base_image}\nLABEL x=y\nRUN echo one; echo about to fail; exit 7\n"
+        'CMD ["true"]\n'
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(engines.docker26_config),
+        "DOCKER_HOST": docker_engine.host,
+        "LANG": "C.UTF-8",
+    }
+    argv = [str(engines.docker26_cli), "buildx", "build", "--progress", "plain"]
+    argv += ["--network", engines.dockerd_network, str(root)]
+    printed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 1, printed.stderr
+
+    settings = client_settings(engines, "dockerd", docker_engine)
+    with pytest.raises(BuildError) as info:
+        _build(flavor, settings, _options(engines, root))
+    assert info.value.code == 7
+    assert _failure_tail(info.value.log) == _failure_tail(printed.stderr)
