@@ -19,6 +19,7 @@ build), closes the session at once, then the channel; nothing outlives it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import secrets as _random
@@ -200,8 +201,16 @@ class ControlBuild:
                 self._queue.put_nowait(None)
                 if self._error is not None:
                     raise self._error
+                if self.closed and not self._done:
+                    # Closed from elsewhere (another task, a watchdog thread) while waiting.
+                    raise StreamError("this build was closed")
                 return None
             self._buffer.extend(batch)
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose` was called (by the owner, another task or another thread)."""
+        return self._closed
 
     async def aclose(self) -> None:
         """Cancel the build if it runs (RST_STREAM on Solve), close the session at once,
@@ -245,6 +254,11 @@ class SyncControlBuild:
             raise StreamError("this build was closed") from None
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if self._ended:
+                # `close()` from another thread (a watchdog) ended the loop under the read.
+                raise StreamError("this build was closed") from None
+            raise
         except BaseException:
             # An interrupt in the caller's thread cancels what runs on the loop.
             future.cancel()

@@ -31,7 +31,7 @@ import pytest
 from pydantic import SecretStr
 
 from buildsdk import AsyncClient, BuildError, BuildOptions, Client, RegistryAuth
-from buildsdk.errors import UnsupportedOption
+from buildsdk.errors import StreamError, UnsupportedOption
 from buildsdk.events import VertexLogEvent
 from buildsdk.outputs import DockerOutput, ImageOutput, LocalOutput, OCIOutput, TarOutput
 from buildsdk.results import BuildResult
@@ -385,3 +385,23 @@ def test_a_failing_run_ends_the_log_as_docker_buildx_build_prints_it(
         _build(flavor, settings, _options(engines, root))
     assert info.value.code == 7
     assert _failure_tail(info.value.log) == _failure_tail(printed.stderr)
+
+
+def test_a_watchdog_thread_closing_a_sync_build_ends_the_blocked_read(
+    engines: Engines, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    root = tmp_path / "ctx-sleep"
+    root.mkdir()
+    (root / "Dockerfile").write_text(f"FROM {engines.base_image}\nRUN sleep 60\n")
+    settings = client_settings(engines, "dockerd", docker_engine)
+    before = _threads()
+    with Client(**settings) as client:
+        build = client.build(_options(engines, root))
+        watchdog = threading.Timer(3.0, build.close)
+        started = time.monotonic()
+        watchdog.start()
+        with pytest.raises(StreamError, match="closed"):
+            build.result()
+        watchdog.join()
+    assert time.monotonic() - started < 10
+    assert _threads() <= before
