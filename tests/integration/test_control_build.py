@@ -12,6 +12,7 @@ a running build returns at once and leaves no thread behind.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import os
@@ -405,3 +406,66 @@ def test_a_watchdog_thread_closing_a_sync_build_ends_the_blocked_read(
         watchdog.join()
     assert time.monotonic() - started < 10
     assert _threads() <= before
+
+
+@pytest.fixture
+def private_base(engines: Engines, dockerd_http: httpx.Client) -> Iterator[str]:
+    """The base image pushed to the test registry under a fresh name (through the Engine
+    API's push), with no local copy left: a build from it needs the registry login."""
+    if not (engines.registry and engines.registry_user and engines.registry_password):
+        engines_unavailable("the registry was not started (no BUILDSDK_REGISTRY)")
+    repository = f"{engines.registry}/private/control-base-{uuid.uuid4().hex[:8]}"
+    name = f"{repository}:1"
+    tagged = dockerd_http.post(
+        f"/images/{quote(engines.base_image, safe='')}/tag", params={"repo": repository, "tag": "1"}
+    )
+    assert tagged.status_code == 201, tagged.text
+    auth = {"username": engines.registry_user, "password": engines.registry_password}
+    header = base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()
+    pushed = dockerd_http.post(
+        f"/images/{quote(repository, safe='')}/push",
+        params={"tag": "1"},
+        headers={"X-Registry-Auth": header},
+        timeout=120,
+    )
+    assert pushed.status_code == 200, pushed.text
+    assert '"error"' not in pushed.text, pushed.text
+    _forget(dockerd_http, name)
+    yield name
+    _forget(dockerd_http, name)
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_the_session_serves_secrets_and_registry_logins(
+    flavor: str,
+    engines: Engines,
+    docker_engine: DockerEngine,
+    private_base: str,
+    tmp_path: Path,
+) -> None:
+    assert engines.registry
+    assert engines.registry_user
+    assert engines.registry_password
+    root = tmp_path / "ctx-secret"
+    root.mkdir()
+    (root / "Dockerfile").write_text(
+        f"FROM {private_base}\nRUN --mount=type=secret,id=token cp /run/secrets/token /token-copy\n"
+    )
+    settings = client_settings(engines, "dockerd", docker_engine)
+    settings["credentials"] = {
+        engines.registry: RegistryAuth(
+            username=engines.registry_user, password=SecretStr(engines.registry_password)
+        )
+    }
+    settings["env"] = {"BUILD_TOKEN": "s3cr3t-value"}
+    out = tmp_path / "out"
+    options = _options(
+        engines,
+        root,
+        secrets=["id=token,env=BUILD_TOKEN"],
+        outputs=[LocalOutput(dest=out)],
+    )
+    result = _build(flavor, settings, options)
+    assert (out / "token-copy").read_text() == "s3cr3t-value"
+    assert "s3cr3t-value" not in result.log
+    assert engines.registry_password not in result.log
