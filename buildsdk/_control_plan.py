@@ -21,6 +21,7 @@ from buildsdk.build import BuildOptions, BuildOutput
 from buildsdk.buildkit.solve import ImageStore, SolveRequest, control_api_problems, solve_request
 from buildsdk.errors import UnsupportedOption
 from buildsdk.outputs import (
+    BinaryWriter,
     DockerOutput,
     ImageOutput,
     LocalOutput,
@@ -97,7 +98,7 @@ class Export:
     """The exporter: `local`, `tar`, `oci` or `docker`."""
     dest: str | None
     """The file or directory written; None for a stream given by the caller."""
-    stream: object | None = field(default=None, repr=False)
+    stream: BinaryWriter | None = field(default=None, repr=False)
     """The binary stream written when `dest` is None."""
 
     def receiver(self) -> ExportReceiver:
@@ -109,7 +110,8 @@ class Export:
             return DirectoryReceiver(self.dest)
         if self.dest is not None:
             return FileReceiver(self.dest)
-        return StreamReceiver(self.stream)  # type: ignore[arg-type]
+        assert self.stream is not None
+        return StreamReceiver(self.stream)
 
 
 def _exports(options: BuildOptions) -> tuple[Export, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import io
 import json
 import os
@@ -298,6 +299,20 @@ def test_a_failing_run_gives_exit_code_step_and_buildx_s_excerpt(
     assert lines[-len(recorded) + 4 :] == recorded[4:]
 
 
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _settled_fds(before: int) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        gc.collect()
+        if _fds() <= before:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _threads() -> set[str]:
     return {thread.name for thread in threading.enumerate() if thread.name.startswith("buildsdk")}
 
@@ -315,6 +330,8 @@ def test_closing_a_running_build_cancels_it_at_once_and_leaves_nothing(
     settings = client_settings(engines, "dockerd", docker_engine)
     options = _options(engines, root)
     before = _threads()
+    gc.collect()
+    fds_before = _fds()
 
     def running(event: object) -> bool:
         return isinstance(event, VertexLogEvent) and marker.encode() in event.data
@@ -343,6 +360,7 @@ def test_closing_a_running_build_cancels_it_at_once_and_leaves_nothing(
         closed_in = asyncio.run(main())
     assert closed_in < 5
     assert _threads() <= before
+    assert _settled_fds(fds_before), "the closed build left file descriptors open"
 
 
 _STEP_TIME = re.compile(r"^(#\d+ )?\d+\.\d+ ", re.MULTILINE)
