@@ -22,18 +22,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import secrets as _random
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from buildsdk._control_plan import (
-    ControlPlan,
-    check_control,
-    describe_control,
-    session_options,
-)
+from buildsdk._build_plan import ControlPlan, describe_control_build
+from buildsdk._control_plan import check_control, session_options
 from buildsdk.buildkit.failure import solve_failure
 from buildsdk.buildkit.solve import (
     ImageStore,
@@ -59,16 +54,10 @@ __all__ = ["ControlBuild", "SyncControlBuild"]
 
 logger = logging.getLogger("buildsdk")
 
-_BASE36: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
 _STATUS_GRACE: Final = 5.0
 """Seconds the status stream may go on after Solve answered (it ends right after)."""
 _CLOSE_TIMEOUT: Final = 10.0
 _T = TypeVar("_T")
-
-
-def _ref() -> str:
-    # BuildKit's own refs are 25 base-36 characters, as buildx makes them.
-    return "".join(_random.choice(_BASE36) for _ in range(25))
 
 
 class ControlBuild:
@@ -109,7 +98,7 @@ class ControlBuild:
         the build before it runs (`UnsupportedOption`, an `APIError` from an engine without
         `/grpc`, a refused session)."""
         from buildsdk.buildkit.control import CONTROL_LIST_WORKERS, open_control
-        from buildsdk.session._runtime import open_async_session
+        from buildsdk.session._runtime import new_session_id, open_async_session
 
         try:
             channel = await self._stack.enter_async_context(
@@ -130,8 +119,8 @@ class ControlBuild:
             session_id = self._session.options.session_id
             assert session_id is not None
             options = self._options.model_copy(update={"session_id": session_id})
-            self.plan = describe_control(
-                options, engine=self.engine, session_id=session_id, ref=_ref()
+            self.plan = describe_control_build(
+                options, engine=self.engine, session_id=session_id, ref=new_session_id()
             )
             status = asyncio.ensure_future(self._status(channel, self.plan))
             solve = asyncio.ensure_future(self._solve(channel, self.plan))
@@ -152,7 +141,7 @@ class ControlBuild:
     async def _solve(self, channel: AsyncControlChannel, plan: ControlPlan) -> SolveResponse:
         from buildsdk.buildkit.control import CONTROL_SOLVE
 
-        return SolveResponse.decode(await channel.unary(CONTROL_SOLVE, plan.request.encode()))
+        return SolveResponse.decode(await channel.unary(CONTROL_SOLVE, plan.solve.encode()))
 
     async def _finish(self, solve: asyncio.Task[SolveResponse], status: asyncio.Task[None]) -> None:
         assert self.plan is not None

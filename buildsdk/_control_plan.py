@@ -1,24 +1,22 @@
-"""One pure description of a build sent through BuildKit's Control API (`POST /grpc`).
+"""Which endpoint a build takes, and what a Control API build needs before it is sent.
 
 Why beside `_build_plan`: a build reaches the engine either as `POST /build` (described by
-`describe_build`) or as one `Control/Solve` with a session serving the context, the
-Dockerfile, secrets, ssh, registry logins and the exports the client writes. Which of the
-two a build takes is decided here (`choose_endpoint`), and the Control API build is
-described here (`describe_control` -> `ControlPlan`), so both clients and the command's dry
-run read the same decision and the same request. Nothing here touches a socket; the
-description is made once the engine's image store (`ListWorkers`) and the session's id are
-known, because both are part of the `SolveRequest`.
+`describe_build`) or as one `Control/Solve` (described by `describe_control_build`) with a
+session serving the context, the Dockerfile, secrets, ssh, registry logins and the exports
+the client writes. Which of the two a build takes is decided here (`choose_endpoint`), once,
+for both clients; `check_control` refuses what the Control API path or the engine's image
+store cannot do before a session is opened, and lists the exports the session's `FileSend`
+receives, numbered as the `SolveRequest`'s exporters. Nothing here touches a socket.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from buildsdk.build import BuildOptions, BuildOutput
-from buildsdk.buildkit.solve import ImageStore, SolveRequest, control_api_problems, solve_request
+from buildsdk.buildkit.solve import ImageStore, control_api_problems
 from buildsdk.errors import UnsupportedOption
 from buildsdk.outputs import (
     BinaryWriter,
@@ -35,13 +33,11 @@ if TYPE_CHECKING:
     from buildsdk.session.filesend import ExportReceiver
 
 __all__ = [
-    "ControlPlan",
     "Endpoint",
     "Export",
     "check_control",
     "choose_endpoint",
     "control_reasons",
-    "describe_control",
     "session_options",
 ]
 
@@ -141,39 +137,15 @@ def _exports(options: BuildOptions) -> tuple[Export, ...]:
 
 def session_options(options: BuildOptions) -> BuildOptions:
     """The options a Control API build's session is opened for: the context and Dockerfile
-    always go through it (a Solve has no body), and the exports are served separately."""
-    return options.model_copy(update={"context_transfer": "session", "outputs": ()})
-
-
-@dataclass(frozen=True)
-class ControlPlan:
-    """Everything a Control API build sends: the `SolveRequest`, on which image store, and
-    what its session serves. Made by `describe_control`; sending it is a client's job."""
-
-    options: BuildOptions
-    """The options as given."""
-    engine: ImageStore
-    """The engine's image store, as `ListWorkers` told it."""
-    ref: str
-    """The build's reference: `SolveRequest.Ref`, also asked for in `Control/Status`."""
-    request: SolveRequest
-    """The `Control/Solve` request (frontend `dockerfile.v0`, attributes, exporters)."""
-    exports: tuple[Export, ...] = ()
-    """The exports the client writes, by exporter index."""
-    secrets: tuple[str, ...] = ()
-    """The ids of the secrets the session serves."""
-    ssh: tuple[str, ...] = ()
-    """The ids of the ssh agents or keys the session forwards."""
-
-    def receivers(self) -> Mapping[int, ExportReceiver]:
-        """A fresh receiver per export, keyed by exporter index, for the session."""
-        return {export.index: export.receiver() for export in self.exports}
+    always go through it (a Solve has no body)."""
+    return options.model_copy(update={"context_transfer": "session"})
 
 
 def check_control(options: BuildOptions, *, engine: ImageStore) -> tuple[Export, ...]:
     """Raise the first reason `options` cannot be built through the Control API on an engine
-    with image store `engine` (see `describe_control`), before a session is opened; else
-    return the exports the client will write."""
+    with image store `engine` (`control_api_problems`, push on the classic store, an OCI
+    layout directory), before a session is opened; else return the exports the client
+    writes."""
     problems = control_api_problems(options, engine=engine)
     if problems:
         raise problems[0]
@@ -190,28 +162,3 @@ def check_control(options: BuildOptions, *, engine: ImageStore) -> tuple[Export,
             given="classic image store",
         )
     return _exports(options)
-
-
-def describe_control(
-    options: BuildOptions, *, engine: ImageStore, session_id: str, ref: str
-) -> ControlPlan:
-    """Describe the Control API build of `options` on an engine with image store `engine`,
-    served by session `session_id`, under the reference `ref`.
-
-    Raises `UnsupportedOption` for an option only `POST /build` has, a classic-store
-    refusal (buildx's words) or an OCI layout directory; sends nothing.
-    """
-    problems = control_api_problems(options, engine=engine, session_id=session_id)
-    if problems:
-        raise problems[0]
-    exports = _exports(options)
-    request = solve_request(options, ref=ref, session_id=session_id, engine=engine)
-    return ControlPlan(
-        options=options,
-        engine=engine,
-        ref=ref,
-        request=request,
-        exports=exports,
-        secrets=tuple(secret.id for secret in options.secrets),
-        ssh=tuple(forward.id for forward in options.ssh),
-    )

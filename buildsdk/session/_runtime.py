@@ -119,6 +119,8 @@ def session_is_optional(options: BuildOptions) -> bool:
 
 
 _CLIENT_EXPORTERS: Final = ("local", "tar")
+# What the Control API hands over through FileSend when a generic output names a dest.
+_ARCHIVE_EXPORTERS: Final = ("local", "tar", "oci", "docker")
 
 
 def written_by_client(options: BuildOptions) -> bool:
@@ -231,7 +233,9 @@ def session_methods(options: BuildOptions, *, control_api: bool = False) -> tupl
     methods = [GET_SECRET, CHECK_AGENT, FORWARD_AGENT, *AUTH_METHODS]
     if control_api:
         sends = any(
-            not isinstance(output, BuildOutput) and output.session_service == "FileSend"
+            output.session_service == "FileSend"
+            if not isinstance(output, BuildOutput)
+            else output.type in _ARCHIVE_EXPORTERS and "dest" in output.attrs
             for output in options.outputs
         )
     else:
@@ -294,10 +298,12 @@ def _plan(
     key = shared_key(directory) if local and directory else new_session_id()
     session_id = new_session_id()
     update: dict[str, object] = {"session_id": session_id}
-    if receivers:
-        from buildsdk.session.filesend import FileSendService
+    if receivers is not None:
+        # A Control API build: the exports are numbered as its Solve's exporters.
+        if receivers:
+            from buildsdk.session.filesend import FileSendService
 
-        handlers.update(FileSendService(receivers).handlers())
+            handlers.update(FileSendService(receivers).handlers())
     elif written_by_client(options):
         from buildsdk.session.filesend import FileSendService
 
@@ -328,7 +334,10 @@ def _plan(
         )
     # The announced methods are `session_methods`' list, so what a dry run prints is what
     # the headers carry (a KeyError here is a service missing from one of the two).
-    handlers = {method: handlers[method] for method in session_methods(options)}
+    control_api = receivers is not None
+    handlers = {
+        method: handlers[method] for method in session_methods(options, control_api=control_api)
+    }
     return _Plan(session_id, name, key, handlers, updated, session_is_optional(options), fallback)
 
 

@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 
 from buildsdk import BuildOptions, UnsupportedOption
+from buildsdk._build_plan import describe_control_build
 from buildsdk._control_plan import (
     check_control,
     choose_endpoint,
     control_reasons,
-    describe_control,
     session_options,
 )
 from buildsdk.outputs import DockerOutput, ImageOutput, LocalOutput, OCIOutput, TarOutput
-from buildsdk.session.filesend import DirectoryReceiver, FileReceiver, StreamReceiver
+from buildsdk.session._runtime import session_methods
+from buildsdk.session.filesend import FILE_SEND, DirectoryReceiver, FileReceiver, StreamReceiver
 
 
 @pytest.mark.parametrize(
@@ -67,31 +68,34 @@ def test_exports_are_numbered_as_the_solve_request_s_exporters(tmp_path: Path) -
             OCIOutput(dest=tmp_path / "oci.tar"),
         ],
     )
-    plan = describe_control(
+    plan = describe_control_build(
         options.model_copy(update={"session_id": "s1"}),
         engine="containerd",
         session_id="s1",
         ref="r1",
     )
-    assert [exporter.type for exporter in plan.request.exporters] == ["moby", "local", "tar", "oci"]
-    assert [(export.index, export.type) for export in plan.exports] == [
+    exports = check_control(options, engine="containerd")
+    assert [exporter.type for exporter in plan.solve.exporters] == ["moby", "local", "tar", "oci"]
+    assert [(export.index, export.type) for export in exports] == [
         (1, "local"),
         (2, "tar"),
         (3, "oci"),
     ]
-    receivers = plan.receivers()
+    receivers = {export.index: export.receiver() for export in exports}
     assert isinstance(receivers[1], DirectoryReceiver)
     assert isinstance(receivers[2], StreamReceiver)
     assert isinstance(receivers[3], FileReceiver)
-    assert plan.request.ref == "r1"
-    assert plan.request.session == "s1"
+    assert plan.solve.ref == "r1"
+    assert plan.solve.session == "s1"
 
 
-def test_the_session_serves_the_context_and_none_of_the_outputs() -> None:
+def test_the_session_serves_the_context_and_announces_what_the_dry_run_prints() -> None:
     options = BuildOptions(path=".", version="2", outputs=[LocalOutput(dest="out")])
     served = session_options(options)
     assert served.context_transfer == "session"
-    assert served.outputs == ()
+    plan = describe_control_build(options, engine="classic")
+    assert session_methods(served, control_api=True) == plan.session_methods
+    assert FILE_SEND in plan.session_methods
 
 
 def test_an_oci_layout_directory_is_refused_before_anything_is_sent() -> None:
