@@ -37,6 +37,7 @@ from buildsdk.errors import UnsupportedEngine
 from buildsdk.versions import ApiVersion, negotiate
 
 if TYPE_CHECKING:
+    from buildsdk.buildkit.solve import ImageStore
     from buildsdk.session._runtime import SessionTarget
 
 __all__ = [
@@ -111,6 +112,9 @@ class BaseClient:
         # A transport a sync client's session borrows (set by `Client` when it was given
         # one that is also async); otherwise a session connects on its own.
         self._session_transport: httpx.AsyncBaseTransport | None = None
+        # The engine's image store, asked once with ListWorkers by the first Control API
+        # build (it only changes when the engine restarts with another configuration).
+        self._image_store: ImageStore | None = None
         # Adding the same filter again is a no-op.
         logging.getLogger("httpx").addFilter(_URL_PASSWORDS)
 

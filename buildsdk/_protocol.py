@@ -31,6 +31,7 @@ from buildsdk.versions import CANCEL_MIN_VERSION, ApiVersion, api_too_old
 # and result models (a dozen pydantic classes) when a build's stream is made; the prune
 # models by whoever calls `prune_request`, which has them already.
 if TYPE_CHECKING:
+    from buildsdk.buildkit.failure import SolveFailure
     from buildsdk.endpoint import Endpoint
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions
@@ -344,15 +345,22 @@ class BuildStream:
         self._finished: BuildResult | None = None
         self._ended = False
         self._legacy: ApiVersion | None = None
+        self._exporter_response: dict[str, str] | None = None
+        self._solve_ref = ""
 
     @classmethod
-    def for_options(cls, options: BuildOptions, *, keep_events: bool = True) -> BuildStream:
+    def for_options(
+        cls, options: BuildOptions, *, keep_events: bool = True, control_api: bool = False
+    ) -> BuildStream:
         """The stream of a build of `options`: its tags, and whether an image id must come.
 
         Only the `moby` and `image` exporters make an image; a build exporting to
-        `cacheonly`, `local` or `tar` succeeds without reporting one.
+        `cacheonly`, `local` or `tar` succeeds without reporting one. A `control_api` build
+        gets its image id from Solve's exporter response, not from the events.
         """
-        expect_image = not options.outputs or options.outputs[0].type in _IMAGE_EXPORTERS
+        expect_image = not control_api and (
+            not options.outputs or options.outputs[0].type in _IMAGE_EXPORTERS
+        )
         return cls(options.tag, keep_events=keep_events, expect_image=expect_image)
 
     def use_api_version(self, api_version: ApiVersion) -> None:
@@ -392,6 +400,31 @@ class BuildStream:
             self._collector.add(event)
         return events
 
+    def take(self, events: list[BuildEvent]) -> list[BuildEvent]:
+        """Take events already decoded (a Control API build's `Control/Status` replies)."""
+        for event in events:
+            self._collector.add(event)
+        return events
+
+    def end_solve(
+        self,
+        response: Mapping[str, str] | None,
+        *,
+        ref: str,
+        failure: SolveFailure | None = None,
+    ) -> None:
+        """A Control API build ended: with its exporter `response`, or with `failure`."""
+        self._ended = True
+        self._solve_ref = ref
+        self._exporter_response = dict(response) if response is not None else None
+        if failure is not None:
+            self._collector.fail_solve(
+                failure.message,
+                failure.exit_code,
+                vertex=failure.vertex,
+                source=failure.source,
+            )
+
     def end(self) -> list[BuildEvent]:
         """The body ended: return the last events (a partial message is a `StreamError`)."""
         if self._ended:
@@ -417,5 +450,7 @@ class BuildStream:
                     f"the image it built (API {AUX_ID_MIN_VERSION} does); tag the build to get it"
                 )
                 result = result.model_copy(update={"warnings": (*result.warnings, warning)})
+            if self._exporter_response is not None:
+                result = result.with_exporter_response(self._exporter_response, self._solve_ref)
             self._finished = result
         return self._finished

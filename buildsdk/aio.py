@@ -38,6 +38,7 @@ from buildsdk.versions import ApiVersion
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from buildsdk._control_build import ControlBuild
     from buildsdk.cache import CachePruneOptions, CachePruneResult, CacheRecord
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions, PruneResult
@@ -239,6 +240,26 @@ class AsyncClient(BaseClient):
             await _close_sessions(sessions)
             raise
 
+    async def _start_control(
+        self, options: BuildOptions, stream: _protocol.BuildStream
+    ) -> ControlBuild:
+        """Start a build of `options` through the Control API on this loop; its events are
+        read from the returned build."""
+        from buildsdk._control_build import ControlBuild
+
+        api_version = await self.api_version()
+        build = ControlBuild(
+            self._http,
+            self._session_target(),
+            options,
+            api_version,
+            stream,
+            engine=self._image_store,
+        )
+        await build.start()
+        self._image_store = build.engine
+        return build
+
     def build(self, options: BuildOptions, *, keep_events: bool = True) -> AsyncBuild:
         """Start describing a build; it is sent when the returned `AsyncBuild` is entered or read.
 
@@ -307,9 +328,15 @@ class AsyncBuild:
     """
 
     def __init__(self, client: AsyncClient, options: BuildOptions, *, keep_events: bool) -> None:
+        from buildsdk._control_plan import choose_endpoint
+
         self._client = client
         self.options = options
-        self._stream = _protocol.BuildStream.for_options(options, keep_events=keep_events)
+        self._control_api = choose_endpoint(options) == "grpc"
+        self._stream = _protocol.BuildStream.for_options(
+            options, keep_events=keep_events, control_api=self._control_api
+        )
+        self._control: ControlBuild | None = None
         self._response: httpx.Response | None = None
         self._events: AsyncGenerator[BuildEvent, None] | None = None
         self._closed = False
@@ -329,11 +356,15 @@ class AsyncBuild:
         await self.close()
 
     async def _start(self) -> None:
-        if self._response is not None:
+        if self._events is not None:
             return
         if self._closed:
             raise StreamError("this build was closed; start a new one with client.build()")
         client = self._client
+        if self._control_api:
+            self._control = await client._start_control(self.options, self._stream)
+            self._events = _control_events(self._control)
+            return
         response = await client._start_build(self.options, self._stream, self._sessions)
         self._response = response
         self._events = _read_events(response, self._stream, client.endpoint, self._sessions)
@@ -362,6 +393,8 @@ class AsyncBuild:
     async def close(self) -> None:
         """Stop reading and close the connection (the engine cancels a running build)."""
         self._closed = True
+        if self._control is not None:
+            await self._control.aclose()
         if self._response is not None:
             await self._response.aclose()
         if self._events is not None:
@@ -385,6 +418,14 @@ async def _read_events(
     finally:
         await response.aclose()
         await _close_sessions(sessions)
+
+
+async def _control_events(build: ControlBuild) -> AsyncGenerator[BuildEvent, None]:
+    try:
+        while (event := await build.next_event()) is not None:
+            yield event
+    finally:
+        await build.aclose()
 
 
 async def _close_sessions(sessions: list[AsyncSession]) -> None:

@@ -580,6 +580,13 @@ class BuildOptions(BaseModel):
         "'auto' uses a session for a BuildKit build of a local directory when the "
         "`session` extra is installed and the engine has sessions, else a tar.",
     )
+    build_endpoint: Literal["auto", "build", "grpc"] = Field(
+        default="auto",
+        description="How the build reaches the engine: 'build' pins POST /build; 'grpc' "
+        "pins BuildKit's Control API (Control/Solve through POST /grpc, with a session); "
+        "'auto' takes the Control API only for options POST /build cannot carry (an oci or "
+        "docker archive output, push in an image output, several outputs), else POST /build.",
+    )
 
     if TYPE_CHECKING:
 
@@ -623,6 +630,7 @@ class BuildOptions(BaseModel):
             secrets: Sequence[BuildSecret | str | Mapping[str, Any]] | None = None,
             ssh: Sequence[SSHForward | str | Mapping[str, Any]] | str | None = None,
             context_transfer: Literal["auto", "tar", "session"] = "auto",
+            build_endpoint: Literal["auto", "build", "grpc"] = "auto",
         ) -> None: ...
 
     # -- field normalisation -------------------------------------------------------------
@@ -821,15 +829,6 @@ class BuildOptions(BaseModel):
             for item in value
         )
 
-    @field_validator("outputs")
-    @classmethod
-    def _one_output(cls, value: tuple[_AnyOutput, ...]) -> tuple[_AnyOutput, ...]:
-        if len(value) > 1:
-            raise ValueError(
-                f"outputs allows at most one entry (the engine refuses more), got {len(value)}"
-            )
-        return value
-
     @field_validator("isolation", mode="before")
     @classmethod
     def _isolation_lower(cls, value: object) -> object:
@@ -887,6 +886,17 @@ class BuildOptions(BaseModel):
         return value
 
     # -- rules between fields ---------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _one_output_on_post_build(self) -> BuildOptions:
+        # POST /build refuses a second output; BuildKit's Control API exports to several.
+        if len(self.outputs) > 1 and self.build_endpoint == "build":
+            raise ValueError(
+                f"outputs: POST /build (build_endpoint='build') exports to one output, got "
+                f"{len(self.outputs)}; several need the Control API (build_endpoint 'auto' "
+                "or 'grpc')"
+            )
+        return self
 
     @model_validator(mode="after")
     def _context_rules(self) -> BuildOptions:

@@ -45,6 +45,7 @@ from buildsdk.versions import ApiVersion
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from buildsdk._control_build import SyncControlBuild
     from buildsdk.cache import CachePruneOptions, CachePruneResult, CacheRecord
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions, PruneResult
@@ -249,6 +250,24 @@ class Client(BaseClient):
             _close_sessions(sessions)
             raise
 
+    def _start_control(
+        self, options: BuildOptions, stream: _protocol.BuildStream
+    ) -> SyncControlBuild:
+        """Start a build of `options` through the Control API on a private loop's thread;
+        its events are read from the returned runner."""
+        from buildsdk._control_build import ControlBuild, SyncControlBuild
+
+        api_version = self.api_version()
+        target = self._session_target()
+        runner = SyncControlBuild(target)
+        build = runner.start(
+            lambda http: ControlBuild(
+                http, target, options, api_version, stream, engine=self._image_store
+            )
+        )
+        self._image_store = build.engine
+        return runner
+
     def build(self, options: BuildOptions, *, keep_events: bool = True) -> Build:
         """Start describing a build; it is sent when the returned `Build` is entered or read.
 
@@ -342,9 +361,15 @@ class Build:
     """
 
     def __init__(self, client: Client, options: BuildOptions, *, keep_events: bool) -> None:
+        from buildsdk._control_plan import choose_endpoint
+
         self._client = client
         self.options = options
-        self._stream = _protocol.BuildStream.for_options(options, keep_events=keep_events)
+        self._control_api = choose_endpoint(options) == "grpc"
+        self._stream = _protocol.BuildStream.for_options(
+            options, keep_events=keep_events, control_api=self._control_api
+        )
+        self._control: SyncControlBuild | None = None
         self._response: httpx.Response | None = None
         self._events: Generator[BuildEvent, None, None] | None = None
         self._closed = False
@@ -366,11 +391,15 @@ class Build:
         self.close()
 
     def _start(self) -> None:
-        if self._response is not None:
+        if self._events is not None:
             return
         if self._closed:
             raise StreamError("this build was closed; start a new one with client.build()")
         client = self._client
+        if self._control_api:
+            self._control = client._start_control(self.options, self._stream)
+            self._events = _control_events(self._control)
+            return
         response = client._start_build(self.options, self._stream, self._sessions)
         self._response = response
         self._events = _read_events(response, self._stream, client.endpoint, self._sessions)
@@ -403,6 +432,9 @@ class Build:
         with `StreamError`, and that thread closes the response itself.
         """
         self._closed = True
+        if self._control is not None:
+            # Thread-safe: a read blocked in another thread then ends with StreamError.
+            self._control.close()
         running = self._events is not None and (
             inspect.getgeneratorstate(self._events) == inspect.GEN_RUNNING
         )
@@ -433,6 +465,14 @@ def _read_events(
     finally:
         response.close()
         _close_sessions(sessions)
+
+
+def _control_events(runner: SyncControlBuild) -> Generator[BuildEvent, None, None]:
+    try:
+        while (event := runner.next_event()) is not None:
+            yield event
+    finally:
+        runner.close()
 
 
 def _close_sessions(sessions: list[SyncSession]) -> None:

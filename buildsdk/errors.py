@@ -175,7 +175,8 @@ class ExportError(SessionError):
 
 
 class BuildError(BuildSDKError):
-    """The engine reported a failed build; carries its message, the whole log and the events."""
+    """The engine reported a failed build; carries its message, exit code, the whole log, the
+    events and, for a Control API build, the failing step and its Dockerfile excerpt."""
 
     def __init__(
         self,
@@ -184,12 +185,18 @@ class BuildError(BuildSDKError):
         code: int | None = None,
         log: str = "",
         events: Sequence[BuildEvent] = (),
+        step: str | None = None,
+        source: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.log = log
         self.events = list(events)
+        self.step = step
+        """The failing step's name (Control API builds), e.g. `[2/2] RUN make`."""
+        self.source = source
+        """The Dockerfile excerpt of the failing step as buildx prints it (Control API)."""
 
 
 class GrpcCallError(BuildSDKError):

@@ -386,15 +386,18 @@ def _status_line(status: VertexStatusEvent) -> str:
     return f"{status.id}{counts}{timing}"
 
 
-def _failure_summary(failed: list[_Vertex], error: str | None, *, from_tail: bool) -> str:
+def _failure_summary(
+    failed: list[_Vertex], error: str | None, *, from_tail: bool, excerpt: str = ""
+) -> str:
     """What buildx prints after a failed build: each failed step's last output lines
-    between rules, then the build's error."""
+    between rules, the Dockerfile excerpt of the failure when known, then the build's error."""
     parts: list[str] = []
     for vertex in failed:
         parts.append(f"------\n > {vertex.name}:\n")
         lines = vertex.tail if from_tail else vertex.last_lines()
         parts.extend(line + "\n" for line in lines)
         parts.append("------\n")
+    parts.append(excerpt)
     if error is not None:
         parts.append(f"ERROR: failed to solve: {error}\n")
     return "".join(parts)
@@ -439,12 +442,25 @@ class PlainProgress:
         self._last_feed = clock()
         self._buildkit = False
         self._error: str | None = None
+        self._excerpt = ""
         self._closed = False
         self._last_status: dict[str, str] = {}
         # Whether the engine's classic text left the cursor mid-line.
         self._text_open = False
         # `tick` may come from a timer thread while `feed` runs in the reading thread.
         self._lock = threading.Lock()
+
+    def set_excerpt(self, excerpt: str) -> None:
+        """Print `excerpt` (a failure's Dockerfile lines, as buildx prints them) just before
+        the final `ERROR: failed to solve` line."""
+        with self._lock:
+            self._excerpt = excerpt
+
+    def vertex_name(self, digest: str) -> str | None:
+        """The name of the step `digest` seen so far (`[2/2] RUN make`), if any."""
+        with self._lock:
+            vertex = self._trace.by_digest.get(digest)
+        return vertex.name if vertex is not None and vertex.name else None
 
     @property
     def reported_error(self) -> bool:
@@ -517,7 +533,10 @@ class PlainProgress:
                 if self._text_open:
                     self._write("\n")
                     self._text_open = False
-                self._write(_failure_summary(self._trace.failed(), self._error, from_tail=False))
+                summary = _failure_summary(
+                    self._trace.failed(), self._error, from_tail=False, excerpt=self._excerpt
+                )
+                self._write(summary)
             elif self._text_open:
                 self._write("\n")
                 self._text_open = False

@@ -28,12 +28,15 @@ text only.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+import json
 import re
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from buildsdk.errors import BuildError
 from buildsdk.events import (
@@ -76,6 +79,61 @@ class BuildResult(BaseModel):
     """Seconds from sending the request to the end of the stream."""
     events_count: int = 0
     """How many events the build stream produced."""
+    exporter_response: dict[str, str] = Field(default_factory=dict)
+    """The Control API's `ExporterResponse` as the engine sent it (empty on `POST /build`)."""
+    image_digest: str = ""
+    """`containerimage.digest`: the image's manifest (or index) digest; Control API only."""
+    config_digest: str = ""
+    """`containerimage.config.digest`: the image config's digest, when the engine gave it."""
+    image_name: str = ""
+    """`image.name`: the names the image was stored or pushed under, comma-joined."""
+    descriptor: dict[str, Any] | None = None
+    """`containerimage.descriptor` decoded: the OCI descriptor of the manifest or index."""
+    build_ref: str = ""
+    """The Control API build's reference (`SolveRequest.Ref`); empty on `POST /build`."""
+
+    def metadata(self) -> dict[str, Any]:
+        """What `docker buildx build --metadata-file` writes: the exporter response with the
+        descriptor decoded, plus `buildx.build.ref` (`default/default/<ref>`)."""
+        data: dict[str, Any] = dict(self.exporter_response)
+        if self.descriptor is not None:
+            data[_DESCRIPTOR] = self.descriptor
+        if self.build_ref:
+            data["buildx.build.ref"] = f"default/default/{self.build_ref}"
+        return data
+
+    def with_exporter_response(self, response: Mapping[str, str], ref: str) -> BuildResult:
+        """This result completed with a Solve's exporter `response`: the image id is the
+        config digest when present, else the image digest, as buildx's `--iidfile` has it."""
+        config = response.get(_CONFIG_DIGEST, "")
+        digest = response.get(_DIGEST, "")
+        return self.model_copy(
+            update={
+                "image_id": config or digest or self.image_id,
+                "exporter_response": dict(response),
+                "image_digest": digest,
+                "config_digest": config,
+                "image_name": response.get(_NAME, ""),
+                "descriptor": _decode_descriptor(response.get(_DESCRIPTOR)),
+                "build_ref": ref,
+            }
+        )
+
+
+_DIGEST = "containerimage.digest"
+_CONFIG_DIGEST = "containerimage.config.digest"
+_DESCRIPTOR = "containerimage.descriptor"
+_NAME = "image.name"
+
+
+def _decode_descriptor(value: str | None) -> dict[str, Any] | None:
+    if not value:
+        return None
+    try:
+        decoded = json.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+    return decoded if isinstance(decoded, dict) else None
 
 
 class ResultCollector:
@@ -110,6 +168,9 @@ class ResultCollector:
         self._quiet_id: str | None = None
         self._error: ErrorEvent | None = None
         self._vertex_error: str | None = None
+        self._step: str | None = None
+        self._failed_step: str | None = None
+        self._source = ""
 
     @property
     def events(self) -> list[BuildEvent]:
@@ -142,6 +203,7 @@ class ResultCollector:
             self._feed_buildkit(event)
             if event.error and self._vertex_error is None:
                 self._vertex_error = event.error
+                self._failed_step = event.name or None
         elif isinstance(event, ImageIdEvent):
             self._image_id = event.image_id
         elif isinstance(event, ErrorEvent):
@@ -157,6 +219,19 @@ class ResultCollector:
                 self._text.append(
                     f"{event.id}: {event.status}\n" if event.id else f"{event.status}\n"
                 )
+
+    def fail_solve(
+        self, message: str, code: int | None, *, vertex: str | None, source: str
+    ) -> None:
+        """Record a failed Control API Solve: its message and exit code, the failing step's
+        digest (named from the vertices seen; else the first step that failed) and the
+        Dockerfile excerpt buildx prints."""
+        # Engines before BuildKit 0.9 name no vertex: the first step that failed is it.
+        named = self._buildkit.vertex_name(vertex) if vertex is not None else None
+        self._step = named or self._failed_step
+        self._source = source
+        self._buildkit.set_excerpt(source)
+        self.add(ErrorEvent(message=message, code=code))
 
     def _feed_buildkit(self, event: BuildEvent) -> None:
         self._buildkit_seen = True
@@ -209,4 +284,11 @@ class ResultCollector:
         if code is None:
             found = _EXIT_CODE.search(message)
             code = int(found.group(1)) if found else None
-        raise BuildError(message, code=code, log=self.log(), events=self._events)
+        raise BuildError(
+            message,
+            code=code,
+            log=self.log(),
+            events=self._events,
+            step=self._step,
+            source=self._source,
+        )

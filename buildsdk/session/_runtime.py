@@ -119,6 +119,8 @@ def session_is_optional(options: BuildOptions) -> bool:
 
 
 _CLIENT_EXPORTERS: Final = ("local", "tar")
+# What the Control API hands over through FileSend when a generic output names a dest.
+_ARCHIVE_EXPORTERS: Final = ("local", "tar", "oci", "docker")
 
 
 def written_by_client(options: BuildOptions) -> bool:
@@ -231,7 +233,9 @@ def session_methods(options: BuildOptions, *, control_api: bool = False) -> tupl
     methods = [GET_SECRET, CHECK_AGENT, FORWARD_AGENT, *AUTH_METHODS]
     if control_api:
         sends = any(
-            not isinstance(output, BuildOutput) and output.session_service == "FileSend"
+            output.session_service == "FileSend"
+            if not isinstance(output, BuildOutput)
+            else output.type in _ARCHIVE_EXPORTERS and "dest" in output.attrs
             for output in options.outputs
         )
     else:
@@ -273,6 +277,7 @@ def _plan(
     env: Mapping[str, str] | None,
     credentials: Mapping[str, RegistryAuth],
     lookup: Callable[[str], RegistryAuth | None],
+    receivers: Mapping[int, ExportReceiver] | None = None,
 ) -> _Plan:
     require_h2()
     from buildsdk.session.auth import AuthService
@@ -293,11 +298,17 @@ def _plan(
     key = shared_key(directory) if local and directory else new_session_id()
     session_id = new_session_id()
     update: dict[str, object] = {"session_id": session_id}
-    if written_by_client(options):
+    if receivers is not None:
+        # A Control API build: the exports are numbered as its Solve's exporters.
+        if receivers:
+            from buildsdk.session.filesend import FileSendService
+
+            handlers.update(FileSendService(receivers).handlers())
+    elif written_by_client(options):
         from buildsdk.session.filesend import FileSendService
 
-        outputs, receivers = client_exports(options)
-        handlers.update(FileSendService(receivers).handlers())
+        outputs, made = client_exports(options)
+        handlers.update(FileSendService(made).handlers())
         update["outputs"] = outputs
     updated = options.model_copy(update=update)
     fallback: BuildOptions | None = None
@@ -323,7 +334,10 @@ def _plan(
         )
     # The announced methods are `session_methods`' list, so what a dry run prints is what
     # the headers carry (a KeyError here is a service missing from one of the two).
-    handlers = {method: handlers[method] for method in session_methods(options)}
+    control_api = receivers is not None
+    handlers = {
+        method: handlers[method] for method in session_methods(options, control_api=control_api)
+    }
     return _Plan(session_id, name, key, handlers, updated, session_is_optional(options), fallback)
 
 
@@ -445,12 +459,17 @@ class SessionTarget:
     """For a sync client's session: a transport to borrow instead of connecting anew."""
 
 
-def _plan_for(target: SessionTarget, options: BuildOptions) -> _Plan:
+def _plan_for(
+    target: SessionTarget,
+    options: BuildOptions,
+    receivers: Mapping[int, ExportReceiver] | None = None,
+) -> _Plan:
     return _plan(
         options,
         env=target.env,
         credentials=target.credentials,
         lookup=target.docker_config().credentials_for,
+        receivers=receivers,
     )
 
 
@@ -492,13 +511,19 @@ class AsyncSession:
 
 
 async def open_async_session(
-    http: httpx.AsyncClient, target: SessionTarget, options: BuildOptions, api_version: ApiVersion
+    http: httpx.AsyncClient,
+    target: SessionTarget,
+    options: BuildOptions,
+    api_version: ApiVersion,
+    *,
+    receivers: Mapping[int, ExportReceiver] | None = None,
 ) -> AsyncSession:
     """Open a session for a build of `options` over a connection of `http`'s pool; returns
-    once the engine accepted it."""
+    once the engine accepted it. `receivers` (by exporter index) take the exports the
+    engine hands over, instead of those `client_exports` makes for `POST /build`."""
     import asyncio
 
-    plan = await asyncio.to_thread(_plan_for, target, options)
+    plan = await asyncio.to_thread(_plan_for, target, options, receivers)
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[SessionServer] = loop.create_future()
     path = _session_path(target.endpoint.base_path, api_version)

@@ -462,6 +462,85 @@ def test_unreachable_while_down(
 
 
 @pytest.mark.dockerd
+def _kill_mid_control_build(
+    engine: PrivateEngine, tmp_path: Path, network: str, measure: Measure, flavor: str
+) -> None:
+    """A build through the Control API holds two hijacked connections (`/grpc`, where Solve
+    and Status wait, and `/session`): after the kill the user gets a `StreamError` within
+    seconds, and no thread, socket or file of the build is left."""
+    run_id = uuid.uuid4().hex[:8]
+    options = BuildOptions(
+        path=str(_sleeper(tmp_path, run_id)),
+        network_mode=network,
+        version="2",
+        build_endpoint="grpc",
+    )
+    marker = f"started-{run_id}".encode()
+    gc.collect()
+    start_fds, start_threads = _fds(), threading.active_count()
+    killed: list[float] = []
+
+    def seen(event: object) -> bool:
+        return isinstance(event, VertexLogEvent) and marker in event.data and not killed
+
+    def kill() -> None:
+        engine.kill()
+        killed.append(time.monotonic())
+
+    def run_sync() -> None:
+        with (
+            Client(engine.host, env={}, config=clean_config()) as client,
+            client.build(options) as build,
+        ):
+            for event in build:
+                if seen(event):
+                    kill()
+            build.result()
+
+    if flavor == "sync":
+        with pytest.raises(StreamError) as info:
+            run_sync()
+    else:
+
+        async def main() -> None:
+            async with AsyncClient(engine.host, env={}, config=clean_config()) as client:
+                build = client.build(options)
+                try:
+                    async for event in build:
+                        if seen(event):
+                            kill()
+                    await build.result()
+                finally:
+                    await build.close()
+
+        with pytest.raises(StreamError) as info:
+            asyncio.run(main())
+    assert killed, "the build never printed its marker"
+    elapsed = time.monotonic() - killed[0]
+    assert elapsed < 10
+    measure.error(f"dockerd SIGKILLed mid Control API build ({flavor})", info.value, elapsed)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        gc.collect()
+        if _fds() <= start_fds and threading.active_count() <= start_threads:
+            break
+        time.sleep(0.2)
+    assert _fds() <= start_fds, f"{_fds() - start_fds} file descriptors leaked"
+    assert threading.active_count() <= start_threads, "build threads left running"
+
+
+@pytest.mark.dockerd
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_dockerd_killed_mid_control_api_build(
+    private_dockerd: PrivateEngine,
+    engines: Engines,
+    tmp_path: Path,
+    measure: Measure,
+    flavor: str,
+) -> None:
+    _kill_mid_control_build(private_dockerd, tmp_path, engines.dockerd_network, measure, flavor)
+
+
 def test_dockerd_killed_mid_build(
     private_dockerd: PrivateEngine, engines: Engines, tmp_path: Path, measure: Measure
 ) -> None:

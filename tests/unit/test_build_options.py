@@ -484,9 +484,12 @@ def test_outputs() -> None:
         path=HERE, version="2", outputs=[{"type": "local", "attrs": {"dest": "out"}}]
     )
     assert opts.outputs == (BuildOutput(type="local", attrs={"dest": "out"}),)
-    assert _message(path=HERE, outputs=[BuildOutput(type="tar"), BuildOutput(type="local")]) == (
-        "outputs: Value error, outputs allows at most one entry (the engine refuses more), got 2"
+    two = [BuildOutput(type="tar"), BuildOutput(type="local")]
+    assert _message(path=HERE, version="2", outputs=two, build_endpoint="build") == (
+        ": Value error, outputs: POST /build (build_endpoint='build') exports to one output, "
+        "got 2; several need the Control API (build_endpoint 'auto' or 'grpc')"
     )
+    assert len(BuildOptions(path=HERE, version="2", outputs=two).outputs) == 2
     with pytest.raises(ValidationError, match="outputs type must not be empty"):
         BuildOutput(type="")
 

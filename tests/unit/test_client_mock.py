@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from buildsdk.client import Build, Client
 from buildsdk.errors import (
     BadRequest,
     BuildError,
+    NotFound,
     ServerError,
     StreamError,
     UnsupportedEngine,
@@ -552,3 +554,34 @@ async def test_a_session_borrows_the_given_transport_without_closing_it() -> Non
         assert (await http.head("/_ping")).status_code == 200
     assert closed == []
     assert engine.calls() == ["HEAD /_ping"]
+
+
+# -- the Control API path ----------------------------------------------------------------------
+
+
+async def test_a_pinned_control_api_build_on_an_engine_without_grpc_names_what_is_missing(
+    mock_engine: Callable[[Handler], None],
+) -> None:
+    # Podman answers POST /grpc with 404, as this recorder does; nothing else is sent.
+    recorder = _Recorder(api_version="1.41")
+    mock_engine(recorder)
+    options = BuildOptions(path=str(_STREAMS), version="2", build_endpoint="grpc")
+
+    def sync(client: Client) -> Exception:
+        with pytest.raises(NotFound) as info:
+            client.build(options).result()
+        return info.value
+
+    async def asynchronous(client: AsyncClient) -> Exception:
+        with pytest.raises(NotFound) as info:
+            await client.build(options).result()
+        return info.value
+
+    for error in await _both(sync, asynchronous):
+        assert "has no BuildKit Control API (POST /grpc answered 404" in str(error)
+        assert "Podman has none" in str(error)
+    assert [call for call in recorder.calls() if not call.endswith("/_ping")] == [
+        "POST /grpc",
+        "POST /grpc",
+    ]
+    assert not [t for t in threading.enumerate() if t.name.startswith("buildsdk")]

@@ -328,3 +328,31 @@ def test_single_tag_string_and_result_model() -> None:
     )
     with pytest.raises(ValidationError, match="frozen"):
         result.image_id = "x"  # type: ignore[misc]
+
+
+def test_a_control_api_result_reads_the_exporter_response_as_buildx_does() -> None:
+    import base64
+    import json
+
+    from buildsdk.results import BuildResult
+
+    descriptor = {"mediaType": "application/vnd.oci.image.index.v1+json", "size": 1}
+    response = {
+        "containerimage.digest": "sha256:" + "a" * 64,
+        "containerimage.descriptor": base64.b64encode(json.dumps(descriptor).encode()).decode(),
+        "image.name": "docker.io/library/a:1",
+    }
+    result = BuildResult(image_id="").with_exporter_response(response, "ref1")
+    # No config digest (the containerd store's index): the image digest is the id.
+    assert result.image_id == "sha256:" + "a" * 64
+    assert result.descriptor == descriptor
+    assert result.image_name == "docker.io/library/a:1"
+    assert result.metadata() == {
+        **response,
+        "containerimage.descriptor": descriptor,
+        "buildx.build.ref": "default/default/ref1",
+    }
+    classic = BuildResult(image_id="").with_exporter_response(
+        {**response, "containerimage.config.digest": "sha256:" + "c" * 64}, "ref2"
+    )
+    assert classic.image_id == classic.config_digest == "sha256:" + "c" * 64

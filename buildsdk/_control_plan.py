@@ -1,0 +1,164 @@
+"""Which endpoint a build takes, and what a Control API build needs before it is sent.
+
+Why beside `_build_plan`: a build reaches the engine either as `POST /build` (described by
+`describe_build`) or as one `Control/Solve` (described by `describe_control_build`) with a
+session serving the context, the Dockerfile, secrets, ssh, registry logins and the exports
+the client writes. Which of the two a build takes is decided here (`choose_endpoint`), once,
+for both clients; `check_control` refuses what the Control API path or the engine's image
+store cannot do before a session is opened, and lists the exports the session's `FileSend`
+receives, numbered as the `SolveRequest`'s exporters. Nothing here touches a socket.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from buildsdk.build import BuildOptions, BuildOutput
+from buildsdk.buildkit.solve import ImageStore, control_api_problems
+from buildsdk.errors import UnsupportedOption
+from buildsdk.outputs import (
+    BinaryWriter,
+    DockerOutput,
+    ImageOutput,
+    LocalOutput,
+    OCIOutput,
+    Output,
+    TarOutput,
+    output_from_entry,
+)
+
+if TYPE_CHECKING:
+    from buildsdk.session.filesend import ExportReceiver
+
+__all__ = [
+    "Endpoint",
+    "Export",
+    "check_control",
+    "choose_endpoint",
+    "control_reasons",
+    "session_options",
+]
+
+Endpoint = Literal["build", "grpc"]
+"""The two ways a build reaches the engine: `POST /build`, or the Control API."""
+
+
+def _typed(options: BuildOptions) -> list[Output | BuildOutput]:
+    typed: list[Output | BuildOutput] = []
+    for output in options.outputs:
+        if isinstance(output, BuildOutput):
+            try:
+                typed.append(output_from_entry(output.type, output.attrs))
+            except ValueError:
+                typed.append(output)
+        else:
+            typed.append(output)
+    return typed
+
+
+def control_reasons(options: BuildOptions) -> list[str]:
+    """Why `options` need the Control API, in words: the outputs `POST /build` cannot carry
+    (an oci or docker archive, push in an image output, several outputs). Empty: `/build`
+    can carry the build."""
+    reasons: list[str] = []
+    outputs = _typed(options)
+    if len(outputs) > 1:
+        reasons.append(f"{len(outputs)} outputs (POST /build exports one)")
+    for output in outputs:
+        if isinstance(output, OCIOutput):
+            reasons.append("an OCI archive or layout output")
+        elif isinstance(output, DockerOutput):
+            reasons.append("a Docker archive output")
+        elif isinstance(output, ImageOutput) and output.push:
+            reasons.append("push in an image output")
+    return reasons
+
+
+def choose_endpoint(options: BuildOptions) -> Endpoint:
+    """The endpoint a build of `options` takes: the pinned one, or for `"auto"` the Control
+    API only when `control_reasons` names something `POST /build` cannot carry."""
+    if options.build_endpoint != "auto":
+        return options.build_endpoint
+    return "grpc" if control_reasons(options) else "build"
+
+
+@dataclass(frozen=True)
+class Export:
+    """One export the client writes, handed over through the session's `FileSend`."""
+
+    index: int
+    """Its index among the `SolveRequest`'s exporters (the engine names it so)."""
+    type: str
+    """The exporter: `local`, `tar`, `oci` or `docker`."""
+    dest: str | None
+    """The file or directory written; None for a stream given by the caller."""
+    stream: BinaryWriter | None = field(default=None, repr=False)
+    """The binary stream written when `dest` is None."""
+
+    def receiver(self) -> ExportReceiver:
+        """A new receiver that writes this export (a directory, a file or the stream)."""
+        from buildsdk.session.filesend import DirectoryReceiver, FileReceiver, StreamReceiver
+
+        if self.type == "local":
+            assert self.dest is not None
+            return DirectoryReceiver(self.dest)
+        if self.dest is not None:
+            return FileReceiver(self.dest)
+        assert self.stream is not None
+        return StreamReceiver(self.stream)
+
+
+def _exports(options: BuildOptions) -> tuple[Export, ...]:
+    exports: list[Export] = []
+    index = 0
+    for output in _typed(options):
+        if isinstance(output, BuildOutput) and output.type == "cacheonly":
+            # No exporter is sent for it, so it takes no index.
+            continue
+        if isinstance(output, OCIOutput) and not output.tar:
+            raise UnsupportedOption(
+                "outputs",
+                "an OCI layout directory (oci with tar=False) needs the client's content "
+                "store in the session, which buildsdk does not serve yet; write an OCI "
+                "archive (tar=True) instead",
+                given="oci tar=false",
+            )
+        if isinstance(output, (LocalOutput, TarOutput, OCIOutput, DockerOutput)):
+            dest = output.dest
+            if isinstance(dest, (str, os.PathLike)):
+                exports.append(Export(index, output.type, os.fspath(dest)))
+            else:
+                exports.append(Export(index, output.type, None, dest))
+        index += 1
+    return tuple(exports)
+
+
+def session_options(options: BuildOptions) -> BuildOptions:
+    """The options a Control API build's session is opened for: the context and Dockerfile
+    always go through it (a Solve has no body)."""
+    return options.model_copy(update={"context_transfer": "session"})
+
+
+def check_control(options: BuildOptions, *, engine: ImageStore) -> tuple[Export, ...]:
+    """Raise the first reason `options` cannot be built through the Control API on an engine
+    with image store `engine` (`control_api_problems`, push on the classic store, an OCI
+    layout directory), before a session is opened; else return the exports the client
+    writes."""
+    problems = control_api_problems(options, engine=engine)
+    if problems:
+        raise problems[0]
+    if engine == "classic" and any(
+        isinstance(output, ImageOutput) and output.push for output in _typed(options)
+    ):
+        # The classic store's moby exporter only names the image: the push would be
+        # silently skipped (buildx pushes through the Engine API itself in that case).
+        raise UnsupportedOption(
+            "outputs",
+            "push through the Control API needs the containerd image store: the classic "
+            "store's exporter does not push; build with a tag and push it with `docker push`",
+            required="containerd image store",
+            given="classic image store",
+        )
+    return _exports(options)
