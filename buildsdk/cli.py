@@ -48,6 +48,7 @@ from pydantic import ValidationError
 from buildsdk._base_client import describe
 from buildsdk._build_plan import BuildPlan, SessionNeeds, describe_control_build
 from buildsdk._cache_output import disk_usage_text, prune_text
+from buildsdk._control_plan import choose_endpoint
 from buildsdk._protocol import common_headers
 from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk.build import (
@@ -344,7 +345,8 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
         choices=_ENDPOINTS,
         default="auto",
         help="where the build is sent: build (POST /build), grpc (BuildKit's Control API, "
-        "POST /grpc; only --dry-run for now) or auto (default: POST /build)",
+        "POST /grpc) or auto (default: the Control API only for what POST /build cannot "
+        "carry, such as oci/docker archives, --push or several outputs)",
     )
     flags.add(
         build,
@@ -692,6 +694,7 @@ def build_options_from_args(
         "ssh": ssh,
         "context_transfer": args.context_transfer,
         "version": "2" if builder == "buildkit" else "1",
+        "build_endpoint": args.endpoint,
         **kwargs,
     }
     try:
@@ -708,7 +711,7 @@ def build_options_from_args(
         lambda: ApiVersion.parse(args.api_version) if args.api_version else MAX_API_VERSION,
         MAX_API_VERSION,
     )
-    if options is not None and args.endpoint != "grpc":
+    if options is not None and choose_endpoint(options) == "build":
         # What the builder would ignore, or a pinned API version would not carry; the
         # engine's own version is checked again once it answers. The Control API has
         # rules of its own, checked when its request is described.
@@ -1009,19 +1012,12 @@ def _follow_the_engine(
 def _cmd_build(args: argparse.Namespace) -> int:
     if args.dry_run_format != "text" and not args.dry_run:
         raise _UsageError("--format applies to --dry-run only")
-    if args.endpoint == "grpc" and not args.dry_run:
-        # The clients build through POST /build only, so far; a dry run shows the Control
-        # API request a build would send.
-        raise _UsageError(
-            "--endpoint grpc: building through BuildKit's Control API is not available yet; "
-            "--dry-run shows the request it would send"
-        )
     try:
         options = build_options_from_args(args)
         pinned = ApiVersion.parse(args.api_version) if args.api_version else None
         # Options the builder would ignore (or a pinned API version would not carry) are
         # refused here, before connecting; the engine's own version is checked again later.
-        if args.endpoint != "grpc":
+        if choose_endpoint(options) == "build":
             options.to_query(pinned or MAX_API_VERSION)
     except (ValidationError, ValueError, UnsupportedOption) as exc:
         raise _usage_from(exc) from None
@@ -1066,7 +1062,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
         Path(args.iidfile).write_text(result.image_id)
     if args.metadata_file:
         metadata: dict[str, Any] = {}
-        if result.image_id:
+        if result.build_ref:
+            # A Control API build: the exporter response, as buildx writes it.
+            metadata = result.metadata()
+        elif result.image_id:
             metadata = metadata_from_image_id(
                 result.image_id, options.tag, containerd_store=_containerd_store(client)
             )
@@ -1128,7 +1127,7 @@ def _dry_run_version(args: argparse.Namespace, client: Client) -> tuple[ApiVersi
 
 
 def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
-    if args.endpoint == "grpc":
+    if choose_endpoint(options) == "grpc":
         return _dry_run_control(args, options)
     client = _client(args)
     out = sys.stdout

@@ -95,12 +95,11 @@ class BuildResult(BaseModel):
     def metadata(self) -> dict[str, Any]:
         """What `docker buildx build --metadata-file` writes: the exporter response with the
         descriptor decoded, plus `buildx.build.ref` (`default/default/<ref>`)."""
-        data: dict[str, Any] = dict(self.exporter_response)
-        if self.descriptor is not None:
-            data[_DESCRIPTOR] = self.descriptor
-        if self.build_ref:
-            data["buildx.build.ref"] = f"default/default/{self.build_ref}"
-        return data
+        from buildsdk.buildkit.metadata import metadata_from_exporter
+
+        if not self.build_ref:
+            return dict(self.exporter_response)
+        return metadata_from_exporter(self.exporter_response, ref=self.build_ref)
 
     def with_exporter_response(self, response: Mapping[str, str], ref: str) -> BuildResult:
         """This result completed with a Solve's exporter `response`: the image id is the

@@ -158,3 +158,55 @@ def test_metadata_file_of_a_post_build_build_holds_the_built_image(
             transport=httpx.HTTPTransport(uds=engine.host.removeprefix("unix://"))
         ) as http:
             http.delete(f"http://engine/images/{tag}")
+
+
+@pytest.mark.parametrize("service", STORES)
+def test_a_control_api_build_writes_buildx_s_metadata_file(
+    engines: Engines, tmp_path: Path, service: str
+) -> None:
+    engine = docker_engine_of(engines, service)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {engines.base_image}\nLABEL case=grpc-{service}\n")
+    tag = f"buildsdk-metadata-grpc-{service}:1"
+    metadata_file, iidfile = tmp_path / "metadata.json", tmp_path / "iid"
+    done = _run(
+        engine.host,
+        context,
+        "--endpoint",
+        "grpc",
+        "--progress",
+        "plain",
+        "-t",
+        tag,
+        "--iidfile",
+        str(iidfile),
+        "--metadata-file",
+        str(metadata_file),
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        metadata = json.loads(metadata_file.read_text())
+        with httpx.Client(
+            transport=httpx.HTTPTransport(uds=engine.host.removeprefix("unix://"))
+        ) as http:
+            image_id = http.get(f"http://engine/images/{tag}/json").json()["Id"]
+        # The exporter response as buildx writes it: the image's digests and name, the
+        # build's Ref after buildx's builder/node prefix.
+        assert metadata["image.name"] == f"docker.io/library/{tag}"
+        assert metadata["buildx.build.ref"].startswith("default/default/")
+        assert len(metadata["buildx.build.ref"]) == len("default/default/") + 25
+        assert image_id in (
+            metadata.get("containerimage.config.digest"),
+            metadata["containerimage.digest"],
+        )
+        if engine.containerd_store:
+            assert isinstance(metadata["containerimage.descriptor"], dict)
+        assert iidfile.read_text() == (
+            metadata.get("containerimage.config.digest") or metadata["containerimage.digest"]
+        )
+    finally:
+        with httpx.Client(
+            transport=httpx.HTTPTransport(uds=engine.host.removeprefix("unix://"))
+        ) as http:
+            http.delete(f"http://engine/images/{tag}")

@@ -74,7 +74,6 @@ def test_a_dash_is_standard_output(ctx: Path) -> None:
         ),
         (["--iidfile", "id", "-o", "-"], "local and tar exporters are incompatible with image ID"),
         (["--format", "json"], "--format applies to --dry-run only"),
-        (["--endpoint", "grpc"], "Control API is not available yet; --dry-run shows"),
         (
             ["--endpoint", "grpc", "--dry-run", "--builder", "classic"],
             "--endpoint grpc sends a BuildKit build",
