@@ -5,15 +5,20 @@ Theory of operation: a `ControlBuild` opens a Control API channel (`POST /grpc`)
 answer), checks the options against it before anything else is opened, opens the build's
 session on `/session` (context and Dockerfile through `FileSync`, secrets, ssh, registry
 logins, and a `FileSend` receiver per export the client writes), then runs `Control/Status`
-and `Control/Solve` side by side. Status replies become events (`decode_status_response`)
-fed to the build's `BuildStream`, the same collector the `POST /build` path feeds, so
-iteration, `result()`, `keep_events` and the log behave alike. Solve's answer (the exporter
+and `Control/Solve` side by side. Given a `Tunnel` instead of a client's connection, the
+same steps run on a channel opened by someone else (`open_control`, or `open_buildkitd` for
+a standalone buildkitd, which has no `/session`) with the session served inside a
+`Control/Session` call on that channel (`buildkit.direct.solve_dockerfile` runs it so).
+Status replies become events (`decode_status_response`) fed to the build's `BuildStream`,
+the same collector the `POST /build` path feeds, so iteration, `result()`, `keep_events`
+and the log behave alike. Solve's answer (the exporter
 response) or its failure (`buildkit.failure`) ends the stream.
 
 `AsyncClient` runs it on its own loop. `Client` runs the same coroutines on a private event
 loop in a thread (`SyncControlBuild`), as the session runtime does: there is one
 implementation. Closing a build resets the Solve stream (RST_STREAM: BuildKit cancels the
-build), closes the session at once, then the channel; nothing outlives it.
+build), closes the session at once, then the channel (a `Tunnel`'s channel is left to its
+owner); nothing else outlives it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from buildsdk._build_plan import ControlPlan, describe_control_build
@@ -44,13 +50,15 @@ if TYPE_CHECKING:
     import httpx
 
     from buildsdk import _protocol
+    from buildsdk.auth import DockerConfig, RegistryAuth
     from buildsdk.build import BuildOptions
     from buildsdk.buildkit.control import AsyncControlChannel
     from buildsdk.events import BuildEvent
     from buildsdk.session._runtime import AsyncSession, SessionTarget
+    from buildsdk.session.filesend import ExportReceiver
     from buildsdk.versions import ApiVersion
 
-__all__ = ["ControlBuild", "SyncControlBuild"]
+__all__ = ["ControlBuild", "SyncControlBuild", "Tunnel"]
 
 logger = logging.getLogger("buildsdk")
 
@@ -60,25 +68,47 @@ _CLOSE_TIMEOUT: Final = 10.0
 _T = TypeVar("_T")
 
 
+@dataclass(frozen=True)
+class Tunnel:
+    """Where a `ControlBuild` runs when no client's connection is given: on `channel` (its
+    owner closes it), with the session served through `Control/Session` on it."""
+
+    channel: AsyncControlChannel
+    env: Mapping[str, str] | None = None
+    """Where the session reads secrets and ssh sockets named by environment variables."""
+    credentials: Mapping[str, RegistryAuth] | None = None
+    """Registry logins the session hands to the daemon, by registry host."""
+    docker_config: Callable[[], DockerConfig] | None = None
+    """The Docker CLI configuration whose credentials the session also offers."""
+
+
 class ControlBuild:
     """One build through `Control/Solve` on the running event loop: `start()`, then
     `next_event()` until it returns None, then the `BuildStream`'s result; `aclose()` at any
-    time cancels it."""
+    time cancels it.
+
+    A client gives `http`, `target` and `api_version` (its own channel and `/session`); a
+    caller with a channel of its own gives `tunnel` and None for those three.
+    """
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
-        target: SessionTarget,
+        http: httpx.AsyncClient | None,
+        target: SessionTarget | None,
         options: BuildOptions,
-        api_version: ApiVersion,
+        api_version: ApiVersion | None,
         stream: _protocol.BuildStream,
         *,
         engine: ImageStore | None = None,
+        tunnel: Tunnel | None = None,
     ) -> None:
+        if tunnel is None and (http is None or target is None or api_version is None):
+            raise ValueError("a ControlBuild needs http, target and api_version, or a tunnel")
         self._http = http
         self._target = target
         self._options = options
         self._api_version = api_version
+        self._tunnel = tunnel
         self._stream = stream
         self.engine = engine
         """The engine's image store (asked with `ListWorkers` when not given)."""
@@ -97,25 +127,17 @@ class ControlBuild:
         """Open the channel and the session and start Status and Solve; raises what stops
         the build before it runs (`UnsupportedOption`, an `APIError` from an engine without
         `/grpc`, a refused session)."""
-        from buildsdk.buildkit.control import CONTROL_LIST_WORKERS, open_control
-        from buildsdk.session._runtime import new_session_id, open_async_session
+        from buildsdk.buildkit.control import CONTROL_LIST_WORKERS
+        from buildsdk.session._runtime import new_session_id
 
         try:
-            channel = await self._stack.enter_async_context(
-                open_control(self._http, self._target.endpoint, self._target.headers)
-            )
+            channel = await self._channel()
             if self.engine is None:
                 answer = await channel.unary(CONTROL_LIST_WORKERS, ListWorkersRequest().encode())
                 self.engine = image_store(ListWorkersResponse.decode(answer))
             exports = check_control(self._options, engine=self.engine)
             receivers = {export.index: export.receiver() for export in exports}
-            self._session = await open_async_session(
-                self._http,
-                self._target,
-                session_options(self._options),
-                self._api_version,
-                receivers=receivers,
-            )
+            self._session = await self._open_session(channel, receivers)
             session_id = self._session.options.session_id
             assert session_id is not None
             options = self._options.model_copy(update={"session_id": session_id})
@@ -128,6 +150,40 @@ class ControlBuild:
         except BaseException:
             await self.aclose()
             raise
+
+    async def _channel(self) -> AsyncControlChannel:
+        from buildsdk.buildkit.control import open_control
+
+        if self._tunnel is not None:
+            return self._tunnel.channel
+        assert self._http is not None
+        assert self._target is not None
+        return await self._stack.enter_async_context(
+            open_control(self._http, self._target.endpoint, self._target.headers)
+        )
+
+    async def _open_session(
+        self, channel: AsyncControlChannel, receivers: Mapping[int, ExportReceiver]
+    ) -> AsyncSession:
+        from buildsdk.session._runtime import open_async_session, open_control_session
+
+        options = session_options(self._options)
+        tunnel = self._tunnel
+        if tunnel is not None:
+            return await open_control_session(
+                channel,
+                options,
+                env=tunnel.env,
+                credentials=tunnel.credentials,
+                docker_config=tunnel.docker_config,
+                receivers=receivers,
+            )
+        assert self._http is not None
+        assert self._target is not None
+        assert self._api_version is not None
+        return await open_async_session(
+            self._http, self._target, options, self._api_version, receivers=receivers
+        )
 
     async def _status(self, channel: AsyncControlChannel, plan: ControlPlan) -> None:
         from buildsdk.buildkit.control import CONTROL_STATUS
@@ -203,7 +259,8 @@ class ControlBuild:
 
     async def aclose(self) -> None:
         """Cancel the build if it runs (RST_STREAM on Solve), close the session at once,
-        then the channel; waits for every task it started."""
+        then the channel (unless it was given in a `Tunnel`); waits for every task it
+        started."""
         self._closed = True
         tasks, self._tasks = self._tasks, []
         for task in tasks:

@@ -701,9 +701,11 @@ async def open_control_session(
     env: Mapping[str, str] | None = None,
     credentials: Mapping[str, RegistryAuth] | None = None,
     docker_config: Callable[[], DockerConfig] | None = None,
+    receivers: Mapping[int, ExportReceiver] | None = None,
 ) -> AsyncSession:
     """Open the session of a Control API build of `options` as a `Control/Session` call on
-    `channel` (no `/session` connection: what a standalone buildkitd needs).
+    `channel` (no `/session` connection: what a standalone buildkitd needs). `receivers`
+    (by exporter index) take the exports the daemon hands over, as for `open_async_session`.
 
     It serves what a `/session` session would (secrets, ssh, registry logins from
     `credentials` and `docker_config`, outputs the client writes) and always the context
@@ -722,7 +724,7 @@ async def open_control_session(
     # session, so the transfer is forced whatever `context_transfer` says.
     served = options.model_copy(update={"context_transfer": "session", "version": "2"})
     plan = await asyncio.to_thread(
-        _plan, served, env=env, credentials=credentials or {}, lookup=lookup
+        _plan, served, env=env, credentials=credentials or {}, lookup=lookup, receivers=receivers
     )
     metadata = control_session_metadata(plan.session_id, plan.name, plan.key, list(plan.handlers))
     call = await channel.stream(CONTROL_SESSION, metadata=metadata)

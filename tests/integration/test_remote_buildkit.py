@@ -34,6 +34,7 @@ from buildsdk.buildkit.remote import buildkitd_channel, open_buildkitd
 from buildsdk.buildkit.solve import ListWorkersRequest, ListWorkersResponse
 from buildsdk.endpoint import TLSConfig, resolve_endpoint
 from buildsdk.errors import BuildError, EngineUnreachable, StreamError
+from buildsdk.outputs import LocalOutput
 from buildsdk.session._runtime import control_session_metadata
 from buildsdk.session._tunnel import ControlSessionStream
 from tests.integration.buildkitd_standin import Pki, StandIn, free_port, make_pki
@@ -246,6 +247,29 @@ async def test_a_failing_build_raises_build_error_with_the_log(
         )
     assert "exit code: 3" in caught.value.message
     assert "about to fail" in caught.value.log
+
+
+async def test_an_export_is_written_through_the_tunnel_and_the_channel_stays_open(
+    standin: StandIn, pki: Pki, engines: Engines, flavor: str, tmp_path: Path
+) -> None:
+    """A `local` export comes back through the tunnelled session's FileSend, as on the
+    clients' path; the build leaves the caller's channel open for more calls."""
+    marker = uuid.uuid4().hex[:12]
+    context = _context(
+        tmp_path,
+        f"FROM {engines.base_image}\nCOPY hello.txt /out/hello.txt\n",
+        hello=f"exported {marker}\n",
+    )
+    out = tmp_path / "out"
+    options = BuildOptions(path=context, outputs=[LocalOutput(dest=out)])
+
+    async def build_then_list(channel: AsyncControlChannel) -> list[dict[str, str]]:
+        outcome = await solve_dockerfile(channel, options)
+        assert outcome.events
+        return await _labels(channel)
+
+    assert await _with_channel(flavor, standin.tcp_address, _tls(pki), build_then_list)
+    assert (out / "out" / "hello.txt").read_text() == f"exported {marker}\n"
 
 
 async def test_the_engine_path_takes_the_tunnelled_session_too(
