@@ -39,8 +39,8 @@ the build raises.
 Limits, admitted: BuildKit progress groups are shown as ordinary steps (buildx folds a
 group's steps into one line); buildx's `#0 building with "default" instance using docker
 driver` line names a buildx builder, which buildsdk does not have, and is not printed; the
-Dockerfile excerpt Docker 23+ prints above a failure comes from the Control API's error
-details, which the `POST /build` stream does not carry.
+Dockerfile excerpt Docker 23+ prints above a failure is printed from the `ErrorEvent`'s
+`source`, which only a Control API build fills (the `POST /build` stream does not carry it).
 """
 
 from __future__ import annotations
