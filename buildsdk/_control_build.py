@@ -209,7 +209,9 @@ class ControlBuild:
                 # Status still delivers the failed step (its name, its last lines).
                 await asyncio.wait({status}, timeout=_STATUS_GRACE)
                 failure = solve_failure(failed.message, failed.details)
-                self._stream.end_solve(None, ref=ref, failure=failure)
+                # The error is an event too, as on `POST /build`: renderers print it and
+                # its excerpt.
+                self._queue.put_nowait(self._stream.end_solve(None, ref=ref, failure=failure))
             else:
                 await asyncio.wait({status}, timeout=_STATUS_GRACE)
                 self._stream.end_solve(response.exporter_response, ref=ref)

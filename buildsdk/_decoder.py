@@ -82,7 +82,9 @@ def _error_event(msg: dict[str, Any]) -> BuildEvent:
         message = msg.get("error")
     if type(message) is not str:
         return trusted(UnknownEvent, {"kind": "unknown", "raw": msg})
-    return trusted(ErrorEvent, {"kind": "error", "message": message, "code": _opt_int(code)})
+    return trusted(
+        ErrorEvent, {"kind": "error", "message": message, "code": _opt_int(code), "source": ""}
+    )
 
 
 def _aux_events(msg: dict[str, Any], out: list[BuildEvent]) -> None:

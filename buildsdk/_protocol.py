@@ -412,18 +412,22 @@ class BuildStream:
         *,
         ref: str,
         failure: SolveFailure | None = None,
-    ) -> None:
-        """A Control API build ended: with its exporter `response`, or with `failure`."""
+    ) -> list[BuildEvent]:
+        """A Control API build ended: with its exporter `response`, or with `failure`.
+        Returns the last events: a failure's `ErrorEvent` (with its Dockerfile excerpt)."""
         self._ended = True
         self._solve_ref = ref
         self._exporter_response = dict(response) if response is not None else None
-        if failure is not None:
+        if failure is None:
+            return []
+        return [
             self._collector.fail_solve(
                 failure.message,
                 failure.exit_code,
                 vertex=failure.vertex,
                 source=failure.source,
             )
+        ]
 
     def end(self) -> list[BuildEvent]:
         """The body ended: return the last events (a partial message is a `StreamError`)."""

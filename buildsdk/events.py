@@ -126,6 +126,9 @@ class ErrorEvent(BuildEvent):
     kind: Literal["error"] = "error"
     message: str
     code: int | None = None
+    source: str = ""
+    """The Dockerfile excerpt of the failing step, as buildx prints it above the error (a
+    Control API build's error details carry it; empty otherwise)."""
 
 
 class ProgressGroup(_Model):

@@ -39,8 +39,8 @@ the build raises.
 Limits, admitted: BuildKit progress groups are shown as ordinary steps (buildx folds a
 group's steps into one line); buildx's `#0 building with "default" instance using docker
 driver` line names a buildx builder, which buildsdk does not have, and is not printed; the
-Dockerfile excerpt Docker 23+ prints above a failure comes from the Control API's error
-details, which the `POST /build` stream does not carry.
+Dockerfile excerpt Docker 23+ prints above a failure is printed from the `ErrorEvent`'s
+`source`, which only a Control API build fills (the `POST /build` stream does not carry it).
 """
 
 from __future__ import annotations
@@ -450,12 +450,6 @@ class PlainProgress:
         # `tick` may come from a timer thread while `feed` runs in the reading thread.
         self._lock = threading.Lock()
 
-    def set_excerpt(self, excerpt: str) -> None:
-        """Print `excerpt` (a failure's Dockerfile lines, as buildx prints them) just before
-        the final `ERROR: failed to solve` line."""
-        with self._lock:
-            self._excerpt = excerpt
-
     def vertex_name(self, digest: str) -> str | None:
         """The name of the step `digest` seen so far (`[2/2] RUN make`), if any."""
         with self._lock:
@@ -487,6 +481,7 @@ class PlainProgress:
         if isinstance(event, ErrorEvent):
             if self._error is None:
                 self._error = event.message
+                self._excerpt = event.source
             return
         if isinstance(event, VertexEvent):
             self._trace.on_vertex(event)
@@ -824,6 +819,7 @@ class TtyProgress:
         self._start = clock()
         self._trace = _Trace(clock, pending_logs=False)
         self._error: str | None = None
+        self._excerpt = ""
         self._pending_text = ""
         self._layers: dict[str, StatusEvent] = {}
         self._drawn_lines = 0
@@ -869,6 +865,7 @@ class TtyProgress:
         elif isinstance(event, ErrorEvent):
             if self._error is None:
                 self._error = event.message
+                self._excerpt = event.source
             return False
         elif isinstance(event, VertexEvent):
             self._buildkit = True
@@ -902,7 +899,10 @@ class TtyProgress:
             self._redraw(self._clock(), final=True)
             self._out.write(_SHOW_CURSOR)
             if self._buildkit:
-                self._out.write(_failure_summary(self._trace.failed(), self._error, from_tail=True))
+                summary = _failure_summary(
+                    self._trace.failed(), self._error, from_tail=True, excerpt=self._excerpt
+                )
+                self._out.write(summary)
             self._out.flush()
 
     def _commit_layers(self) -> None:

@@ -221,16 +221,17 @@ class ResultCollector:
 
     def fail_solve(
         self, message: str, code: int | None, *, vertex: str | None, source: str
-    ) -> None:
+    ) -> ErrorEvent:
         """Record a failed Control API Solve: its message and exit code, the failing step's
         digest (named from the vertices seen; else the first step that failed) and the
-        Dockerfile excerpt buildx prints."""
+        Dockerfile excerpt buildx prints; return the `ErrorEvent` that ends the build."""
         # Engines before BuildKit 0.9 name no vertex: the first step that failed is it.
         named = self._buildkit.vertex_name(vertex) if vertex is not None else None
         self._step = named or self._failed_step
         self._source = source
-        self._buildkit.set_excerpt(source)
-        self.add(ErrorEvent(message=message, code=code))
+        event = ErrorEvent(message=message, code=code, source=source)
+        self.add(event)
+        return event
 
     def _feed_buildkit(self, event: BuildEvent) -> None:
         self._buildkit_seen = True

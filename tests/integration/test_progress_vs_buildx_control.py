@@ -11,7 +11,8 @@ what differs is what buildx adds and what only the Control API carries:
   `exporting manifest list`), which buildx asks for on the Control API and `POST /build`
   does not: a Control API build with buildsdk asks for it too (`attest:provenance`);
 - above `ERROR: failed to solve`, the excerpt of the Dockerfile around the failed step,
-  which the Control API's error details carry and `POST /build`'s stream does not.
+  which the Control API's error details carry and `POST /build`'s stream does not: with
+  `--endpoint grpc` buildsdk prints it too, and a failure ends exactly as buildx's does.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _STEP = re.compile(r"^#\d+ (\[.*|exporting to image)$")
 _LOG_TIME = re.compile(r"^(#\d+ )?\d+\.\d+ ")
 
 
-def _both(engines: Engines, context: Path) -> tuple[list[str], list[str]]:
+def _both(engines: Engines, context: Path, endpoint: str = "build") -> tuple[list[str], list[str]]:
     host = engines.dockerd26_containerd_host
     cli, config = engines.docker26_cli, engines.docker26_config
     if host is None or cli is None or config is None or not cli.is_file():
@@ -53,7 +54,7 @@ def _both(engines: Engines, context: Path) -> tuple[list[str], list[str]]:
         check=False,
     )
     ours = subprocess.run(
-        [sys.executable, "-m", "buildsdk", "build", "-H", host, "--endpoint", "build", *flags],
+        [sys.executable, "-m", "buildsdk", "build", "-H", host, "--endpoint", endpoint, *flags],
         env={**base, "DOCKER_CONFIG": str(context / "config")},
         capture_output=True,
         text=True,
@@ -84,6 +85,12 @@ def test_a_build_prints_the_same_steps_and_buildx_adds_its_line_and_attestation(
     assert not any(word in line for line in ours for word in attestation)
 
 
+def _ending(lines: list[str]) -> list[str]:
+    """From the failure summary's first rule on, output lines without their timings."""
+    start = lines.index("------")
+    return [_LOG_TIME.sub(r"\1", line) for line in lines[start:]]
+
+
 def test_a_failure_ends_alike_but_for_buildx_s_dockerfile_excerpt(
     engines: Engines, tmp_path: Path
 ) -> None:
@@ -91,10 +98,7 @@ def test_a_failure_ends_alike_but_for_buildx_s_dockerfile_excerpt(
         f"FROM {engines.base_image}\nRUN echo one\nRUN echo bad >&2 && exit 3\n"
     )
     buildx, ours = _both(engines, tmp_path)
-
-    def ending(lines: list[str]) -> list[str]:
-        start = lines.index("------")
-        return [_LOG_TIME.sub(r"\1", line) for line in lines[start:]]
+    ending = _ending
 
     theirs = ending(buildx)
     excerpt_start = theirs.index("Dockerfile:3")
@@ -107,3 +111,18 @@ def test_a_failure_ends_alike_but_for_buildx_s_dockerfile_excerpt(
     ]
     assert theirs[:excerpt_start] + theirs[excerpt_end:] == ending(ours)
     assert ending(ours)[-1].startswith("ERROR: failed to solve: process ")
+
+
+def test_a_control_api_failure_ends_exactly_as_buildx_s_with_the_excerpt(
+    engines: Engines, tmp_path: Path
+) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {engines.base_image}\nRUN echo one\nRUN echo bad >&2 && exit 3\n"
+    )
+    buildx, ours = _both(engines, tmp_path, endpoint="grpc")
+    theirs = _ending(buildx)
+    assert "Dockerfile:3" in theirs
+    assert _ending(ours) == theirs
+    excerpt = _ending(ours)[_ending(ours).index("Dockerfile:3") :]
+    assert excerpt[4] == "   3 | >>> RUN echo bad >&2 && exit 3"
+    assert excerpt[-1].startswith("ERROR: failed to solve: process ")

@@ -24,9 +24,11 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from buildsdk._decoder import EventDecoder
+from buildsdk.buildkit.failure import source_excerpt
 from buildsdk.events import (
     AnyBuildEvent,
     BuildEvent,
+    ErrorEvent,
     LogEvent,
     ProgressDetail,
     StatusEvent,
@@ -200,6 +202,43 @@ def test_buildkit_plain_on_a_real_failure() -> None:
     assert "#4 [1/3] FROM docker.io/library/busybox:latest\n#4 CACHED\n" in text
     # The step after the failure never started, so it is never shown.
     assert "[3/3]" not in text
+
+
+_FAIL_DOCKERFILE = (
+    b"FROM busybox:latest\n"
+    b'RUN echo "about to fail" && echo "failing now" >&2 && exit 3\n'
+    b"RUN echo never\n"
+)
+_FAIL_EXCERPT = (
+    "Dockerfile:2\n"
+    "--------------------\n"
+    "   1 |     FROM busybox:latest\n"
+    '   2 | >>> RUN echo "about to fail" && echo "failing now" >&2 && exit 3\n'
+    "   3 |     RUN echo never\n"
+    "   4 |     \n"
+    "--------------------\n"
+)
+
+
+def _failure_with_excerpt() -> list[BuildEvent]:
+    """The recorded failure, its error carrying the excerpt as a Control API build's does."""
+    events = recorded("buildkit_fail")
+    assert isinstance(events[-1], ErrorEvent)
+    source = source_excerpt("Dockerfile", _FAIL_DOCKERFILE, [(2, 2)])
+    return [*events[:-1], events[-1].model_copy(update={"source": source})]
+
+
+def test_buildkit_plain_prints_the_error_s_excerpt_above_it() -> None:
+    message = (
+        'executor failed running [/bin/sh -c echo "about to fail" && echo "failing now" >&2'
+        " && exit 3]: exit code: 3"
+    )
+    for interval in (None, 0.0):
+        text = plain(_failure_with_excerpt(), interval=interval)
+        # As buildx: the step's last lines, the Dockerfile around it, then the error.
+        assert text.endswith(
+            f"0.185 failing now\n------\n{_FAIL_EXCERPT}ERROR: failed to solve: {message}\n"
+        )
 
 
 def test_buildkit_plain_on_a_real_cached_build() -> None:
@@ -485,6 +524,23 @@ def test_tty_final_screen_of_a_real_buildkit_build() -> None:
     assert " => => naming to docker.io/library/fixture:bk done" in screen
     # Each step is on screen once: the redraws replaced, not appended.
     assert sum(line.startswith(" => exporting to image") for line in screen) == 1
+
+
+def test_tty_prints_the_error_s_excerpt_above_it() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    view = TtyProgress(out, width=80, height=30, clock=clock)
+    for event in _failure_with_excerpt():
+        clock.now += 0.05
+        view.feed(event)
+    view.close()
+    # The summary below the live region is plain text: the terminal wraps its long lines.
+    screen = render_screen(out.getvalue(), width=200)
+    end = screen.index(_FAIL_EXCERPT.splitlines()[0])
+    assert screen[end - 1] == "------"
+    assert screen[end : end + 7] == _FAIL_EXCERPT.splitlines()
+    assert screen[end + 7].startswith("ERROR: failed to solve: executor failed running")
+    assert view.reported_error
 
 
 def test_tty_redraws_are_rate_limited() -> None:
