@@ -60,6 +60,8 @@ _QUIET_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}\n")
 # code: 3"), as the runner formats it (buildkit's solver/llbsolver, every version since 0.6).
 _EXIT_CODE = re.compile(r"exit code: (\d+)\Z")
 _WARNING_PREFIX = "[Warning] "
+# What runc prints when the kernel refuses a binary of another architecture (ENOEXEC).
+_EXEC_FORMAT_ERROR = b"exec format error"
 
 
 class BuildResult(BaseModel):
@@ -170,6 +172,8 @@ class ResultCollector:
         self._step: str | None = None
         self._failed_step: str | None = None
         self._source = ""
+        self._hint = ""
+        self._foreign_binary: set[str] = set()
 
     @property
     def events(self) -> list[BuildEvent]:
@@ -198,6 +202,8 @@ class ResultCollector:
                 )
         elif isinstance(event, (VertexLogEvent, VertexStatusEvent)):
             self._feed_buildkit(event)
+            if isinstance(event, VertexLogEvent) and _EXEC_FORMAT_ERROR in event.data:
+                self._foreign_binary.add(event.vertex)
         elif isinstance(event, VertexEvent):
             self._feed_buildkit(event)
             if event.error and self._vertex_error is None:
@@ -219,16 +225,23 @@ class ResultCollector:
                     f"{event.id}: {event.status}\n" if event.id else f"{event.status}\n"
                 )
 
+    def ran_foreign_binary(self, vertex: str | None) -> bool:
+        """Whether step `vertex` (any step when None) printed `exec format error`: the
+        kernel refused a program built for another architecture."""
+        return vertex in self._foreign_binary if vertex is not None else bool(self._foreign_binary)
+
     def fail_solve(
-        self, message: str, code: int | None, *, vertex: str | None, source: str
+        self, message: str, code: int | None, *, vertex: str | None, source: str, hint: str = ""
     ) -> ErrorEvent:
         """Record a failed Control API Solve: its message and exit code, the failing step's
         digest (named from the vertices seen; else the first step that failed) and the
-        Dockerfile excerpt buildx prints; return the `ErrorEvent` that ends the build."""
+        Dockerfile excerpt buildx prints; return the `ErrorEvent` that ends the build.
+        `hint`, when given, is a line `BuildError`'s message adds after the engine's."""
         # Engines before BuildKit 0.9 name no vertex: the first step that failed is it.
         named = self._buildkit.vertex_name(vertex) if vertex is not None else None
         self._step = named or self._failed_step
         self._source = source
+        self._hint = hint
         event = ErrorEvent(message=message, code=code, source=source)
         self.add(event)
         return event
@@ -285,7 +298,7 @@ class ResultCollector:
             found = _EXIT_CODE.search(message)
             code = int(found.group(1)) if found else None
         raise BuildError(
-            message,
+            f"{message}\n{self._hint}" if self._hint else message,
             code=code,
             log=self.log(),
             events=self._events,
