@@ -471,5 +471,8 @@ class BuildStream:
                 result = result.model_copy(update={"warnings": (*result.warnings, warning)})
             if self._exporter_response is not None:
                 result = result.with_exporter_response(self._exporter_response, self._solve_ref)
+                images = self._collector.platform_images(self._platforms)
+                if images:
+                    result = result.model_copy(update={"platform_images": images})
             self._finished = result
         return self._finished

@@ -21,7 +21,7 @@ from buildsdk.buildkit.failure import SolveFailure
 from buildsdk.buildkit.solve import ImageStore, solve_request
 from buildsdk.cli import build_options_from_args, parse_args
 from buildsdk.errors import BuildError, UnsupportedOption
-from buildsdk.events import VertexEvent, VertexLogEvent
+from buildsdk.events import VertexEvent, VertexLogEvent, VertexStatusEvent
 
 HERE = str(Path(__file__).resolve().parent)
 SCANNER_ERROR = (
@@ -283,3 +283,47 @@ def test_an_unreachable_sbom_scanner_is_named() -> None:
     assert first == SCANNER_ERROR
     assert hint.startswith("sbom: the engine could not pull the SBOM scanner image")
     assert "generator=IMAGE" in hint
+
+
+# -- per-platform images ------------------------------------------------------------------
+
+
+def _exported(stream: BuildStream, ids: list[str]) -> None:
+    vertex = "sha256:" + "e" * 64
+    # Each task is reported more than once (started, then completed), as engines do.
+    stream.take([VertexStatusEvent(id=task, vertex=vertex) for task in ids for _ in range(2)])
+
+
+def test_per_platform_images_come_from_the_exporter_s_tasks_in_platform_order() -> None:
+    digest = {name: "sha256:" + name * 64 for name in "123456789"}
+    tasks = [
+        "exporting layers",
+        f"exporting manifest {digest['1']}",
+        f"exporting config {digest['2']}",
+        f"exporting attestation manifest {digest['3']}",
+        f"exporting manifest {digest['4']}",
+        f"exporting config {digest['5']}",
+        f"exporting attestation manifest {digest['6']}",
+        f"exporting manifest list {digest['7']}",
+        "naming to docker.io/library/multi:1",
+    ]
+    options = BuildOptions(path=HERE, version="2", platform="linux/386,linux/amd64")
+    stream = BuildStream.for_options(options, control_api=True)
+    _exported(stream, tasks)
+    stream.end_solve({"containerimage.digest": digest["7"]}, ref="r")
+    result = stream.result()
+    assert [image.model_dump() for image in result.platform_images] == [
+        {"platform": "linux/386", "manifest_digest": digest["1"], "config_digest": digest["2"]},
+        {"platform": "linux/amd64", "manifest_digest": digest["4"], "config_digest": digest["5"]},
+    ]
+    assert result.image_digest == digest["7"]
+    # One platform's worth of tasks for two platforms: nothing rather than a guess.
+    stream = BuildStream.for_options(options, control_api=True)
+    _exported(stream, tasks[:3])
+    stream.end_solve({"containerimage.digest": digest["7"]}, ref="r")
+    assert stream.result().platform_images == ()
+    # No platform asked: no platform to name the image by.
+    stream = BuildStream.for_options(BuildOptions(path=HERE, version="2"), control_api=True)
+    _exported(stream, tasks[:3])
+    stream.end_solve({"containerimage.digest": digest["1"]}, ref="r")
+    assert stream.result().platform_images == ()
