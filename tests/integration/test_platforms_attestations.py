@@ -283,9 +283,8 @@ def test_a_run_of_another_architecture_says_an_emulator_is_missing(
     flavor: str, engines: Engines, docker_engine: DockerEngine, tmp_path: Path
 ) -> None:
     _aarch64_program(tmp_path / "hello")
-    (tmp_path / "Dockerfile").write_text(
-        'FROM scratch\nCOPY --chmod=755 hello /hello\nRUN ["/hello"]\n'
-    )
+    (tmp_path / "hello").chmod(0o755)  # COPY keeps the mode (no --chmod: BuildKit 0.8 lacks it)
+    (tmp_path / "Dockerfile").write_text('FROM scratch\nCOPY hello /hello\nRUN ["/hello"]\n')
     settings = client_settings(engines, "dockerd", docker_engine)
     options = BuildOptions(
         path=str(tmp_path),
@@ -297,9 +296,10 @@ def test_a_run_of_another_architecture_says_an_emulator_is_missing(
     with pytest.raises(BuildError) as info:
         _build(flavor, settings, options)
     lines = str(info.value).split("\n")
-    assert lines[0] == 'process "/hello" did not complete successfully: exit code: 1'
+    # BuildKit 0.8 (Docker 20.10) words it "executor failed running [/hello]: exit code: 1".
+    assert lines[0].endswith("exit code: 1")
     assert lines[1].startswith("platform: a step ran a program built for another architecture")
     assert "linux/arm64" in lines[1]
-    assert "exec /hello: exec format error" in info.value.log
+    assert "exec format error" in info.value.log
     assert info.value.step == '[2/2] RUN ["/hello"]'
     assert info.value.code == 1
