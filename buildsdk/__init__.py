@@ -60,7 +60,7 @@ if TYPE_CHECKING:
         VertexWarningEvent,
     )
     from buildsdk.prune import PruneFilters, PruneOptions, PruneResult
-    from buildsdk.results import BuildResult
+    from buildsdk.results import BuildResult, PlatformImage
     from buildsdk.versions import ApiVersion
 
 from buildsdk._version import __version__ as __version__
@@ -103,6 +103,7 @@ __all__ = [
     "MissingDependency",
     "NotFound",
     "PingResult",
+    "PlatformImage",
     "ProgressDetail",
     "PruneFilters",
     "PruneOptions",
@@ -171,6 +172,7 @@ _LAZY: dict[str, str] = {
     "MissingDependency": "buildsdk.errors",
     "NotFound": "buildsdk.errors",
     "PingResult": "buildsdk._protocol",
+    "PlatformImage": "buildsdk.results",
     "ProgressDetail": "buildsdk.events",
     "PruneFilters": "buildsdk.prune",
     "PruneOptions": "buildsdk.prune",

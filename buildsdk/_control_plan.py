@@ -60,8 +60,8 @@ def _typed(options: BuildOptions) -> list[Output | BuildOutput]:
 
 def control_reasons(options: BuildOptions) -> list[str]:
     """Why `options` need the Control API, in words: the outputs `POST /build` cannot carry
-    (an oci or docker archive, push in an image output, several outputs). Empty: `/build`
-    can carry the build."""
+    (an oci or docker archive, push in an image output, several outputs), several platforms,
+    attestations. Empty: `/build` can carry the build."""
     reasons: list[str] = []
     outputs = _typed(options)
     if len(outputs) > 1:
@@ -73,6 +73,10 @@ def control_reasons(options: BuildOptions) -> list[str]:
             reasons.append("a Docker archive output")
         elif isinstance(output, ImageOutput) and output.push:
             reasons.append("push in an image output")
+    if len(options.platforms) > 1:
+        reasons.append(f"{len(options.platforms)} platforms (POST /build builds one)")
+    if any(value is not None for value in options.attestations().values()):
+        reasons.append("attestations (provenance, sbom)")
     return reasons
 
 

@@ -347,6 +347,9 @@ class BuildStream:
         self._legacy: ApiVersion | None = None
         self._exporter_response: dict[str, str] | None = None
         self._solve_ref = ""
+        # What a failed Solve's hint needs to know about the build (set by for_options).
+        self._platforms: tuple[str, ...] = ()
+        self._sbom = False
 
     @classmethod
     def for_options(
@@ -361,7 +364,10 @@ class BuildStream:
         expect_image = not control_api and (
             not options.outputs or options.outputs[0].type in _IMAGE_EXPORTERS
         )
-        return cls(options.tag, keep_events=keep_events, expect_image=expect_image)
+        stream = cls(options.tag, keep_events=keep_events, expect_image=expect_image)
+        stream._platforms = options.platforms
+        stream._sbom = options.attestations().get("sbom") is not None
+        return stream
 
     def use_api_version(self, api_version: ApiVersion) -> None:
         """Adapt to the API version the build is sent in; call it before feeding any byte.
@@ -420,12 +426,21 @@ class BuildStream:
         self._exporter_response = dict(response) if response is not None else None
         if failure is None:
             return []
+        from buildsdk.buildkit.failure import failure_hint
+
+        hint = failure_hint(
+            failure.message,
+            platforms=self._platforms,
+            sbom=self._sbom,
+            foreign_binary=self._collector.ran_foreign_binary(failure.vertex),
+        )
         return [
             self._collector.fail_solve(
                 failure.message,
                 failure.exit_code,
                 vertex=failure.vertex,
                 source=failure.source,
+                hint=hint,
             )
         ]
 
@@ -456,5 +471,8 @@ class BuildStream:
                 result = result.model_copy(update={"warnings": (*result.warnings, warning)})
             if self._exporter_response is not None:
                 result = result.with_exporter_response(self._exporter_response, self._solve_ref)
+                images = self._collector.platform_images(self._platforms)
+                if images:
+                    result = result.model_copy(update={"platform_images": images})
             self._finished = result
         return self._finished

@@ -34,7 +34,7 @@ from buildsdk.events import (
 )
 from buildsdk.outputs import DockerOutput, ImageOutput, LocalOutput, OCIOutput, TarOutput
 from buildsdk.prune import PruneFilters, PruneOptions, PruneResult
-from buildsdk.results import BuildResult
+from buildsdk.results import BuildResult, PlatformImage
 
 __all__ = ["MODELS", "SCHEMA_DIR", "main", "render", "write"]
 
@@ -55,6 +55,7 @@ MODELS: list[type[BaseModel]] = [
     CachePruneResult,
     CacheRecord,
     BuildResult,
+    PlatformImage,
     LogEvent,
     StatusEvent,
     ImageIdEvent,

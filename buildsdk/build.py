@@ -421,6 +421,36 @@ _FileField = Annotated[Readable | None, PlainValidator(_check_readable), SkipJso
 _AnyOutput = BuildOutput | ImageOutput | LocalOutput | TarOutput | OCIOutput | DockerOutput
 
 
+def _go_bool(text: str) -> bool | None:
+    """`text` as Go's strconv.ParseBool reads it, or None when it is not a boolean."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    return None
+
+
+def _parse_attest(entry: str) -> tuple[str, bool]:
+    """The type of one `--attest` entry and whether it is enabled, by buildx's rules."""
+    kind = ""
+    enabled = True
+    for item in entry.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"attestation {entry!r}: invalid value {item!r} (want key=value)")
+        key = key.strip().lower()
+        if key == "type":
+            kind = value
+        elif key == "disabled":
+            flag = _go_bool(value)
+            if flag is None:
+                raise ValueError(f"attestation {entry!r}: invalid value {item!r}")
+            enabled = not flag
+    if not kind:
+        raise ValueError(f"attestation {entry!r}: attestation type not specified")
+    return kind, enabled
+
+
 def _str_tuple(value: object, field: str, what: str) -> object:
     """Turn one string or a sequence of strings into a tuple; refuse anything else."""
     if isinstance(value, str):
@@ -532,7 +562,11 @@ class BuildOptions(BaseModel):
     extra_hosts: tuple[str, ...] = Field(
         default=(), description="Extra /etc/hosts entries as 'host:ip' (ip may be host-gateway)."
     )
-    platform: str | None = Field(default=None, description="Target platform os[/arch[/variant]].")
+    platform: str | None = Field(
+        default=None,
+        description="Target platform os[/arch[/variant]]; several as a comma list or a "
+        "sequence (BuildKit's Control API only: the result is an image index).",
+    )
     isolation: Literal["default", "process", "hyperv"] | None = Field(
         default=None, description="Container isolation (Windows: process or hyperv)."
     )
@@ -587,6 +621,22 @@ class BuildOptions(BaseModel):
         "'auto' takes the Control API only for options POST /build cannot carry (an oci or "
         "docker archive output, push in an image output, several outputs), else POST /build.",
     )
+    provenance: bool | str | None = Field(
+        default=None,
+        description="Provenance attestation as buildx's --provenance: True, False (also "
+        "turns off the engine's default min provenance), 'min', 'max' or attributes such as "
+        "'mode=max'; None = the default. Control API only.",
+    )
+    sbom: bool | str | None = Field(
+        default=None,
+        description="SBOM attestation as buildx's --sbom: True, False or attributes such as "
+        "'generator=IMAGE'; the engine pulls the scanner image. Control API only.",
+    )
+    attest: tuple[str, ...] = Field(
+        default=(),
+        description="Attestations as buildx's --attest entries, e.g. "
+        "'type=provenance,mode=max' or 'type=sbom,disabled=true'. Control API only.",
+    )
 
     if TYPE_CHECKING:
 
@@ -616,7 +666,7 @@ class BuildOptions(BaseModel):
             network_mode: str | None = None,
             squash: bool | None = None,
             extra_hosts: Mapping[str, str] | Sequence[str] | str | None = None,
-            platform: str | None = None,
+            platform: str | Sequence[str] | None = None,
             isolation: Literal["default", "process", "hyperv"] | None = None,
             use_config_proxy: bool = True,
             remote: str | None = None,
@@ -631,6 +681,9 @@ class BuildOptions(BaseModel):
             ssh: Sequence[SSHForward | str | Mapping[str, Any]] | str | None = None,
             context_transfer: Literal["auto", "tar", "session"] = "auto",
             build_endpoint: Literal["auto", "build", "grpc"] = "auto",
+            provenance: bool | str | None = None,
+            sbom: bool | str | None = None,
+            attest: str | Sequence[str] | None = None,
         ) -> None: ...
 
     # -- field normalisation -------------------------------------------------------------
@@ -841,6 +894,11 @@ class BuildOptions(BaseModel):
         # Lower-cased as the Go client does before sending.
         if value == "":
             return None
+        if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+            # Several platforms travel as buildx sends them: one comma-joined attribute.
+            if not all(isinstance(item, str) for item in value):
+                raise ValueError("platform must be a string or a sequence of strings")
+            value = ",".join(value) or None
         return value.lower() if isinstance(value, str) else value
 
     @field_validator("platform")
@@ -848,14 +906,33 @@ class BuildOptions(BaseModel):
     def _platform_grammar(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = value.split("/")
-        valid = 1 <= len(parts) <= 3 and bool(_PLATFORM_OS_RE.match(parts[0]))
-        valid = valid and all(_PLATFORM_PART_RE.match(part) for part in parts[1:])
-        if not valid:
-            raise ValueError(
-                f"platform must be os[/arch[/variant]] such as 'linux/amd64' or "
-                f"'linux/arm64/v8', got {value!r}"
-            )
+        for item in value.split(","):
+            parts = item.split("/")
+            valid = 1 <= len(parts) <= 3 and bool(_PLATFORM_OS_RE.match(parts[0]))
+            valid = valid and all(_PLATFORM_PART_RE.match(part) for part in parts[1:])
+            if not valid:
+                raise ValueError(
+                    f"platform must be os[/arch[/variant]] such as 'linux/amd64' or "
+                    f"'linux/arm64/v8', got {value!r}"
+                )
+        platforms = value.split(",")
+        if len(set(platforms)) != len(platforms):
+            raise ValueError(f"platform names a platform more than once: {value!r}")
+        return value
+
+    @field_validator("attest", mode="before")
+    @classmethod
+    def _attest_tuple(cls, value: object) -> object:
+        return _str_tuple(value, "attest", "buildx --attest entries")
+
+    @field_validator("provenance", "sbom", mode="before")
+    @classmethod
+    def _attestation_flag(cls, value: object, info: ValidationInfo) -> object:
+        if value == "":
+            return None
+        if isinstance(value, str) and value.lower() in ("min", "max"):
+            # A shorthand buildx lacks (it wants mode=min): the mode alone.
+            return f"mode={value.lower()}"
         return value
 
     @field_validator("dockerfile", "target", "network_mode", "cgroup_parent", mode="before")
@@ -895,6 +972,22 @@ class BuildOptions(BaseModel):
                 f"outputs: POST /build (build_endpoint='build') exports to one output, got "
                 f"{len(self.outputs)}; several need the Control API (build_endpoint 'auto' "
                 "or 'grpc')"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _control_api_only(self) -> BuildOptions:
+        # Parsed once here so that a malformed entry fails when the options are made.
+        attestations = self.attestations()
+        if self.build_endpoint != "build":
+            return self
+        wanted = [name for name, value in attestations.items() if value is not None]
+        if len(self.platforms) > 1:
+            wanted.insert(0, f"{len(self.platforms)} platforms")
+        if wanted:
+            raise ValueError(
+                f"{', '.join(wanted)}: POST /build (build_endpoint='build') builds one platform "
+                "without attestations; use the Control API (build_endpoint 'auto' or 'grpc')"
             )
         return self
 
@@ -968,6 +1061,33 @@ class BuildOptions(BaseModel):
         if isinstance(self.path, str) and self.path.startswith(REMOTE_PREFIXES):
             return self.path
         return None
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """The target platforms, in the order given; empty when `platform` is unset."""
+        return tuple(self.platform.split(",")) if self.platform else ()
+
+    def attestations(self) -> dict[str, str | None]:
+        """The attestations asked for, keyed by type, as buildx sends them: the frontend
+        attribute `attest:<type>` gets the value; None means turned off (no attribute, and
+        for provenance no engine default either). Raises ValueError for a malformed entry."""
+        entries = list(self.attest)
+        for kind, value in (("provenance", self.provenance), ("sbom", self.sbom)):
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                entries.append(f"type={kind},disabled={str(not value).lower()}")
+            elif (flag := _go_bool(value)) is not None:
+                entries.append(f"type={kind},disabled={str(not flag).lower()}")
+            else:
+                entries.append(f"type={kind},{value}")
+        out: dict[str, str | None] = {}
+        for entry in entries:
+            kind, enabled = _parse_attest(entry)
+            if kind in out:
+                raise ValueError(f"duplicate attestation field {kind}")
+            out[kind] = entry if enabled else None
+        return out
 
     @property
     def is_remote(self) -> bool:

@@ -288,7 +288,10 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
     flags.add(
         build,
         "--platform",
-        help="target platform os[/arch[/variant]] (default: DOCKER_DEFAULT_PLATFORM)",
+        action="append",
+        default=[],
+        help="target platform os[/arch[/variant]] (default: DOCKER_DEFAULT_PLATFORM); several "
+        "as a comma list or repeated, as buildx (BuildKit's Control API: an image index)",
     )
     flags.add(build, "--target", help="build stage to stop at")
     flags.add(build, "--cache-from", action="append", default=[], help="cache source image")
@@ -393,6 +396,26 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
         choices=_DRY_RUN_FORMATS,
         default="text",
         help="how --dry-run prints: text (default) or json (one object with the endpoint)",
+    )
+    flags.add(
+        build,
+        "--provenance",
+        help="provenance attestation as buildx: true, false (also no default min provenance), "
+        "min, max or mode=max,... (BuildKit's Control API)",
+    )
+    flags.add(
+        build,
+        "--sbom",
+        help="SBOM attestation as buildx: true, false or generator=IMAGE,... (the engine "
+        "pulls the scanner image; BuildKit's Control API)",
+    )
+    flags.add(
+        build,
+        "--attest",
+        action="append",
+        default=[],
+        help="attestation as buildx: type=provenance|sbom[,disabled=true][,KEY=VALUE...] "
+        "(repeatable; BuildKit's Control API)",
     )
     build.set_defaults(func=_cmd_build)
 
@@ -664,7 +687,7 @@ def build_options_from_args(
             builder = "buildkit"
         elif buildkit_flag is not None:
             builder = "buildkit" if buildkit_flag else "classic"
-        elif args.output or args.push or args.load or wants_session:
+        elif args.output or args.push or args.load or wants_session or _needs_control(args):
             builder = "buildkit"
         else:
             builder = "classic"
@@ -684,7 +707,7 @@ def build_options_from_args(
         "network_mode": args.network,
         "squash": args.squash or None,
         "extra_hosts": tuple(args.add_host),
-        "platform": args.platform or env.get("DOCKER_DEFAULT_PLATFORM") or None,
+        "platform": ",".join(args.platform) or env.get("DOCKER_DEFAULT_PLATFORM") or None,
         "isolation": args.isolation or None,
         "ulimits": _ulimits(args.ulimit),
         "cgroup_parent": args.cgroup_parent,
@@ -695,6 +718,9 @@ def build_options_from_args(
         "context_transfer": args.context_transfer,
         "version": "2" if builder == "buildkit" else "1",
         "build_endpoint": args.endpoint,
+        "provenance": args.provenance,
+        "sbom": args.sbom,
+        "attest": tuple(args.attest),
         **kwargs,
     }
     try:
@@ -911,12 +937,22 @@ _FLAG_OF_FIELD: Final = {
     "secrets": "--secret",
     "ssh": "--ssh",
     "context_transfer": "--context-transfer",
+    "provenance": "--provenance",
+    "sbom": "--sbom",
+    "attest": "--attest",
     "filters": "--filter",
     "keep_storage": "--keep-storage",
     "reserved_space": "--reserved-space",
     "max_used_space": "--max-used-space",
     "min_free_space": "--min-free-space",
 }
+
+
+def _needs_control(args: argparse.Namespace) -> bool:
+    """Whether the flags ask for what only BuildKit's Control API builds: several platforms
+    or attestations (so BuildKit is the builder, as with --output)."""
+    platforms = ",".join(args.platform).split(",")
+    return len(platforms) > 1 or bool(args.provenance or args.sbom or args.attest)
 
 
 def _usage_from(exc: ValidationError | ValueError | UnsupportedOption) -> _UsageError:

@@ -52,7 +52,7 @@ from buildsdk.events import (
 )
 from buildsdk.progress import PlainProgress
 
-__all__ = ["BuildResult", "ResultCollector"]
+__all__ = ["BuildResult", "PlatformImage", "ResultCollector"]
 
 _QUIET_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}\n")
 # BuildKit sends no code field: the exit status is only in the text that ends its message
@@ -60,6 +60,26 @@ _QUIET_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}\n")
 # code: 3"), as the runner formats it (buildkit's solver/llbsolver, every version since 0.6).
 _EXIT_CODE = re.compile(r"exit code: (\d+)\Z")
 _WARNING_PREFIX = "[Warning] "
+# The tasks BuildKit's image exporter reports per platform, in platform order
+# (exporter/containerimage writer, every version since 0.10); "exporting attestation
+# manifest" and "exporting manifest list" do not match.
+_EXPORTED = re.compile(r"exporting (manifest|config) (sha256:[0-9a-f]{64})")
+# What runc prints when the kernel refuses a binary of another architecture (ENOEXEC).
+_EXEC_FORMAT_ERROR = b"exec format error"
+
+
+class PlatformImage(BaseModel):
+    """One platform's image in the index of a multi-platform build: its manifest and config
+    digests, as the engine's image exporter reported them."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    platform: str
+    """The platform as requested, e.g. `linux/386`."""
+    manifest_digest: str
+    """The digest of this platform's image manifest (an entry of the index)."""
+    config_digest: str
+    """The digest of this platform's image config."""
 
 
 class BuildResult(BaseModel):
@@ -91,6 +111,11 @@ class BuildResult(BaseModel):
     """`containerimage.descriptor` decoded: the OCI descriptor of the manifest or index."""
     build_ref: str = ""
     """The Control API build's reference (`SolveRequest.Ref`); empty on `POST /build`."""
+    platform_images: tuple[PlatformImage, ...] = ()
+    """Per platform of a Control API build with `platform` set, in the order given: the
+    manifest and config the engine's image exporter wrote (containerd image store); empty
+    when the engine did not report one of each per platform (classic store, local/tar
+    outputs)."""
 
     def metadata(self) -> dict[str, Any]:
         """What `docker buildx build --metadata-file` writes: the exporter response with the
@@ -170,6 +195,11 @@ class ResultCollector:
         self._step: str | None = None
         self._failed_step: str | None = None
         self._source = ""
+        self._hint = ""
+        self._foreign_binary: set[str] = set()
+        # The image exporter's tasks, in the order they started: per platform one
+        # "exporting manifest <digest>" and one "exporting config <digest>".
+        self._exported: dict[str, tuple[str, str]] = {}
 
     @property
     def events(self) -> list[BuildEvent]:
@@ -198,6 +228,10 @@ class ResultCollector:
                 )
         elif isinstance(event, (VertexLogEvent, VertexStatusEvent)):
             self._feed_buildkit(event)
+            if isinstance(event, VertexLogEvent) and _EXEC_FORMAT_ERROR in event.data:
+                self._foreign_binary.add(event.vertex)
+            elif isinstance(event, VertexStatusEvent) and (found := _EXPORTED.fullmatch(event.id)):
+                self._exported.setdefault(event.id, (found.group(1), found.group(2)))
         elif isinstance(event, VertexEvent):
             self._feed_buildkit(event)
             if event.error and self._vertex_error is None:
@@ -219,16 +253,36 @@ class ResultCollector:
                     f"{event.id}: {event.status}\n" if event.id else f"{event.status}\n"
                 )
 
+    def platform_images(self, platforms: Sequence[str]) -> tuple[PlatformImage, ...]:
+        """The image of each of `platforms` (in the order the engine built them, which is
+        the order given), read from the image exporter's tasks; empty unless the engine
+        reported exactly one manifest and one config per platform."""
+        manifests = [digest for kind, digest in self._exported.values() if kind == "manifest"]
+        configs = [digest for kind, digest in self._exported.values() if kind == "config"]
+        if not platforms or not len(manifests) == len(configs) == len(platforms):
+            return ()
+        return tuple(
+            PlatformImage(platform=platform, manifest_digest=manifest, config_digest=config)
+            for platform, manifest, config in zip(platforms, manifests, configs, strict=True)
+        )
+
+    def ran_foreign_binary(self, vertex: str | None) -> bool:
+        """Whether step `vertex` (any step when None) printed `exec format error`: the
+        kernel refused a program built for another architecture."""
+        return vertex in self._foreign_binary if vertex is not None else bool(self._foreign_binary)
+
     def fail_solve(
-        self, message: str, code: int | None, *, vertex: str | None, source: str
+        self, message: str, code: int | None, *, vertex: str | None, source: str, hint: str = ""
     ) -> ErrorEvent:
         """Record a failed Control API Solve: its message and exit code, the failing step's
         digest (named from the vertices seen; else the first step that failed) and the
-        Dockerfile excerpt buildx prints; return the `ErrorEvent` that ends the build."""
+        Dockerfile excerpt buildx prints; return the `ErrorEvent` that ends the build.
+        `hint`, when given, is a line `BuildError`'s message adds after the engine's."""
         # Engines before BuildKit 0.9 name no vertex: the first step that failed is it.
         named = self._buildkit.vertex_name(vertex) if vertex is not None else None
         self._step = named or self._failed_step
         self._source = source
+        self._hint = hint
         event = ErrorEvent(message=message, code=code, source=source)
         self.add(event)
         return event
@@ -285,7 +339,7 @@ class ResultCollector:
             found = _EXIT_CODE.search(message)
             code = int(found.group(1)) if found else None
         raise BuildError(
-            message,
+            f"{message}\n{self._hint}" if self._hint else message,
             code=code,
             log=self.log(),
             events=self._events,

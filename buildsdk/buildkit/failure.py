@@ -21,13 +21,16 @@ from typing import Any, Final
 
 from buildsdk._grpc.status import Detail
 
-__all__ = ["SolveFailure", "solve_failure", "source_excerpt"]
+__all__ = ["SolveFailure", "failure_hint", "solve_failure", "source_excerpt"]
 
 _PREFIX: Final = "github.com/moby/buildkit/"
 _EXIT: Final = _PREFIX + "gatewayapi.ExitMessage+json"
 _VERTEX: Final = _PREFIX + "errdefs.Vertex+json"
 _SOURCE: Final = _PREFIX + "errdefs.Source+json"
 _RULE: Final = "--------------------\n"
+# The image BuildKit's dockerfile frontend runs to scan for an SBOM unless a generator is
+# named (buildkit frontend/attestations; the name the engine reports when it cannot pull it).
+_SBOM_SCANNER: Final = "docker/buildkit-syft-scanner"
 
 
 @dataclass(frozen=True)
@@ -123,3 +126,30 @@ def solve_failure(message: str, details: Sequence[Detail]) -> SolveFailure:
         elif detail.type_url == _SOURCE:
             sources.append(_source(record))
     return SolveFailure(message, exit_code, vertex, "".join(sources))
+
+
+def failure_hint(
+    message: str, *, platforms: Sequence[str], sbom: bool, foreign_binary: bool
+) -> str:
+    """A line that says why a Control API build of several or foreign `platforms`, or with an
+    SBOM (`sbom`), failed, when the engine's `message` alone does not; empty otherwise.
+
+    `foreign_binary` tells that the failing step's output says `exec format error`: the
+    kernel refused a program built for another architecture, which only an emulator
+    (binfmt_misc with QEMU) registered on the engine's host would have run.
+    """
+    if sbom and _SBOM_SCANNER in message:
+        return (
+            "sbom: the engine could not pull the SBOM scanner image (docker.io/"
+            f"{_SBOM_SCANNER}) it runs to make the SBOM attestation; let the engine reach "
+            "that registry, name a reachable scanner with sbom='generator=IMAGE', or build "
+            "without sbom"
+        )
+    if foreign_binary and platforms:
+        return (
+            f"platform: a step ran a program built for another architecture than the "
+            f"engine's (exec format error) while building for {', '.join(platforms)}; "
+            "that needs an emulator for it (QEMU registered in binfmt_misc) on the engine's "
+            "host, or a builder native to that platform"
+        )
+    return ""

@@ -601,10 +601,10 @@ def _refusal(option: str, reason: str) -> UnsupportedOption:
     )
 
 
-def _classic_refusal(what: str, topic: str) -> UnsupportedOption:
+def _classic_refusal(what: str, topic: str, option: str = "outputs") -> UnsupportedOption:
     # buildx's words for the docker driver without the containerd store (reference §12).
     return UnsupportedOption(
-        "outputs",
+        option,
         f"{what} is not supported for the docker driver.\n{_CLASSIC_HINT}\n"
         f"Learn more at https://docs.docker.com/go/{topic}/",
         required="containerd image store",
@@ -710,6 +710,15 @@ def control_api_problems(
                 "report",
             )
         )
+    if engine == "classic" and len(options.platforms) > 1:
+        problems.append(
+            _classic_refusal("Multi-platform build", "build-multi-platform", "platform")
+        )
+    if engine == "classic":
+        asked = [kind for kind, value in options.attestations().items() if value is not None]
+        if asked:
+            option = "attest" if options.attest else asked[0]
+            problems.append(_classic_refusal("Attestation", "attestations", option))
     for output in _outputs(options):
         if engine == "classic" and isinstance(output, OCIOutput):
             problems.append(_classic_refusal("OCI exporter", "build-exporters"))
@@ -779,8 +788,13 @@ def _frontend_attrs(options: BuildOptions, engine: ImageStore) -> dict[str, str]
         attrs["cache-imports"] = go_json(
             [{"Type": "registry", "Attrs": {"ref": ref}} for ref in options.cache_from]
         )
-    if engine == "containerd":
-        # buildx's default provenance attestation; the classic store cannot store it.
+    attestations = options.attestations()
+    for kind, value in attestations.items():
+        if value is not None:
+            attrs[f"attest:{kind}"] = value
+    if engine == "containerd" and "provenance" not in attestations:
+        # buildx's default provenance attestation, unless provenance was given (False turns
+        # it off); the classic store cannot store it.
         attrs["attest:provenance"] = _DEFAULT_PROVENANCE
     return {key: attrs[key] for key in sorted(attrs)}
 
@@ -800,6 +814,8 @@ def solve_request(
     | `path` | the local context directory, served through the session (required) |
     | `dockerfile` | `filename` = its base name; the session serves its directory |
     | `target`, `platform`, `cgroup_parent` | `target`, `platform`, `cgroup-parent` |
+    | several `platform`s | `platform` = `a,b` (comma list); refused on the classic store |
+    | `provenance`, `sbom`, `attest` | `attest:<type>` as buildx; refused on the classic store |
     | `buildargs`, `labels` | `build-arg:K`, `label:K` (a build arg without value: refused) |
     | `extra_hosts` | `add-hosts` = `h=ip,...` (`host-gateway`: refused) |
     | `shmsize`, `ulimits` | `shm-size` (bytes), `ulimit` = `name=soft:hard,...` |
@@ -820,7 +836,8 @@ def solve_request(
     | `context_transfer='tar'` | refused: only `POST /build` has it |
 
     On the containerd store the request also carries buildx's default
-    `attest:provenance` = `mode=min,inline-only=true`.
+    `attest:provenance` = `mode=min,inline-only=true`, unless `provenance` or an `attest`
+    entry of type provenance says otherwise (`provenance=False` sends none).
     """
     problems = control_api_problems(options, engine=engine, session_id=session_id)
     if problems:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import VECTORS_DIR
 from tests.integration.conftest import Engines, docker_engine_of
 
 __all__: list[str] = []
@@ -210,3 +211,52 @@ def test_a_control_api_build_writes_buildx_s_metadata_file(
             transport=httpx.HTTPTransport(uds=engine.host.removeprefix("unix://"))
         ) as http:
             http.delete(f"http://engine/images/{tag}")
+
+
+# buildx's flags of the recorded platform and attestation cases (buildx_solve.json), and
+# what the command's dry run must print for them: the recorded Solve on the containerd
+# store, buildx's refusal on the classic store.
+_BUILDX_CASES = {
+    "multi_platform": ("--platform", "linux/amd64,linux/386", "-t", "multi:1"),
+    "attest_sbom_prov": ("--sbom=true", "--provenance=mode=max"),
+    "no_attest": ("--provenance=false", "--endpoint", "grpc"),
+}
+_CLASSIC_REFUSALS = {
+    "multi_platform": "Multi-platform build is not supported for the docker driver.",
+    "attest_sbom_prov": "Attestation is not supported for the docker driver.",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BUILDX_CASES))
+@pytest.mark.parametrize("service", STORES)
+def test_platform_and_attestation_flags_print_buildx_s_solve(
+    engines: Engines, tmp_path: Path, service: str, case: str
+) -> None:
+    engine = docker_engine_of(engines, service)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a.txt\n")
+    (tmp_path / "a.txt").write_text("a\n")
+    done = _run(engine.host, tmp_path, "--dry-run", "--format", "json", *_BUILDX_CASES[case])
+    if not engine.containerd_store and case in _CLASSIC_REFUSALS:
+        assert done.returncode == 2
+        assert done.stdout == ""
+        assert _CLASSIC_REFUSALS[case] in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["endpoint"] == "grpc"
+    solve = printed["solve"]
+    vectors = json.loads((VECTORS_DIR / "buildx_solve.json").read_text(encoding="utf-8"))
+    (recorded,) = [
+        call["requests"][0]
+        for vector in vectors["cases"]
+        if vector["name"] == case
+        for call in vector["calls"]
+        if call["path"].endswith("Control/Solve") and not call["requests"][0].get("Internal")
+    ]
+    expected = dict(recorded["FrontendAttrs"])
+    if not engine.containerd_store:
+        # --provenance=false on the classic store: there was no default to turn off.
+        assert "attest:provenance" not in expected
+    assert solve["FrontendAttrs"] == expected
+    assert solve["Exporters"] == recorded["Exporters"]
+    assert not _image_exists(engine.host, "multi:1")

@@ -464,7 +464,7 @@ def test_platform_forms(value: str, stored: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["linux/", "/amd64", "linux/amd64/v8/x", "linux amd64", "linux/amd64,arm64"]
+    "value", ["linux/", "/amd64", "linux/amd64/v8/x", "linux amd64", "linux/amd64,"]
 )
 def test_platform_grammar(value: str) -> None:
     assert _message(path=HERE, platform=value) == (
