@@ -641,8 +641,8 @@ def build_options_from_args(
     """Turn parsed `build` arguments into `BuildOptions` as the Docker CLI reads its flags.
 
     The builder is `--builder`, else DOCKER_BUILDKIT, else BuildKit when a flag needs it
-    (`--output`, `--secret`, `--ssh`, `--context-transfer session`), else classic; the
-    command then lets the engine's preference replace that last default.
+    (`--output`, `--secret`, `--ssh`, `--build-context`, `--context-transfer session`), else
+    classic; the command then lets the engine's preference replace that last default.
 
     Raises `pydantic.ValidationError` for invalid values and `ValueError` for a context path
     or Dockerfile that does not exist; nothing is read from the context yet.
