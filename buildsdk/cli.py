@@ -533,7 +533,8 @@ def _labels(values: Sequence[str]) -> dict[str, str]:
 
 def _build_contexts(values: Sequence[str], base: Path) -> dict[str, str]:
     """`--build-context` values as buildx reads them: NAME=VALUE, a relative directory taken
-    from the working directory."""
+    from the working directory; a directory that is not there is refused before connecting,
+    in buildx's words."""
     contexts: dict[str, str] = {}
     for item in values:
         name, sep, value = item.partition("=")
@@ -541,6 +542,12 @@ def _build_contexts(values: Sequence[str], base: Path) -> dict[str, str]:
             raise ValueError(f"invalid context value: {item}, expected key=value")
         if value and context_kind(value) == "local":
             value = str(base / value)
+            if not os.path.exists(value):
+                raise ValueError(
+                    f"failed to get build context {name}: stat {value}: no such file or directory"
+                )
+            if not os.path.isdir(value):
+                raise ValueError(f"failed to get build context path {value}: not a directory")
         contexts[name] = value
     return contexts
 

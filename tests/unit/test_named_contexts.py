@@ -8,6 +8,7 @@ accepts); the recorded request of `--build-context` is checked in test_solve_vec
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,7 @@ def _cli(argv: list[str], cwd: Path) -> BuildOptions:
 
 def test_the_cli_reads_build_context_as_buildx_does(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM base\n")
+    (tmp_path / "rel/dir").mkdir(parents=True)
     options = _cli(
         [
             "--build-context",
@@ -177,3 +179,13 @@ def test_the_cli_refuses_a_build_context_without_a_name(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM base\n")
     with pytest.raises(Exception, match="invalid context value: other, expected key=value"):
         _cli(["--build-context", "other", str(tmp_path)], tmp_path)
+
+
+def test_the_cli_refuses_a_named_directory_that_is_not_there(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM base\n")
+    missing = tmp_path / "missing"
+    expected = re.escape(f"failed to get build context other: stat {missing}: no such file")
+    with pytest.raises(Exception, match=expected):
+        _cli(["--build-context", "other=missing", str(tmp_path)], tmp_path)
+    with pytest.raises(Exception, match=r"failed to get build context path .*: not a directory"):
+        _cli(["--build-context", "other=Dockerfile", str(tmp_path)], tmp_path)
