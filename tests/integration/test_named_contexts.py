@@ -31,7 +31,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from buildsdk import AsyncClient, BuildError, BuildOptions, Client
+from buildsdk import AsyncClient, BuildError, BuildOptions, Client, ContextError
 from buildsdk.results import BuildResult
 from tests.integration.conftest import (
     DockerEngine,
@@ -297,3 +297,14 @@ def test_the_dry_run_shows_the_named_contexts(
     assert attrs["context:base"] == "docker-image://busybox:latest"
     assert attrs["frontend.caps"] == "moby.buildkit.frontend.contexts+forward"
     assert "/moby.filesync.v1.FileSync/DiffCopy" in printed["session"]["methods"]
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_a_named_directory_that_is_not_there_is_a_context_error(
+    flavor: str, engines: Engines, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    context = _context(tmp_path / "ctx", "FROM base\n")
+    settings = client_settings(engines, "dockerd", docker_engine)
+    options = _options(engines, context, build_contexts={"other": str(tmp_path / "missing")})
+    with pytest.raises(ContextError, match=r"failed to get build context other: .*missing"):
+        _build(flavor, settings, options)
