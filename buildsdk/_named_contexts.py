@@ -41,7 +41,7 @@ __all__ = [
     "is_remote_url",
     "local_dir_name",
     "local_dirs",
-    "url_has_password",
+    "url_has_credentials",
 ]
 
 ContextKind = Literal["local", "docker-image", "oci-layout", "url"]
@@ -152,11 +152,16 @@ def local_dirs(contexts: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def url_has_password(value: str) -> bool:
-    """Whether `value`, read as a remote URL, carries a password (`https://user:pw@host/`)."""
+def url_has_credentials(value: str) -> bool:
+    """Whether remote URL `value` may carry a credential: a password in any URL, or any user
+    information in an http(s) URL (`https://TOKEN@host/`; `git@host:repo` and `ssh://git@`
+    name an ssh login, not a secret)."""
     if not is_remote_url(value) or _PROTO_RE.match(value) is None:
         return False
     try:
-        return urlsplit(value).password is not None
+        parts = urlsplit(value)
+        if parts.password is not None:
+            return True
+        return parts.scheme.lower() in ("http", "https") and parts.username is not None
     except ValueError:
         return False

@@ -47,7 +47,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from buildsdk._named_contexts import context_name, url_has_password
+from buildsdk._named_contexts import context_name, url_has_credentials
 from buildsdk._reference import validate_build_tag, validate_image_reference
 from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk._units import INT64_MAX, parse_size
@@ -785,11 +785,11 @@ class BuildOptions(BaseModel):
                 )
             if given.startswith("docker-image://"):
                 validate_image_reference(given.removeprefix("docker-image://"))
-            elif url_has_password(given):
+            elif url_has_credentials(given):
                 # The value travels in reprs, dry runs and the engine's logs.
                 raise ValueError(
-                    f"build_contexts[{raw_name!r}] carries a password in its URL, which would "
-                    "show in logs and reprs; remove it"
+                    f"build_contexts[{raw_name!r}] carries credentials in its URL, which would "
+                    "show in logs and reprs; remove them"
                 )
             contexts[name] = given
         return contexts

@@ -141,12 +141,26 @@ def test_oci_layout_is_refused_naming_the_missing_content_store() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "docker-image://Busybox", "docker-image://", "https://user:s3cr3t@example.com/r.git"],
+    [
+        "",
+        "docker-image://Busybox",
+        "docker-image://",
+        "https://user:s3cr3t@example.com/r.git",
+        "https://s3cr3t@example.com/r.git",
+        "ssh://git:s3cr3t@example.com/r",
+    ],
 )
 def test_bad_values_are_refused_without_showing_them(value: str) -> None:
     with pytest.raises(ValidationError, match="build_contexts") as caught:
         _options(build_contexts={"other": value})
     assert "s3cr3t" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value", ["git@github.com:moby/buildkit.git", "ssh://git@example.com/repo.git"]
+)
+def test_an_ssh_login_name_is_no_credential(value: str) -> None:
+    assert _options(build_contexts={"src": value}).build_contexts == {"src": value}
 
 
 def _cli(argv: list[str], cwd: Path) -> BuildOptions:
