@@ -61,7 +61,7 @@ def _typed(options: BuildOptions) -> list[Output | BuildOutput]:
 def control_reasons(options: BuildOptions) -> list[str]:
     """Why `options` need the Control API, in words: the outputs `POST /build` cannot carry
     (an oci or docker archive, push in an image output, several outputs), several platforms,
-    attestations. Empty: `/build` can carry the build."""
+    attestations and named build contexts. Empty: `/build` can carry the build."""
     reasons: list[str] = []
     outputs = _typed(options)
     if len(outputs) > 1:
@@ -77,6 +77,8 @@ def control_reasons(options: BuildOptions) -> list[str]:
         reasons.append(f"{len(options.platforms)} platforms (POST /build builds one)")
     if any(value is not None for value in options.attestations().values()):
         reasons.append("attestations (provenance, sbom)")
+    if options.build_contexts:
+        reasons.append("named build contexts")
     return reasons
 
 

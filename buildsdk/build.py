@@ -47,6 +47,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from buildsdk._named_contexts import context_name, url_has_credentials
 from buildsdk._reference import validate_build_tag, validate_image_reference
 from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk._units import INT64_MAX, parse_size
@@ -637,6 +638,13 @@ class BuildOptions(BaseModel):
         description="Attestations as buildx's --attest entries, e.g. "
         "'type=provenance,mode=max' or 'type=sbom,disabled=true'. Control API only.",
     )
+    build_contexts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named contexts (buildx's --build-context), name to value: a local "
+        "directory, 'docker-image://REF', a git URL or an https URL. Names are image-reference "
+        "names, kept as buildx shortens them. They need the Control API. ('oci-layout://DIR' "
+        "is recognised but not yet supported.)",
+    )
 
     if TYPE_CHECKING:
 
@@ -684,6 +692,7 @@ class BuildOptions(BaseModel):
             provenance: bool | str | None = None,
             sbom: bool | str | None = None,
             attest: str | Sequence[str] | None = None,
+            build_contexts: Mapping[str, str | os.PathLike[str]] | None = None,
         ) -> None: ...
 
     # -- field normalisation -------------------------------------------------------------
@@ -751,6 +760,39 @@ class BuildOptions(BaseModel):
         if "" in value:
             raise ValueError(f"{info.field_name} keys must not be empty")
         return value
+
+    @field_validator("build_contexts", mode="before")
+    @classmethod
+    def _build_contexts_dict(cls, value: object) -> object:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ValueError("build_contexts must be a mapping of names to paths or URLs")
+        contexts: dict[str, str] = {}
+        for raw_name, raw_value in value.items():
+            if not isinstance(raw_name, str):
+                raise ValueError("build_contexts names must be strings")
+            given = os.fspath(raw_value) if isinstance(raw_value, os.PathLike) else raw_value
+            if not isinstance(given, str) or not given:
+                raise ValueError(
+                    f"build_contexts[{raw_name!r}] must be a non-empty path or URL string"
+                )
+            name = context_name(raw_name)
+            if name in contexts:
+                # buildx would keep the last one silently; two values for one name is a mistake.
+                raise ValueError(
+                    f"build_contexts names {raw_name!r} and another name that both mean {name!r}"
+                )
+            if given.startswith("docker-image://"):
+                validate_image_reference(given.removeprefix("docker-image://"))
+            elif url_has_credentials(given):
+                # The value travels in reprs, dry runs and the engine's logs.
+                raise ValueError(
+                    f"build_contexts[{raw_name!r}] carries credentials in its URL, which would "
+                    "show in logs and reprs; remove them"
+                )
+            contexts[name] = given
+        return contexts
 
     @field_validator("container_limits", mode="before")
     @classmethod
@@ -988,6 +1030,17 @@ class BuildOptions(BaseModel):
             raise ValueError(
                 f"{', '.join(wanted)}: POST /build (build_endpoint='build') builds one platform "
                 "without attestations; use the Control API (build_endpoint 'auto' or 'grpc')"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _named_contexts_need_control_api(self) -> BuildOptions:
+        # POST /build has no parameter for them; BuildKit's frontend reads them from the
+        # Control API's frontend attributes only.
+        if self.build_contexts and self.build_endpoint == "build":
+            raise ValueError(
+                "build_contexts: POST /build (build_endpoint='build') cannot carry named "
+                "contexts; they need the Control API (build_endpoint 'auto' or 'grpc')"
             )
         return self
 

@@ -49,6 +49,7 @@ from buildsdk._base_client import describe
 from buildsdk._build_plan import BuildPlan, SessionNeeds, describe_control_build
 from buildsdk._cache_output import disk_usage_text, prune_text
 from buildsdk._control_plan import choose_endpoint
+from buildsdk._named_contexts import context_kind
 from buildsdk._protocol import common_headers
 from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk.build import (
@@ -368,6 +369,15 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
     )
     flags.add(
         build,
+        "--build-context",
+        action="append",
+        default=[],
+        help="a named context: NAME=DIR, NAME=docker-image://REF or NAME=URL (git or https); "
+        "the Dockerfile reads it with FROM NAME or COPY --from=NAME (BuildKit's Control API; "
+        "oci-layout:// is not supported yet)",
+    )
+    flags.add(
+        build,
         "--context-transfer",
         choices=("auto", "tar", "session"),
         default="auto",
@@ -521,6 +531,27 @@ def _labels(values: Sequence[str]) -> dict[str, str]:
     return labels
 
 
+def _build_contexts(values: Sequence[str], base: Path) -> dict[str, str]:
+    """`--build-context` values as buildx reads them: NAME=VALUE, a relative directory taken
+    from the working directory; a directory that is not there is refused before connecting,
+    in buildx's words."""
+    contexts: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"invalid context value: {item}, expected key=value")
+        if value and context_kind(value) == "local":
+            value = str(base / value)
+            if not os.path.exists(value):
+                raise ValueError(
+                    f"failed to get build context {name}: stat {value}: no such file or directory"
+                )
+            if not os.path.isdir(value):
+                raise ValueError(f"failed to get build context path {value}: not a directory")
+        contexts[name] = value
+    return contexts
+
+
 def _ulimits(values: Sequence[str]) -> list[str]:
     by_name: dict[str, str] = {}
     for item in values:
@@ -617,8 +648,8 @@ def build_options_from_args(
     """Turn parsed `build` arguments into `BuildOptions` as the Docker CLI reads its flags.
 
     The builder is `--builder`, else DOCKER_BUILDKIT, else BuildKit when a flag needs it
-    (`--output`, `--secret`, `--ssh`, `--context-transfer session`), else classic; the
-    command then lets the engine's preference replace that last default.
+    (`--output`, `--secret`, `--ssh`, `--build-context`, `--context-transfer session`), else
+    classic; the command then lets the engine's preference replace that last default.
 
     Raises `pydantic.ValidationError` for invalid values and `ValueError` for a context path
     or Dockerfile that does not exist; nothing is read from the context yet.
@@ -687,10 +718,18 @@ def build_options_from_args(
             builder = "buildkit"
         elif buildkit_flag is not None:
             builder = "buildkit" if buildkit_flag else "classic"
-        elif args.output or args.push or args.load or wants_session or _needs_control(args):
+        elif (
+            args.output
+            or args.push
+            or args.load
+            or wants_session
+            or _needs_control(args)
+            or args.build_context
+        ):
             builder = "buildkit"
         else:
             builder = "classic"
+    no_contexts: dict[str, str] = {}
     fields: dict[str, Any] = {
         "tag": tuple(args.tag),
         "quiet": args.quiet,
@@ -721,6 +760,9 @@ def build_options_from_args(
         "provenance": args.provenance,
         "sbom": args.sbom,
         "attest": tuple(args.attest),
+        "build_contexts": problems.attempt(
+            lambda: _build_contexts(args.build_context, base), no_contexts
+        ),
         **kwargs,
     }
     try:
@@ -940,6 +982,7 @@ _FLAG_OF_FIELD: Final = {
     "provenance": "--provenance",
     "sbom": "--sbom",
     "attest": "--attest",
+    "build_contexts": "--build-context",
     "filters": "--filter",
     "keep_storage": "--keep-storage",
     "reserved_space": "--reserved-space",

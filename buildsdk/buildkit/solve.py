@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Final, Literal, TypeVar
 
+from buildsdk._named_contexts import context_attrs, context_kind
 from buildsdk._protobuf import (
     WIRE_LEN,
     WIRE_VARINT,
@@ -719,6 +720,18 @@ def control_api_problems(
         if asked:
             option = "attest" if options.attest else asked[0]
             problems.append(_classic_refusal("Attestation", "attestations", option))
+    for name, value in options.build_contexts.items():
+        if context_kind(value) == "oci-layout":
+            problems.append(
+                UnsupportedOption(
+                    "build_contexts",
+                    f"build_contexts[{name!r}] = {value!r}: an oci-layout:// context is read "
+                    "through the client's content store in the session "
+                    "(content.v1.Content), which buildsdk does not serve yet; load the "
+                    "image into the engine and use docker-image:// instead",
+                    given="oci-layout",
+                )
+            )
     for output in _outputs(options):
         if engine == "classic" and isinstance(output, OCIOutput):
             problems.append(_classic_refusal("OCI exporter", "build-exporters"))
@@ -788,6 +801,7 @@ def _frontend_attrs(options: BuildOptions, engine: ImageStore) -> dict[str, str]
         attrs["cache-imports"] = go_json(
             [{"Type": "registry", "Attrs": {"ref": ref}} for ref in options.cache_from]
         )
+    attrs.update(context_attrs(options.build_contexts))
     attestations = options.attestations()
     for kind, value in attestations.items():
         if value is not None:
@@ -834,6 +848,8 @@ def solve_request(
     | `forcerm`, `build_id`, `remote` | refused: only `POST /build` has them |
     | `custom_context`, `fileobj`, `gzip` | refused: only `POST /build` has them |
     | `context_transfer='tar'` | refused: only `POST /build` has it |
+    | `build_contexts` | `context:NAME` (directory: `local:NAME`; else as given), `frontend.caps` |
+    | `build_contexts` `oci-layout://` | refused: the session has no content store yet |
 
     On the containerd store the request also carries buildx's default
     `attest:provenance` = `mode=min,inline-only=true`, unless `provenance` or an `attest`

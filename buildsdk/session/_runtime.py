@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from buildsdk._named_contexts import local_dirs
 from buildsdk.build import BuildOptions, BuildOutput
 from buildsdk.errors import APIError, SessionError, api_error_for_status
 from buildsdk.session import h2_available, require_h2
@@ -321,7 +322,12 @@ def _plan(
             data = raw.encode("utf-8") if isinstance(raw, str) else raw
             # Read once: a tar upload after a refused session needs the same Dockerfile.
             fallback = options.model_copy(update={"fileobj": io.BytesIO(data)})
-        service = FileSyncService.for_build(directory, options.dockerfile, dockerfile_data=data)
+        service = FileSyncService.for_build(
+            directory,
+            options.dockerfile,
+            dockerfile_data=data,
+            named=local_dirs(options.build_contexts),
+        )
         handlers.update(service.handlers())
         updated = options.model_copy(
             update={

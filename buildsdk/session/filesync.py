@@ -365,6 +365,21 @@ class SyncedDir:
         ]
 
 
+def _named_root(name: str, path: str) -> str:
+    """The real path of named context directory `path` (`ContextError` when it is not one)."""
+    # buildx stats the path (following a symlink given as the path itself) and wants a
+    # directory; the walk below it never follows symlinks.
+    try:
+        root = os.path.realpath(os.path.abspath(path), strict=True)
+    except OSError as exc:
+        raise ContextError(
+            f"failed to get build context {name.lstrip('_')}: {path!r}: {exc.strerror}", path
+        ) from None
+    if not os.path.isdir(root):
+        raise ContextError(f"failed to get build context path {path!r}: not a directory", path)
+    return root
+
+
 class FileSyncService:
     """Answers `FileSync/DiffCopy` for the build's context and Dockerfile directories."""
 
@@ -375,20 +390,27 @@ class FileSyncService:
 
     @classmethod
     def for_build(
-        cls, context: str, dockerfile: str | None, *, dockerfile_data: bytes | None = None
+        cls,
+        context: str,
+        dockerfile: str | None,
+        *,
+        dockerfile_data: bytes | None = None,
+        named: Mapping[str, str] | None = None,
     ) -> FileSyncService:
         """Serve `context` and the directory of its Dockerfile (relative to the context,
         `Dockerfile` by default, `dockerfile` when only that exists), or a Dockerfile given
-        as bytes (`dockerfile_data`), served as `Dockerfile` from memory."""
+        as bytes (`dockerfile_data`), served as `Dockerfile` from memory; and each local
+        named context of `named` (dir-name to directory) under its dir-name."""
         # The same checks and messages as a tar upload: the transfer is the only difference.
         root = resolve_context_root(context)
+        extra = [SyncedDir(name, _named_root(name, path)) for name, path in (named or {}).items()]
         if dockerfile_data is not None:
             check_memory_dockerfile(dockerfile)
             memory = SyncedDir("dockerfile", "", {"Dockerfile": dockerfile_data})
-            return cls([SyncedDir("context", root), memory], "Dockerfile")
+            return cls([SyncedDir("context", root), memory, *extra], "Dockerfile")
         full = resolve_dockerfile(root, dockerfile)
         dirs = [SyncedDir("context", root), SyncedDir("dockerfile", os.path.dirname(full))]
-        return cls(dirs, os.path.basename(full))
+        return cls([*dirs, *extra], os.path.basename(full))
 
     def handlers(self) -> dict[str, object]:
         """The gRPC methods this service answers."""

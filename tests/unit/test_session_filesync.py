@@ -259,3 +259,40 @@ def test_undecodable_file_names_are_sent_as_their_bytes(tmp_path: Path) -> None:
         handle.write(b"x")
     (stat,) = list(walk_stats(str(tmp_path)))
     assert Packet(PACKET_STAT, stat=stat).encode().count(raw) == 1
+
+
+def test_named_context_directories_are_served_under_their_dir_names(tmp_path: Path) -> None:
+    main = _tree(tmp_path / "main", {"Dockerfile": "FROM base\n"})
+    other = _tree(tmp_path / "other", {"x.txt": "x\n", "drop.txt": "no\n"})
+    (other / "link").symlink_to("/etc/passwd")
+    service = FileSyncService.for_build(str(main), None, named={"other": str(other)})
+    # The engine sends the named directory's own .dockerignore back as exclude patterns.
+    requests = [Packet(PACKET_REQ, id=1), Packet(PACKET_FIN)]
+    engine, (stream,) = asyncio.run(
+        _serve_and_call(
+            service.handlers(),  # type: ignore[arg-type]
+            [
+                (
+                    "/moby.filesync.v1.FileSync/DiffCopy",
+                    [p.encode() for p in requests],
+                    (("dir-name", "other"), ("exclude-patterns", "drop.txt")),
+                )
+            ],
+        )
+    )
+    packets = [Packet.decode(m) for m in engine.messages(stream)]
+    stats = [p.stat for p in packets if p.type == PACKET_STAT and p.stat is not None]
+    assert [stat.path for stat in stats] == ["link", "x.txt"]
+    # The symlink is listed as a link, never followed.
+    assert stats[0].linkname == "/etc/passwd"
+    assert stats[0].mode & SYMLINK
+    assert b"".join(p.data for p in packets if p.type == PACKET_DATA) == b"x\n"
+    assert engine.status(stream) == (0, "")
+
+
+def test_a_named_context_that_is_no_directory_is_a_context_error(tmp_path: Path) -> None:
+    _tree(tmp_path, {"Dockerfile": "", "file.txt": ""})
+    with pytest.raises(ContextError, match=r"failed to get build context other: .*missing"):
+        FileSyncService.for_build(str(tmp_path), None, named={"other": str(tmp_path / "missing")})
+    with pytest.raises(ContextError, match="not a directory"):
+        FileSyncService.for_build(str(tmp_path), None, named={"o": str(tmp_path / "file.txt")})

@@ -81,6 +81,10 @@ COVERED: dict[str, dict[str, Any]] = {
     # The Solve fails later, in the engine (the SBOM scanner image is not reachable offline).
     "attest_sbom_prov": {"sbom": True, "provenance": "mode=max"},
     "no_attest": {"provenance": False},
+    # The local directory is served by the session; only its dir-name is in the request.
+    "build_context_dir": {
+        "build_contexts": {"other": "{BASE}/ctx-other", "base": "docker-image://busybox:latest"}
+    },
 }
 
 # Recorded refusals: no real Solve; buildx printed these lines (after "ERROR: ").
@@ -98,7 +102,6 @@ NOT_YET: dict[str, str] = {
     "cache_local_1": "--cache-to/--cache-from type=local (issue 19)",
     "cache_local_2": "--cache-to/--cache-from type=local (issue 19)",
     "cache_inline": "--cache-to type=inline (issue 19)",
-    "build_context_dir": "--build-context named contexts (issue 19)",
     "print_outline": "--print asks a frontend subrequest through LLBBridge, which the direct "
     "path does not make",
     "classic_cache_local": "the refusal of --cache-to on the classic store needs cache_to "
