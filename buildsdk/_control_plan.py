@@ -99,21 +99,21 @@ class Export:
     type: str
     """The exporter: `local`, `tar`, `oci` or `docker`."""
     dest: str | None
-    """The file or directory written; None for a stream given by the caller."""
+    """The file or directory written (`"-"`: standard output); None for a stream given by
+    the caller."""
     stream: BinaryWriter | None = field(default=None, repr=False)
     """The binary stream written when `dest` is None."""
 
     def receiver(self) -> ExportReceiver:
-        """A new receiver that writes this export (a directory, a file or the stream)."""
-        from buildsdk.session.filesend import DirectoryReceiver, FileReceiver, StreamReceiver
+        """A new receiver that writes this export (a directory, a file, standard output for
+        `"-"`, or the stream), chosen as for `POST /build`; raises `ExportError` for a file
+        dest that is a directory or a `"-"` that is a terminal."""
+        from buildsdk.session.filesend import export_receiver
 
-        if self.type == "local":
-            assert self.dest is not None
-            return DirectoryReceiver(self.dest)
         if self.dest is not None:
-            return FileReceiver(self.dest)
+            return export_receiver(self.type, self.dest)
         assert self.stream is not None
-        return StreamReceiver(self.stream)
+        return export_receiver(self.type, self.stream)
 
 
 def _exports(options: BuildOptions) -> tuple[Export, ...]:
