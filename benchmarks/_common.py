@@ -33,6 +33,7 @@ __all__ = [
     "Table",
     "discard_server",
     "engine_host",
+    "engines_setting",
     "machine",
     "run_process",
     "run_rounds",
@@ -307,6 +308,30 @@ def engine_host() -> str | None:
             value = line.split("=", 1)[1].strip().strip("'\"")
             sock = value.removeprefix("unix://")
             if value.startswith("unix://") and not os.path.exists(sock):
+                return None
+            return value
+    return None
+
+
+def engines_setting(name: str) -> str | None:
+    """One address or path `scripts/engines env` exports (`BUILDSDK_DOCKERD26_HOST`, ...),
+    from the environment first; None when the engines do not provide it."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    script = REPO / "scripts" / "engines"
+    if not script.exists():
+        return None
+    try:
+        out = subprocess.run(
+            [str(script), "env"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.splitlines():
+        if line.startswith(f"export {name}="):
+            value = line.split("=", 1)[1].strip().strip("'\"")
+            if value.startswith("unix://") and not os.path.exists(value.removeprefix("unix://")):
                 return None
             return value
     return None

@@ -152,6 +152,30 @@ TARGETS = [
         "time",
         1.0,
     ),
+    Target(
+        "Control API, rebuild with one file changed: buildsdk vs docker buildx build",
+        "Control API on Docker 26.1: rebuild with one file changed",
+        "buildsdk (Client script)",
+        "docker buildx build",
+        "time",
+        1.0,
+    ),
+    Target(
+        "Control API, --output type=local of ~300 MB: buildsdk vs docker buildx build",
+        "Control API on Docker 26.1: --output type=local",
+        "buildsdk (Client script)",
+        "docker buildx build",
+        "time",
+        1.1,
+    ),
+    Target(
+        "Control API, 8 builds at once: one AsyncClient vs 8 buildx processes",
+        "Control API on Docker 26.1: 8 concurrent builds",
+        "buildsdk: one AsyncClient",
+        "docker buildx build: 8 processes",
+        "time",
+        1.0,
+    ),
 ]
 """What the project promises about speed and memory, in the order of the README."""
 

@@ -24,9 +24,8 @@ from buildsdk.outputs import (
     ImageOutput,
     LocalOutput,
     OCIOutput,
-    Output,
     TarOutput,
-    output_from_entry,
+    typed_outputs,
 )
 
 if TYPE_CHECKING:
@@ -45,25 +44,12 @@ Endpoint = Literal["build", "grpc"]
 """The two ways a build reaches the engine: `POST /build`, or the Control API."""
 
 
-def _typed(options: BuildOptions) -> list[Output | BuildOutput]:
-    typed: list[Output | BuildOutput] = []
-    for output in options.outputs:
-        if isinstance(output, BuildOutput):
-            try:
-                typed.append(output_from_entry(output.type, output.attrs))
-            except ValueError:
-                typed.append(output)
-        else:
-            typed.append(output)
-    return typed
-
-
 def control_reasons(options: BuildOptions) -> list[str]:
     """Why `options` need the Control API, in words: the outputs `POST /build` cannot carry
     (an oci or docker archive, push in an image output, several outputs), several platforms,
     attestations and named build contexts. Empty: `/build` can carry the build."""
     reasons: list[str] = []
-    outputs = _typed(options)
+    outputs = typed_outputs(options.outputs, lenient=True)
     if len(outputs) > 1:
         reasons.append(f"{len(outputs)} outputs (POST /build exports one)")
     for output in outputs:
@@ -99,27 +85,27 @@ class Export:
     type: str
     """The exporter: `local`, `tar`, `oci` or `docker`."""
     dest: str | None
-    """The file or directory written; None for a stream given by the caller."""
+    """The file or directory written (`"-"`: standard output); None for a stream given by
+    the caller."""
     stream: BinaryWriter | None = field(default=None, repr=False)
     """The binary stream written when `dest` is None."""
 
     def receiver(self) -> ExportReceiver:
-        """A new receiver that writes this export (a directory, a file or the stream)."""
-        from buildsdk.session.filesend import DirectoryReceiver, FileReceiver, StreamReceiver
+        """A new receiver that writes this export (a directory, a file, standard output for
+        `"-"`, or the stream), chosen as for `POST /build`; raises `ExportError` for a file
+        dest that is a directory or a `"-"` that is a terminal."""
+        from buildsdk.session.filesend import export_receiver
 
-        if self.type == "local":
-            assert self.dest is not None
-            return DirectoryReceiver(self.dest)
         if self.dest is not None:
-            return FileReceiver(self.dest)
+            return export_receiver(self.type, self.dest)
         assert self.stream is not None
-        return StreamReceiver(self.stream)
+        return export_receiver(self.type, self.stream)
 
 
 def _exports(options: BuildOptions) -> tuple[Export, ...]:
     exports: list[Export] = []
     index = 0
-    for output in _typed(options):
+    for output in typed_outputs(options.outputs, lenient=True):
         if isinstance(output, BuildOutput) and output.type == "cacheonly":
             # No exporter is sent for it, so it takes no index.
             continue
@@ -156,7 +142,8 @@ def check_control(options: BuildOptions, *, engine: ImageStore) -> tuple[Export,
     if problems:
         raise problems[0]
     if engine == "classic" and any(
-        isinstance(output, ImageOutput) and output.push for output in _typed(options)
+        isinstance(output, ImageOutput) and output.push
+        for output in typed_outputs(options.outputs, lenient=True)
     ):
         # The classic store's moby exporter only names the image: the push would be
         # silently skipped (buildx pushes through the Engine API itself in that case).

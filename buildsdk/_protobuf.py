@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from typing import Final
 
 __all__ = [
     "WIRE_FIXED32",
@@ -167,16 +168,23 @@ def as_int32(value: int) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
+# A context sync encodes a few varints and keys per file, tens of thousands of files per
+# build: the one-byte varints and the keys of the messages' few fields are made once.
+_ONE_BYTE: Final = tuple(bytes((byte,)) for byte in range(0x80))
+_TAGS: dict[tuple[int, int], bytes] = {}
+_TAGS_KEPT: Final = 4096
+
+
 def encode_varint(value: int) -> bytes:
     """Encode an integer as a varint; negative values are encoded as their 64-bit complement."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
     if value < 0:
         if value < -(1 << 63):
             raise ProtobufError(f"{value} does not fit in 64 bits")
         value &= _U64
     elif value > _U64:
         raise ProtobufError(f"{value} does not fit in 64 bits")
-    if value < 0x80:
-        return bytes((value,))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -187,9 +195,14 @@ def encode_varint(value: int) -> bytes:
 
 def encode_tag(number: int, wire: int) -> bytes:
     """Encode the key (field number and wire type) that precedes every field."""
-    if not 0 < number <= _MAX_FIELD_NUMBER:
-        raise ProtobufError(f"invalid field number {number}")
-    return encode_varint((number << 3) | wire)
+    tag = _TAGS.get((number, wire))
+    if tag is None:
+        if not 0 < number <= _MAX_FIELD_NUMBER:
+            raise ProtobufError(f"invalid field number {number}")
+        tag = encode_varint((number << 3) | wire)
+        if len(_TAGS) < _TAGS_KEPT:
+            _TAGS[number, wire] = tag
+    return tag
 
 
 def field_varint(number: int, value: int) -> bytes:

@@ -53,6 +53,7 @@ __all__ = [
     "output_from_entry",
     "parse_output",
     "parse_outputs",
+    "typed_outputs",
 ]
 
 SessionService = Literal["FileSend", "Content"]
@@ -478,6 +479,30 @@ def output_from_entry(kind: str, attrs: Mapping[str, str]) -> Output | BuildOutp
             for error in exc.errors()
         )
         raise ValueError(f"output type={kind}: {details}") from None
+
+
+def typed_outputs(
+    outputs: Sequence[Output | BuildOutput],
+    *,
+    names: tuple[str, ...] = (),
+    lenient: bool = False,
+) -> list[Output | BuildOutput]:
+    """The outputs with each generic entry turned into its model by `output_from_entry`,
+    and, given `names` (the build's tags), every unnamed image, oci and docker export named
+    so, as buildx names them. An entry whose attributes its model refuses raises
+    `ValueError`, or with `lenient` stays generic (the engine will judge it)."""
+    typed: list[Output | BuildOutput] = []
+    for output in outputs:
+        if isinstance(output, BuildOutput):
+            try:
+                output = output_from_entry(output.type, output.attrs)
+            except ValueError:
+                if not lenient:
+                    raise
+        if names and isinstance(output, (ImageOutput, OCIOutput, DockerOutput)) and not output.name:
+            output = output.model_copy(update={"name": names})
+        typed.append(output)
+    return typed
 
 
 def parse_output(value: str) -> Output | BuildOutput:

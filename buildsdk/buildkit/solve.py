@@ -49,7 +49,7 @@ from buildsdk.outputs import (
     ImageOutput,
     OCIOutput,
     Output,
-    output_from_entry,
+    typed_outputs,
 )
 
 __all__ = [
@@ -743,16 +743,8 @@ def control_api_problems(
 
 
 def _outputs(options: BuildOptions) -> list[Output | BuildOutput]:
-    """The outputs with the build's tags as names, generic entries turned typed."""
-    outputs: list[Output | BuildOutput] = []
-    for output in options.outputs or (ImageOutput(),):
-        if isinstance(output, BuildOutput):
-            output = output_from_entry(output.type, output.attrs)
-        if isinstance(output, (ImageOutput, OCIOutput, DockerOutput)) and not output.name:
-            # buildx names image, oci and docker exports after the tags (-t) when unnamed.
-            output = output.model_copy(update={"name": options.tag}) if options.tag else output
-        outputs.append(output)
-    return outputs
+    # buildx exports to the image store when no output is given.
+    return typed_outputs(options.outputs or (ImageOutput(),), names=options.tag)
 
 
 def _exporters(options: BuildOptions) -> tuple[Exporter, ...]:

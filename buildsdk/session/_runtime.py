@@ -18,7 +18,6 @@ import logging
 import os
 import secrets as _random
 import socket
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
     from buildsdk.auth import DockerConfig, RegistryAuth
     from buildsdk.buildkit.control import AsyncControlChannel
     from buildsdk.endpoint import Endpoint
-    from buildsdk.outputs import BinaryWriter
     from buildsdk.session._server import Handler, SessionServer
     from buildsdk.session.filesend import ExportReceiver
     from buildsdk.versions import ApiVersion
@@ -146,25 +144,27 @@ def client_exports(
     """The outputs to send and a receiver per export the client writes, as the Docker CLI
     (20.10) does on `POST /build`: `local` loses its `dest` (it is the client's directory);
     `tar` keeps it (the engine ignores it); `dest="-"` is standard output. Typed outputs
-    (`buildsdk.outputs`) are sent in the generic shape the engine reads."""
+    (`buildsdk.outputs`) are sent in the generic shape the engine reads. The receivers are
+    chosen by `filesend.export_receiver`, as for a Control API build."""
     from buildsdk.outputs import LocalOutput, TarOutput
+    from buildsdk.session.filesend import export_receiver
 
     outputs: list[BuildOutput] = []
     receivers: dict[int, ExportReceiver] = {}
     for index, output in enumerate(options.outputs):
         if isinstance(output, LocalOutput):
             outputs.append(BuildOutput(type="local", attrs=output.exporter_attrs()))
-            receivers[index] = _directory_receiver(os.fspath(output.dest))
+            receivers[index] = export_receiver("local", os.fspath(output.dest))
             continue
         if isinstance(output, TarOutput):
             target = output.dest
             if isinstance(target, (str, os.PathLike)):
                 path = os.fspath(target)
                 attrs = {**output.exporter_attrs(), "dest": path}
-                receivers[index] = _file_receiver(path)
+                receivers[index] = export_receiver("tar", path)
             else:
                 attrs = {**output.exporter_attrs(), "dest": "-"}
-                receivers[index] = _stream_receiver(target)
+                receivers[index] = export_receiver("tar", target)
             outputs.append(BuildOutput(type="tar", attrs=attrs))
             continue
         if not isinstance(output, BuildOutput):
@@ -177,37 +177,11 @@ def client_exports(
         if output.type == "local":
             attrs = {key: value for key, value in output.attrs.items() if key != "dest"}
             outputs.append(output.model_copy(update={"attrs": attrs}))
-            receivers[index] = _directory_receiver(dest)
+            receivers[index] = export_receiver("local", dest)
             continue
         outputs.append(output)
-        receivers[index] = _file_receiver(dest)
+        receivers[index] = export_receiver(output.type, dest)
     return tuple(outputs), receivers
-
-
-def _directory_receiver(dest: str) -> ExportReceiver:
-    from buildsdk.session.filesend import DirectoryReceiver
-
-    return DirectoryReceiver(dest)
-
-
-def _file_receiver(dest: str) -> ExportReceiver:
-    from buildsdk.errors import ExportError
-    from buildsdk.session.filesend import FileReceiver
-
-    if dest == "-":
-        stdout = sys.stdout.buffer
-        if stdout.isatty():
-            raise ExportError("tar output to dest='-' refused: standard output is a terminal")
-        return _stream_receiver(stdout)
-    if os.path.isdir(dest):
-        raise ExportError(f"tar output dest {dest!r} is a directory, not a file")
-    return FileReceiver(dest)
-
-
-def _stream_receiver(writer: BinaryWriter) -> ExportReceiver:
-    from buildsdk.session.filesend import StreamReceiver
-
-    return StreamReceiver(writer)
 
 
 def new_session_id() -> str:

@@ -41,6 +41,7 @@ import posixpath
 import secrets as _random
 import shutil
 import stat
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ __all__ = [
     "FileReceiver",
     "FileSendService",
     "StreamReceiver",
+    "export_receiver",
     "unix_mode",
 ]
 
@@ -561,6 +563,25 @@ class StreamReceiver:
         flush = getattr(self.writer, "flush", None)
         if flush is not None:
             flush()
+
+
+def export_receiver(kind: str, dest: str | BinaryWriter) -> ExportReceiver:
+    """The receiver that writes an export of exporter `kind` to `dest`, for both endpoints:
+    a directory for `local`; otherwise a file, the caller's stream, or standard output for
+    `"-"`. Raises `ExportError` before anything is sent for a file dest that is a directory
+    or a `"-"` that is a terminal, as the Docker CLI refuses them."""
+    if not isinstance(dest, str):
+        return StreamReceiver(dest)
+    if kind == "local":
+        return DirectoryReceiver(dest)
+    if dest == "-":
+        stdout = sys.stdout.buffer
+        if stdout.isatty():
+            raise ExportError(f"{kind} output to dest='-' refused: standard output is a terminal")
+        return StreamReceiver(stdout)
+    if os.path.isdir(dest):
+        raise ExportError(f"{kind} output dest {dest!r} is a directory, not a file")
+    return FileReceiver(dest)
 
 
 class FileSendService:

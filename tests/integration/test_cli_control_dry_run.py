@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import httpx
 import pytest
 
 from tests import VECTORS_DIR
-from tests.integration.conftest import Engines, docker_engine_of
+from tests.integration.conftest import DockerEngine, Engines, docker_engine_of
 
 __all__: list[str] = []
 
@@ -112,105 +114,103 @@ def test_post_build_json_dry_run_names_its_endpoint(
     assert ["version", "2"] in printed["query"]
 
 
+@dataclass(frozen=True)
+class MetadataBuild:
+    """One `buildsdk build -t ... --iidfile ... --metadata-file ...` run, and what it left."""
+
+    engine: DockerEngine
+    tag: str
+    metadata: dict[str, Any]
+    iid: str
+    image_id: str
+
+
+@pytest.fixture
+def metadata_build(
+    engines: Engines, tmp_path: Path
+) -> Iterator[Callable[[str, str], MetadataBuild]]:
+    """Build a one-label image through `--endpoint` on `service`, writing the iidfile and
+    the metadata file; every image it tagged is removed afterwards."""
+    tagged: list[tuple[str, str]] = []
+
+    def build(service: str, endpoint: str) -> MetadataBuild:
+        engine = docker_engine_of(engines, service)
+        context = tmp_path / f"ctx-{endpoint}-{service}"
+        context.mkdir()
+        (context / "Dockerfile").write_text(
+            f"FROM {engines.base_image}\nLABEL case={endpoint}-{service}\n"
+        )
+        tag = f"buildsdk-metadata-{endpoint}-{service}:1"
+        metadata_file, iidfile = tmp_path / "metadata.json", tmp_path / "iid"
+        tagged.append((engine.host, tag))
+        done = _run(
+            engine.host,
+            context,
+            "--endpoint",
+            endpoint,
+            "--progress",
+            "plain",
+            "-t",
+            tag,
+            "--iidfile",
+            str(iidfile),
+            "--metadata-file",
+            str(metadata_file),
+        )
+        assert done.returncode == 0, done.stderr
+        with _engine_http(engine.host) as http:
+            image_id = http.get(f"http://engine/images/{tag}/json").json()["Id"]
+        metadata = json.loads(metadata_file.read_text())
+        return MetadataBuild(engine, tag, metadata, iidfile.read_text(), image_id)
+
+    yield build
+    for host, tag in tagged:
+        with _engine_http(host) as http:
+            http.delete(f"http://engine/images/{tag}")
+
+
+def _engine_http(host: str) -> httpx.Client:
+    return httpx.Client(transport=httpx.HTTPTransport(uds=host.removeprefix("unix://")))
+
+
 @pytest.mark.parametrize("service", STORES)
 def test_metadata_file_of_a_post_build_build_holds_the_built_image(
-    engines: Engines, tmp_path: Path, service: str
+    metadata_build: Callable[[str, str], MetadataBuild], service: str
 ) -> None:
-    engine = docker_engine_of(engines, service)
-    context = tmp_path / "ctx"
-    context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {engines.base_image}\nLABEL case={service}\n")
-    tag = f"buildsdk-metadata-{service}:1"
-    metadata_file, iidfile = tmp_path / "metadata.json", tmp_path / "iid"
-    done = _run(
-        engine.host,
-        context,
-        "--endpoint",
-        "build",
-        "--progress",
-        "plain",
-        "-t",
-        tag,
-        "--iidfile",
-        str(iidfile),
-        "--metadata-file",
-        str(metadata_file),
-    )
-    try:
-        assert done.returncode == 0, done.stderr
-        metadata = json.loads(metadata_file.read_text())
-        with httpx.Client(
-            transport=httpx.HTTPTransport(uds=engine.host.removeprefix("unix://"))
-        ) as http:
-            image_id = http.get(f"http://engine/images/{tag}/json").json()["Id"]
-        assert metadata == {
-            # The image ID is the config digest on the classic store, the index's on
-            # containerd's, as buildx names them.
-            (
-                "containerimage.digest"
-                if engine.containerd_store
-                else "containerimage.config.digest"
-            ): image_id,
-            "image.name": f"docker.io/library/{tag}",
-        }
-        assert iidfile.read_text() == image_id
-    finally:
-        with httpx.Client(
-            transport=httpx.HTTPTransport(uds=engine.host.removeprefix("unix://"))
-        ) as http:
-            http.delete(f"http://engine/images/{tag}")
+    built = metadata_build(service, "build")
+    assert built.metadata == {
+        # The image ID is the config digest on the classic store, the index's on
+        # containerd's, as buildx names them.
+        (
+            "containerimage.digest"
+            if built.engine.containerd_store
+            else "containerimage.config.digest"
+        ): built.image_id,
+        "image.name": f"docker.io/library/{built.tag}",
+    }
+    assert built.iid == built.image_id
 
 
 @pytest.mark.parametrize("service", STORES)
 def test_a_control_api_build_writes_buildx_s_metadata_file(
-    engines: Engines, tmp_path: Path, service: str
+    metadata_build: Callable[[str, str], MetadataBuild], service: str
 ) -> None:
-    engine = docker_engine_of(engines, service)
-    context = tmp_path / "ctx"
-    context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {engines.base_image}\nLABEL case=grpc-{service}\n")
-    tag = f"buildsdk-metadata-grpc-{service}:1"
-    metadata_file, iidfile = tmp_path / "metadata.json", tmp_path / "iid"
-    done = _run(
-        engine.host,
-        context,
-        "--endpoint",
-        "grpc",
-        "--progress",
-        "plain",
-        "-t",
-        tag,
-        "--iidfile",
-        str(iidfile),
-        "--metadata-file",
-        str(metadata_file),
+    built = metadata_build(service, "grpc")
+    metadata = built.metadata
+    # The exporter response as buildx writes it: the image's digests and name, the
+    # build's Ref after buildx's builder/node prefix.
+    assert metadata["image.name"] == f"docker.io/library/{built.tag}"
+    assert metadata["buildx.build.ref"].startswith("default/default/")
+    assert len(metadata["buildx.build.ref"]) == len("default/default/") + 25
+    assert built.image_id in (
+        metadata.get("containerimage.config.digest"),
+        metadata["containerimage.digest"],
     )
-    try:
-        assert done.returncode == 0, done.stderr
-        metadata = json.loads(metadata_file.read_text())
-        with httpx.Client(
-            transport=httpx.HTTPTransport(uds=engine.host.removeprefix("unix://"))
-        ) as http:
-            image_id = http.get(f"http://engine/images/{tag}/json").json()["Id"]
-        # The exporter response as buildx writes it: the image's digests and name, the
-        # build's Ref after buildx's builder/node prefix.
-        assert metadata["image.name"] == f"docker.io/library/{tag}"
-        assert metadata["buildx.build.ref"].startswith("default/default/")
-        assert len(metadata["buildx.build.ref"]) == len("default/default/") + 25
-        assert image_id in (
-            metadata.get("containerimage.config.digest"),
-            metadata["containerimage.digest"],
-        )
-        if engine.containerd_store:
-            assert isinstance(metadata["containerimage.descriptor"], dict)
-        assert iidfile.read_text() == (
-            metadata.get("containerimage.config.digest") or metadata["containerimage.digest"]
-        )
-    finally:
-        with httpx.Client(
-            transport=httpx.HTTPTransport(uds=engine.host.removeprefix("unix://"))
-        ) as http:
-            http.delete(f"http://engine/images/{tag}")
+    if built.engine.containerd_store:
+        assert isinstance(metadata["containerimage.descriptor"], dict)
+    assert built.iid == (
+        metadata.get("containerimage.config.digest") or metadata["containerimage.digest"]
+    )
 
 
 # buildx's flags of the recorded platform and attestation cases (buildx_solve.json), and

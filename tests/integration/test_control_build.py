@@ -33,7 +33,7 @@ import pytest
 from pydantic import SecretStr
 
 from buildsdk import AsyncClient, BuildError, BuildOptions, Client, RegistryAuth
-from buildsdk.errors import StreamError, UnsupportedOption
+from buildsdk.errors import ExportError, StreamError, UnsupportedOption
 from buildsdk.events import VertexLogEvent
 from buildsdk.outputs import DockerOutput, ImageOutput, LocalOutput, OCIOutput, TarOutput
 from buildsdk.results import BuildResult
@@ -174,6 +174,34 @@ def test_local_and_tar_outputs_are_written_by_the_client(
         member = tar.extractfile("greeting.txt")
         assert member is not None
         assert member.read() == b"hello\n"
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_tar_to_dash_is_standard_output_and_a_directory_dest_is_refused(
+    flavor: str,
+    engines: Engines,
+    docker_engine: DockerEngine,
+    context: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The same rules as `POST /build` (tests/integration/test_session_exports.py).
+    class Stdout:
+        buffer = io.BytesIO()
+
+    settings = client_settings(engines, "dockerd", docker_engine)
+    monkeypatch.setattr("sys.stdout", Stdout())
+    _build(flavor, settings, _options(engines, context, outputs=["type=tar,dest=-"]))
+    with tarfile.open(fileobj=io.BytesIO(Stdout.buffer.getvalue())) as tar:
+        member = tar.extractfile("greeting.txt")
+        assert member is not None
+        assert member.read() == b"hello\n"
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    with pytest.raises(ExportError, match="is a directory, not a file"):
+        _build(flavor, settings, _options(engines, context, outputs=[TarOutput(dest=taken)]))
+    assert list(taken.iterdir()) == []
 
 
 def _manifest_of_archive(data: bytes) -> list[str]:

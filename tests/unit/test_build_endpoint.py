@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from buildsdk import BuildOptions, UnsupportedOption
+from buildsdk import BuildOptions, ExportError, UnsupportedOption
 from buildsdk._build_plan import describe_control_build
 from buildsdk._control_plan import (
     check_control,
@@ -16,7 +16,7 @@ from buildsdk._control_plan import (
     session_options,
 )
 from buildsdk.outputs import DockerOutput, ImageOutput, LocalOutput, OCIOutput, TarOutput
-from buildsdk.session._runtime import session_methods
+from buildsdk.session._runtime import client_exports, session_methods
 from buildsdk.session.filesend import FILE_SEND, DirectoryReceiver, FileReceiver, StreamReceiver
 
 
@@ -87,6 +87,39 @@ def test_exports_are_numbered_as_the_solve_request_s_exporters(tmp_path: Path) -
     assert isinstance(receivers[3], FileReceiver)
     assert plan.solve.ref == "r1"
     assert plan.solve.session == "s1"
+
+
+def _both_paths(options: BuildOptions) -> tuple[dict[int, object], dict[int, object]]:
+    """The receivers of `POST /build` and of the Control API for the same options."""
+    control = check_control(options, engine="classic")
+    return dict(client_exports(options)[1]), {e.index: e.receiver() for e in control}
+
+
+@pytest.mark.parametrize(
+    "output",
+    [TarOutput(dest="-"), {"type": "tar", "attrs": {"dest": "-"}}],
+    ids=["typed", "generic"],
+)
+def test_dest_dash_is_standard_output_on_both_endpoints(
+    output: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Stdout:
+        buffer = io.BytesIO()
+
+    monkeypatch.setattr("sys.stdout", Stdout())
+    options = BuildOptions(path=".", version="2", outputs=[output])  # type: ignore[list-item]
+    build, control = _both_paths(options)
+    assert build == control == {0: StreamReceiver(Stdout.buffer)}
+
+
+def test_a_directory_tar_dest_is_refused_on_both_endpoints(tmp_path: Path) -> None:
+    for output in (TarOutput(dest=tmp_path), {"type": "tar", "attrs": {"dest": str(tmp_path)}}):
+        options = BuildOptions(path=".", version="2", outputs=[output])
+        with pytest.raises(ExportError, match="is a directory, not a file"):
+            client_exports(options)
+        (export,) = check_control(options, engine="classic")
+        with pytest.raises(ExportError, match="is a directory, not a file"):
+            export.receiver()
 
 
 def test_the_session_serves_the_context_and_announces_what_the_dry_run_prints() -> None:

@@ -25,6 +25,7 @@ from buildsdk.outputs import (
     format_output,
     parse_output,
     parse_outputs,
+    typed_outputs,
 )
 from buildsdk.session._runtime import client_exports
 from tests import examples
@@ -267,3 +268,31 @@ def test_parse_output_gives_an_output_or_a_value_error(text: str) -> None:
     assert isinstance(
         output, (BuildOutput, ImageOutput, LocalOutput, TarOutput, OCIOutput, DockerOutput)
     )
+
+
+def test_typed_outputs_serve_both_the_endpoint_choice_and_the_solve_request() -> None:
+    generic = [
+        BuildOutput(type="image", attrs={"push": "true"}),
+        BuildOutput(type="oci", attrs={"dest": "a.tar"}),
+        BuildOutput(type="docker", attrs={"dest": "b.tar", "name": "own:1"}),
+        BuildOutput(type="local", attrs={"dest": "out"}),
+        BuildOutput(type="cacheonly"),
+    ]
+    assert typed_outputs(generic, names=("app:1", "app:2")) == [
+        ImageOutput(name=("app:1", "app:2"), push=True),
+        OCIOutput(dest="a.tar", name=("app:1", "app:2")),
+        DockerOutput(dest="b.tar", name=("own:1",)),
+        LocalOutput(dest="out"),
+        BuildOutput(type="cacheonly"),
+    ]
+    # Without tags nothing is named; typed outputs pass through as given.
+    assert typed_outputs([ImageOutput(), TarOutput(dest="t.tar")]) == [
+        ImageOutput(),
+        TarOutput(dest="t.tar"),
+    ]
+    # An entry its model refuses: the Solve request cannot be made, the endpoint choice
+    # keeps it generic for the engine to judge.
+    bad = BuildOutput(type="image", attrs={"compression-level": "high"})
+    with pytest.raises(ValueError, match="compression-level must be a number"):
+        typed_outputs([bad])
+    assert typed_outputs([bad], names=("app:1",), lenient=True) == [bad]

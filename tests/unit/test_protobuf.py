@@ -234,6 +234,14 @@ def test_tags_and_fixed_fields_have_the_documented_bytes() -> None:
     assert field_bool(4, False) == b"\x20\x00"
 
 
+@given(st.integers(1, 2**29 - 1), st.sampled_from([0, 1, 2, 5]))
+def test_tags_read_back_as_their_number_and_wire_type_every_time(number: int, wire: int) -> None:
+    # Keys are kept after their first encoding: the second must equal the first.
+    first, again = encode_tag(number, wire), encode_tag(number, wire)
+    assert first == again
+    assert decode_varint(first) == ((number << 3) | wire, len(first))
+
+
 @pytest.mark.parametrize("number", [0, 2**29])
 def test_invalid_field_numbers_are_refused_when_writing(number: int) -> None:
     with pytest.raises(ProtobufError, match="invalid field number"):
