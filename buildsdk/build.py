@@ -623,7 +623,8 @@ class BuildOptions(BaseModel):
         description="How the build reaches the engine: 'build' pins POST /build; 'grpc' "
         "pins BuildKit's Control API (Control/Solve through POST /grpc, with a session); "
         "'auto' takes the Control API only for options POST /build cannot carry (an oci or "
-        "docker archive output, push in an image output, several outputs), else POST /build.",
+        "docker archive output, push in an image output, several outputs, the fields only "
+        "it carries), else POST /build.",
     )
     provenance: bool | str | None = Field(
         default=None,
