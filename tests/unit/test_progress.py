@@ -754,3 +754,76 @@ def test_render_prints_a_buildkit_build_as_plain_progress() -> None:
     assert text.count("#7 naming to docker.io/library/fixture:bk done\n") == 1
     for number in range(1, 8):
         assert re.search(rf"^#{number} (DONE \d+\.\ds|CACHED)$", text, re.MULTILINE), text
+
+
+def _tty_final(events: list[BuildEvent], *, color: bool, width: int = 60) -> str:
+    out = io.StringIO()
+    view = TtyProgress(out, width=width, height=30, clock=FakeClock(), color=color)
+    for event in events:
+        view.feed(event)
+    view.close()
+    return out.getvalue()
+
+
+def _done(digest: str, name: str, seconds: float, **fields: object) -> VertexEvent:
+    return _vertex(digest, name, started=T0, completed=T0 + _s(seconds), **fields)
+
+
+def test_tty_lays_out_steps_statuses_and_warnings_as_buildx() -> None:
+    events: list[BuildEvent] = [
+        _done("sha256:a", "[1/3] FROM base", 0.01, cached=True),
+        VertexStatusEvent(
+            id="sha256:layer",
+            vertex="sha256:a",
+            current=1500,
+            total=3000,
+            started=T0,
+            timestamp=T0 + _s(1),
+        ),
+        _done("sha256:b", "[2/3] RUN x", 1.26),
+        VertexWarningEvent(vertex="sha256:b", level=1, short=b"something odd"),
+        _done("sha256:c", "[3/3] RUN y", 0.5, error="boom"),
+        _done("sha256:d", "[4/3] RUN z", 0.3, error="context canceled"),
+    ]
+    screen = render_screen(_tty_final(events, color=False), width=60)
+    assert screen[2:8] == [
+        " => CACHED [1/3] FROM base".ljust(54) + " 0.0s",
+        # A running status: its bytes before the timer, which counts to its latest news.
+        " => => sha256:layer 1.50kB / 3.00kB".ljust(54) + " 1.0s",
+        " => [2/3] RUN x".ljust(54) + " 1.3s",
+        " => WARN: something odd".ljust(54) + " 1.3s",
+        " => ERROR [3/3] RUN y".ljust(54) + " 0.5s",
+        " => CANCELED [4/3] RUN z".ljust(54) + " 0.3s",
+    ]
+
+
+def test_tty_colours_are_buildx_s_unless_turned_off() -> None:
+    events: list[BuildEvent] = [
+        _done("sha256:a", "RUN ok", 1.0),
+        _done("sha256:b", "RUN bad", 1.0, error="boom"),
+        _done("sha256:c", "RUN other", 1.0, error="context canceled"),
+        _vertex("sha256:d", "RUN running", started=T0),
+    ]
+    coloured = _tty_final(events, color=True)
+    assert "\x1b[34m => RUN ok" in coloured
+    assert "\x1b[31m => ERROR RUN bad" in coloured
+    assert "\x1b[33m => CANCELED RUN other" in coloured
+    assert "m => RUN running" not in coloured  # a running step is not coloured
+    plain = _tty_final(events, color=False)
+    assert not re.search(r"\x1b\[3\dm", plain)
+    assert render_screen(plain) == render_screen(coloured)
+
+
+def test_tty_no_color_turns_colours_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = io.StringIO()
+    view = TtyProgress(out, width=60, clock=FakeClock())
+    view.feed(_done("sha256:a", "RUN ok", 1.0))
+    view.close()
+    assert "\x1b[34m" not in out.getvalue()
+    monkeypatch.delenv("NO_COLOR")
+    out = io.StringIO()
+    view = TtyProgress(out, width=60, clock=FakeClock())
+    view.feed(_done("sha256:a", "RUN ok", 1.0))
+    view.close()
+    assert "\x1b[34m" in out.getvalue()
