@@ -47,7 +47,8 @@ Endpoint = Literal["build", "grpc"]
 def control_reasons(options: BuildOptions) -> list[str]:
     """Why `options` need the Control API, in words: the outputs `POST /build` cannot carry
     (an oci or docker archive, push in an image output, several outputs), several platforms,
-    attestations and named build contexts. Empty: `/build` can carry the build."""
+    attestations, named build contexts, and the fields only the Control API has
+    (annotations, no_cache_filter, allow). Empty: `/build` can carry the build."""
     reasons: list[str] = []
     outputs = typed_outputs(options.outputs, lenient=True)
     if len(outputs) > 1:
@@ -65,6 +66,12 @@ def control_reasons(options: BuildOptions) -> list[str]:
         reasons.append("attestations (provenance, sbom)")
     if options.build_contexts:
         reasons.append("named build contexts")
+    if options.annotations:
+        reasons.append("annotations")
+    if options.no_cache_filter:
+        reasons.append("no_cache_filter")
+    if options.allow:
+        reasons.append("entitlements (allow)")
     return reasons
 
 

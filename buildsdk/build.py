@@ -47,6 +47,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from buildsdk._annotations import parse_annotations
 from buildsdk._named_contexts import context_name, url_has_credentials
 from buildsdk._reference import validate_build_tag, validate_image_reference
 from buildsdk._session_options import BuildSecret, SSHForward
@@ -131,6 +132,8 @@ _PARAM_OPTION: Final = {
     "shmsize": "shmsize",
 }
 _NULL_BUILDARGS_MIN_VERSION: Final = ApiVersion(1, 25)
+_CONTROL_ONLY: Final = ("annotations", "no_cache_filter", "allow")
+"""Fields only the Control API carries: `POST /build` has no parameter for them."""
 
 
 @runtime_checkable
@@ -620,7 +623,8 @@ class BuildOptions(BaseModel):
         description="How the build reaches the engine: 'build' pins POST /build; 'grpc' "
         "pins BuildKit's Control API (Control/Solve through POST /grpc, with a session); "
         "'auto' takes the Control API only for options POST /build cannot carry (an oci or "
-        "docker archive output, push in an image output, several outputs), else POST /build.",
+        "docker archive output, push in an image output, several outputs, the fields only "
+        "it carries), else POST /build.",
     )
     provenance: bool | str | None = Field(
         default=None,
@@ -644,6 +648,22 @@ class BuildOptions(BaseModel):
         "directory, 'docker-image://REF', a git URL or an https URL. Names are image-reference "
         "names, kept as buildx shortens them. They need the Control API. ('oci-layout://DIR' "
         "is recognised but not yet supported.)",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="OCI annotations written by every output, as buildx's --annotation "
+        "'[TYPE[PLATFORM]:]KEY' -> VALUE (TYPE manifest, index, manifest-descriptor, "
+        "index-descriptor); needs explicit outputs and the Control API.",
+    )
+    no_cache_filter: tuple[str, ...] = Field(
+        default=(),
+        description="Build stages to run without the cache (buildx's --no-cache-filter; "
+        "Control API).",
+    )
+    allow: tuple[Literal["network.host", "security.insecure"], ...] = Field(
+        default=(),
+        description="Entitlements to ask the engine for (buildx's --allow; Control API); "
+        "the engine refuses those its configuration does not grant.",
     )
 
     if TYPE_CHECKING:
@@ -693,6 +713,9 @@ class BuildOptions(BaseModel):
             sbom: bool | str | None = None,
             attest: str | Sequence[str] | None = None,
             build_contexts: Mapping[str, str | os.PathLike[str]] | None = None,
+            annotations: Mapping[str, str] | Sequence[str] | None = None,
+            no_cache_filter: str | Sequence[str] | None = None,
+            allow: Sequence[Literal["network.host", "security.insecure"]] | str | None = None,
         ) -> None: ...
 
     # -- field normalisation -------------------------------------------------------------
@@ -793,6 +816,37 @@ class BuildOptions(BaseModel):
                 )
             contexts[name] = given
         return contexts
+
+    @field_validator("annotations", mode="before")
+    @classmethod
+    def _annotations_parsed(cls, value: object) -> object:
+        if value is None:
+            return {}
+        if not isinstance(value, (str, Mapping, Sequence)) or isinstance(value, bytes):
+            raise ValueError("annotations must be a mapping or a sequence of 'KEY=VALUE' texts")
+        return parse_annotations(value)
+
+    @field_validator("no_cache_filter", mode="before")
+    @classmethod
+    def _no_cache_filter_tuple(cls, value: object) -> object:
+        return _str_tuple(value, "no_cache_filter", "stage names")
+
+    @field_validator("no_cache_filter")
+    @classmethod
+    def _stage_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for stage in value:
+            # The engine reads the stages as one comma-separated list.
+            if not stage or "," in stage or stage != stage.strip():
+                raise ValueError(
+                    f"no_cache_filter stage names must be non-empty, without commas or "
+                    f"surrounding spaces, got {stage!r}"
+                )
+        return value
+
+    @field_validator("allow", mode="before")
+    @classmethod
+    def _allow_tuple(cls, value: object) -> object:
+        return _str_tuple(value, "allow", "entitlement names")
 
     @field_validator("container_limits", mode="before")
     @classmethod
@@ -1045,6 +1099,23 @@ class BuildOptions(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _control_api_fields(self) -> BuildOptions:
+        if self.annotations and not self.outputs:
+            # buildx writes annotations only into the outputs it was given and silently
+            # drops them with its implicit default export; saying so beats a bare image.
+            raise ValueError(
+                "annotations are written by explicit outputs only (buildx drops them "
+                "otherwise): give outputs, e.g. ['type=image'] or push"
+            )
+        pinned = [name for name in _CONTROL_ONLY if getattr(self, name)]
+        if pinned and self.build_endpoint == "build":
+            raise ValueError(
+                f"{', '.join(pinned)}: POST /build (build_endpoint='build') cannot carry "
+                "them; they need the Control API (build_endpoint 'auto' or 'grpc')"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _context_rules(self) -> BuildOptions:
         path_is_remote = isinstance(self.path, str) and self.path.startswith(REMOTE_PREFIXES)
         sources = [
@@ -1271,7 +1342,17 @@ class BuildOptions(BaseModel):
 
     def _builder_problems(self, api_version: ApiVersion) -> list[UnsupportedOption]:
         """The options the chosen builder would silently ignore on `api_version`."""
-        problems: list[UnsupportedOption] = []
+        problems: list[UnsupportedOption] = [
+            UnsupportedOption(
+                name,
+                f"{name} cannot be sent on POST /build, which has no parameter for it; "
+                "it needs the Control API (build_endpoint 'auto' or 'grpc')",
+                required="Control API",
+                given="POST /build",
+            )
+            for name in _CONTROL_ONLY
+            if getattr(self, name)
+        ]
         if self.version == "1":
             if self.outputs:
                 problems.append(

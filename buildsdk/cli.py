@@ -427,6 +427,30 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
         help="attestation as buildx: type=provenance|sbom[,disabled=true][,KEY=VALUE...] "
         "(repeatable; BuildKit's Control API)",
     )
+    flags.add(
+        build,
+        "--annotation",
+        action="append",
+        default=[],
+        help="add an annotation to the image: [TYPE[PLATFORM]:]KEY=VALUE, TYPE manifest, "
+        "index, manifest-descriptor or index-descriptor (needs -o/--output or --push; "
+        "Control API)",
+    )
+    flags.add(
+        build,
+        "--no-cache-filter",
+        action="append",
+        default=[],
+        help="do not use the cache for this stage (repeatable; Control API)",
+    )
+    flags.add(
+        build,
+        "--allow",
+        action="append",
+        default=[],
+        help="allow an entitlement: network.host, security.insecure (comma-separated or "
+        "repeated; Control API; the engine must grant it)",
+    )
     build.set_defaults(func=_cmd_build)
 
     context = sub.add_parser(
@@ -763,6 +787,10 @@ def build_options_from_args(
         "build_contexts": problems.attempt(
             lambda: _build_contexts(args.build_context, base), no_contexts
         ),
+        "annotations": tuple(args.annotation),
+        "no_cache_filter": tuple(args.no_cache_filter),
+        # pflag reads --allow as a string slice: comma-separated values, repeatable.
+        "allow": tuple(item for value in args.allow for item in value.split(",") if item),
         **kwargs,
     }
     try:
@@ -988,14 +1016,20 @@ _FLAG_OF_FIELD: Final = {
     "reserved_space": "--reserved-space",
     "max_used_space": "--max-used-space",
     "min_free_space": "--min-free-space",
+    "annotations": "--annotation",
+    "no_cache_filter": "--no-cache-filter",
+    "allow": "--allow",
 }
 
 
 def _needs_control(args: argparse.Namespace) -> bool:
-    """Whether the flags ask for what only BuildKit's Control API builds: several platforms
-    or attestations (so BuildKit is the builder, as with --output)."""
+    """Whether the flags ask for what only BuildKit's Control API builds: several platforms,
+    attestations, annotations, uncached stages or entitlements (so BuildKit is the builder,
+    as with --output)."""
     platforms = ",".join(args.platform).split(",")
-    return len(platforms) > 1 or bool(args.provenance or args.sbom or args.attest)
+    attestations = bool(args.provenance or args.sbom or args.attest)
+    others = bool(args.annotation or args.no_cache_filter or args.allow)
+    return len(platforms) > 1 or attestations or others
 
 
 def _usage_from(exc: ValidationError | ValueError | UnsupportedOption) -> _UsageError:

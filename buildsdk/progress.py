@@ -28,7 +28,10 @@ line only chooses one and feeds it. Four renderers exist:
   in the order they started, their latest log lines and byte counters; classic pull
   progress bars per layer) and redraws it in place with ANSI cursor movement, at most once
   per `interval` seconds. Finished text scrolls above it; a failed BuildKit build ends as
-  the plain one does.
+  the plain one does. A BuildKit build's region is laid out as `docker buildx build
+  --progress tty` lays it out (buildkit's progressui console display, as vendored in buildx
+  0.13): its final screen equals buildx's but for times, exported digests and buildx's
+  builder name, which buildsdk does not have.
 * `RawJsonProgress` prints each event as one line of its JSON form.
 * `QuietProgress` prints nothing, but keeps the engine's text to show if the build fails.
 
@@ -48,6 +51,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import math
+import os
 import re
 import threading
 import time
@@ -772,6 +776,13 @@ _CLEAR_DOWN = "\x1b[J"
 _DIM = "\x1b[2m"
 _RED = "\x1b[31m"
 _RESET = "\x1b[0m"
+_BLUE = "\x1b[34m"
+_YELLOW = "\x1b[33m"
+_FIRST_DRAW = "\x1b[1A\x1b[1B"
+"""buildx moves up and down one line before its first frame: a no-op below a prompt, a blank
+first line at the top of the screen. Written too, so both leave the same screen."""
+_MIN_SECONDS = 0.05
+"""buildx shows shorter times as 0.0s."""
 _LOG_TAIL = 6
 """How many of a running step's latest log lines the live view shows."""
 
@@ -800,6 +811,7 @@ class TtyProgress:
     lines and `ERROR: failed to solve: …`. Classic builds print the engine's text above a
     region of per-layer progress bars. `width` and `height` bound
     the region (lines are cut at `width`, the oldest steps scroll off above `height`).
+    `color` None colours BuildKit steps as buildx does unless `NO_COLOR` is set.
     """
 
     def __init__(
@@ -810,8 +822,11 @@ class TtyProgress:
         height: int = 24,
         interval: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        color: bool | None = None,
     ) -> None:
         self._out = out
+        # As buildx: colours unless NO_COLOR is set (https://no-color.org/).
+        self._color = not os.environ.get("NO_COLOR") if color is None else color
         self._width = max(20, width)
         self._height = max(4, height)
         self._interval = interval
@@ -934,6 +949,8 @@ class TtyProgress:
         parts: list[str] = []
         if self._drawn_lines:
             parts.append("\r" + _cursor_up(self._drawn_lines))
+        elif self._last_draw is None and self._buildkit:
+            parts.append(_FIRST_DRAW)
         parts.append("\r" + _CLEAR_DOWN)
         # Only whole lines scroll out above the region; a partial one waits for its end.
         cut = len(self._pending_text) if final else self._pending_text.rfind("\n") + 1
@@ -961,36 +978,74 @@ class TtyProgress:
         shown = self._trace.started_order
         done = sum(1 for v in self._trace.by_digest.values() if v.is_completed)
         total = len(self._trace.by_digest)
-        state = "Finished" if final else "Building"
-        lines = [f"[+] {state} {now - self._start:.1f}s ({done}/{total})"]
+        header = f"[+] Building {now - self._start:.1f}s ({done}/{total})"
+        if final and done and done == total:
+            header += " FINISHED"
+        lines = [header]
         for vertex in shown:
             lines.extend(self._vertex_lines(vertex, now))
         return lines
 
+    def _job_line(self, name: str, seconds: float, status: str = "") -> str | None:
+        """One step or status line as buildx's tty display lays it out: the name cut (not
+        ellipsised) to leave room for the status and the timer, which ends one column short
+        of the terminal's width; None when the terminal is too narrow to show it."""
+        timer = f" {seconds if seconds >= _MIN_SECONDS else 0.0:.1f}s"
+        # buildx counts the newline ending the timer in its arithmetic.
+        slot = len(timer) + 1
+        room = self._width - len(" => ") - slot - 1
+        show_status = bool(status) and room + len(status) > 20
+        if show_status:
+            room -= len(status) + 1
+        if room < 12:
+            return None
+        text = " => " + name[:room] + (" " + status if show_status else "")
+        return text.ljust(self._width - slot - 1) + " " + timer
+
+    def _paint(self, line: str, colour: str) -> str:
+        return colour + line + _RESET if self._color else line
+
     def _vertex_lines(self, vertex: _Vertex, now: float) -> list[str]:
-        prefix = " => "
+        name = vertex.name
+        canceled = vertex.error.endswith(_CANCELED)
         if vertex.error:
-            prefix += "ERROR "
-        elif vertex.cached:
-            prefix += "CACHED "
+            name = ("CANCELED " if canceled else "ERROR ") + name
+        if vertex.cached:
+            name = "CACHED " + name
         if vertex.is_completed:
             seconds = vertex.duration()
         else:
             # The engine's clock may differ from ours; a running step's timer counts from
             # when we first saw it running.
             seconds = now - self._seen_running.setdefault(vertex.digest, now)
-        timer = f"{max(seconds, 0.0):.1f}s"
-        head = prefix + vertex.name
-        room = self._width - len(timer) - 1
-        if len(head) > room:
-            head = head[: max(room - 1, 0)] + "…"
-        line = head.ljust(room) + " " + timer
-        if vertex.error:
-            line = _RED + line + _RESET
-        lines = [line]
+        lines: list[str] = []
+        line = self._job_line(name, max(seconds, 0.0))
+        if line is not None:
+            if vertex.is_completed:
+                colour = _YELLOW if canceled else _RED if vertex.error else _BLUE
+                line = self._paint(line, colour)
+            lines.append(line)
         for status_id in vertex.statuses:
-            lines.append(" => => " + _status_line(vertex.by_id[status_id]))
-        if not vertex.is_completed or vertex.error:
+            status = vertex.by_id[status_id]
+            counts = ""
+            if status.total:
+                counts = f"{format_bytes(status.current)} / {format_bytes(status.total)}"
+            elif status.current:
+                counts = format_bytes(status.current)
+            end = status.completed or status.timestamp
+            elapsed = _seconds(status.started, end) if status.started is not None else 0.0
+            line = self._job_line("=> " + status_id, max(elapsed, 0.0), counts)
+            if line is not None:
+                lines.append(self._paint(line, _BLUE) if status.completed else line)
+        latest = vertex.merged[-1] if vertex.merged else None
+        warned = _seconds(*latest) if latest is not None and latest[1] is not None else seconds
+        for warning in vertex.warnings:
+            # buildx shows a step's warnings below it, timed as its latest run, in yellow.
+            line = self._job_line("WARN: " + warning, max(warned, 0.0))
+            if line is not None:
+                lines.append(self._paint(line, _YELLOW))
+        if not vertex.is_completed:
             for log in vertex.tail[-_LOG_TAIL:]:
+                # Faint is not a colour: buildx dims these lines also under NO_COLOR.
                 lines.append(_DIM + self._fit(" => => # " + log) + _RESET)
         return lines

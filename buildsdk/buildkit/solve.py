@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Final, Literal, TypeVar
 
+from buildsdk._annotations import annotation_attrs
 from buildsdk._named_contexts import context_attrs, context_kind
 from buildsdk._protobuf import (
     WIRE_LEN,
@@ -749,15 +750,26 @@ def _outputs(options: BuildOptions) -> list[Output | BuildOutput]:
 
 def _exporters(options: BuildOptions) -> tuple[Exporter, ...]:
     exporters: list[Exporter] = []
+    # buildx writes the annotations into the attributes of every output it was given
+    # (BuildOptions refuses annotations without explicit outputs).
+    annotations = annotation_attrs(options.annotations)
     for output in _outputs(options):
         if isinstance(output, BuildOutput):
             if output.type == "cacheonly":
                 # buildx sends no exporter for cacheonly; the engine keeps only the cache.
                 continue
-            exporters.append(Exporter(output.type, dict(sorted(output.attrs.items()))))
+            attrs = {**output.attrs, **annotations}
+            exporters.append(Exporter(output.type, dict(sorted(attrs.items()))))
         else:
-            exporters.append(Exporter(output.exporter_type, output.exporter_attrs()))
+            attrs = {**output.exporter_attrs(), **annotations}
+            exporters.append(Exporter(output.exporter_type, dict(sorted(attrs.items()))))
     return tuple(exporters)
+
+
+def _entitlements(options: BuildOptions) -> tuple[str, ...]:
+    # buildx sends --allow as given, then network.host for --network host (even twice).
+    granted = tuple(options.allow)
+    return (*granted, "network.host") if options.network_mode == "host" else granted
 
 
 def _frontend_attrs(options: BuildOptions, engine: ImageStore) -> dict[str, str]:
@@ -785,7 +797,10 @@ def _frontend_attrs(options: BuildOptions, engine: ImageStore) -> dict[str, str]
         )
     if options.network_mode in _NETWORK_MODES:
         attrs["force-network-mode"] = options.network_mode
+    if options.no_cache_filter:
+        attrs["no-cache"] = ",".join(options.no_cache_filter)
     if options.nocache:
+        # buildx lets --no-cache win over --no-cache-filter: every stage runs uncached.
         attrs["no-cache"] = ""
     if options.cgroup_parent is not None:
         attrs["cgroup-parent"] = options.cgroup_parent
@@ -842,6 +857,9 @@ def solve_request(
     | `context_transfer='tar'` | refused: only `POST /build` has it |
     | `build_contexts` | `context:NAME` (directory: `local:NAME`; else as given), `frontend.caps` |
     | `build_contexts` `oci-layout://` | refused: the session has no content store yet |
+    | `no_cache_filter` | `no-cache` = the stages comma-joined (`nocache` wins: "") |
+    | `allow` | `Entitlements`, as given, before `network.host` of `network_mode` host |
+    | `annotations` | every exporter's `annotation[-TYPE[PLATFORM]].KEY` attributes |
 
     On the containerd store the request also carries buildx's default
     `attest:provenance` = `mode=min,inline-only=true`, unless `provenance` or an `attest`
@@ -861,6 +879,6 @@ def solve_request(
         frontend=DOCKERFILE_FRONTEND,
         frontend_attrs=_frontend_attrs(options, engine),
         cache=CacheOptions(imports=imports),
-        entitlements=("network.host",) if options.network_mode == "host" else (),
+        entitlements=_entitlements(options),
         exporters=exporters,
     )

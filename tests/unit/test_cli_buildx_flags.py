@@ -142,3 +142,51 @@ def test_metadata_file_of_a_post_build_build(
         "containerimage.config.digest": IMAGE_ID,
         "image.name": "docker.io/library/a:1",
     }
+
+
+def test_annotation_no_cache_filter_and_allow_are_read_as_buildx_reads_them(ctx: Path) -> None:
+    read = options(
+        [
+            "--push",
+            "-t",
+            "r.example/a:1",
+            "--annotation",
+            "k=v",
+            "--annotation",
+            "manifest[linux/amd64]:m=1",
+            "--no-cache-filter",
+            "base",
+            "--no-cache-filter",
+            "test",
+            "--allow",
+            "network.host,security.insecure",
+            "--allow",
+            "network.host",
+        ],
+        ctx,
+    )
+    assert read.annotations == {"k": "v", "manifest[linux/amd64]:m": "1"}
+    assert read.no_cache_filter == ("base", "test")
+    # --allow is a string slice in buildx: comma-separated and repeatable.
+    assert read.allow == ("network.host", "security.insecure", "network.host")
+    # Only BuildKit's Control API carries them: BuildKit is chosen as for --output.
+    assert read.version == "2"
+    assert options(["--no-cache-filter", "x"], ctx).version == "2"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--annotation", "k=v"], "annotations are written by explicit outputs only"),
+        (["--push", "--annotation", "k"], "invalid annotation 'k', expected key=value"),
+        (["--push", "--annotation", "foo:k=v"], "unknown annotation type 'foo'"),
+        (["--allow", "device"], "--allow"),
+        (["--no-cache-filter", "a,b"], "without commas"),
+        (["--allow", "network.host", "--endpoint", "build"], "cannot carry them"),
+    ],
+)
+def test_control_api_flags_are_refused_before_connecting(
+    ctx: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    assert main(["build", "-H", NOWHERE, *flags, str(ctx)]) == EXIT_USAGE
+    assert message in capsys.readouterr().err

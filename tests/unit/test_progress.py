@@ -92,7 +92,8 @@ _CSI = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])")
 
 
 def render_screen(output: str, width: int = 200) -> list[str]:
-    """Replay terminal output on a minimal terminal: text, CR, LF, cursor up, erase below.
+    """Replay terminal output on a minimal terminal: text, CR, LF, cursor up and down, erase
+    below.
 
     Colours and cursor visibility are accepted and ignored; any other control sequence
     fails the test, so the renderer cannot rely on something this model does not check.
@@ -108,6 +109,9 @@ def render_screen(output: str, width: int = 200) -> list[str]:
             arg, op = match.groups()
             if op == "A":
                 row = max(0, row - int(arg or "1"))
+            elif op == "B":
+                row += int(arg or "1")
+                lines.extend("" for _ in range(row + 1 - len(lines)))
             elif op == "J":
                 assert arg in ("", "0"), f"unsupported erase {arg!r}"
                 lines[row] = lines[row][:col]
@@ -515,13 +519,18 @@ def test_tty_final_screen_of_a_real_buildkit_build() -> None:
         view.feed(event)
     view.close()
     screen = render_screen(out.getvalue(), width=80)
+    # buildx's first frame leaves the top line of a fresh screen blank; so does this one.
+    assert screen[0] == ""
     # The engine's "Successfully tagged" text is left out, as in docker's BuildKit view.
-    assert re.fullmatch(r"\[\+\] Finished \d+\.\ds \(7/7\)", screen[0])
+    assert re.fullmatch(r"\[\+\] Building \d+\.\ds \(7/7\) FINISHED", screen[1])
     step_lines = [line for line in screen if line.startswith(" => [2/3] RUN")]
     assert len(step_lines) == 1
     assert step_lines[0].endswith(" 0.2s")
-    assert len(step_lines[0]) == 80
-    assert " => => naming to docker.io/library/fixture:bk done" in screen
+    # As buildx: the timer ends one column short of the terminal's width.
+    assert len(step_lines[0]) == 79
+    (naming,) = [line for line in screen if "naming to" in line]
+    assert re.fullmatch(r" => => naming to docker.io/library/fixture:bk +\d\.\ds", naming)
+    assert len(naming) == 79
     # Each step is on screen once: the redraws replaced, not appended.
     assert sum(line.startswith(" => exporting to image") for line in screen) == 1
 
@@ -559,9 +568,9 @@ def test_tty_redraws_are_rate_limited() -> None:
     # One redraw: back up over the two lines drawn before, erase, draw the new region.
     assert redraw.startswith("\r\x1b[2A\r\x1b[J")
     screen = render_screen(out.getvalue())
-    assert screen[1] == " => RUN a".ljust(75) + " 0.2s"
+    assert screen[2] == " => RUN a".ljust(74) + " 0.2s"
     assert screen[-1].endswith("line 50")
-    assert len(screen) == 2 + 6  # header, step, its six latest log lines
+    assert len(screen) == 3 + 6  # blank, header, step, its six latest log lines
 
 
 def test_tty_classic_pull_bars_redraw_in_place() -> None:
@@ -602,7 +611,8 @@ def test_tty_cuts_lines_to_the_terminal_width() -> None:
     view.close()
     screen = render_screen(out.getvalue(), width=40)
     assert all(len(line) <= 40 for line in screen)
-    assert "…" in screen[1]
+    # buildx cuts the name to leave room for the timer, without an ellipsis.
+    assert screen[2] == " => RUN " + "x" * 25 + "  0.0s"
 
 
 def test_tty_tick_moves_the_timer_of_a_silent_step() -> None:
@@ -610,15 +620,15 @@ def test_tty_tick_moves_the_timer_of_a_silent_step() -> None:
     out = io.StringIO()
     view = TtyProgress(out, width=60, height=10, interval=0.1, clock=clock)
     view.feed(_vertex("sha256:v", "RUN sleep 10", started=T0))
-    assert render_screen(out.getvalue())[1].endswith(" 0.0s")
+    assert render_screen(out.getvalue())[2].endswith(" 0.0s")
     clock.now += 0.05
     view.tick()  # within the interval: nothing is drawn
-    assert render_screen(out.getvalue())[1].endswith(" 0.0s")
+    assert render_screen(out.getvalue())[2].endswith(" 0.0s")
     clock.now += 7.3
     view.tick()
     screen = render_screen(out.getvalue())
-    assert screen[0] == "[+] Building 7.3s (0/1)"
-    assert screen[1] == " => RUN sleep 10".ljust(55) + " 7.3s"
+    assert screen[1] == "[+] Building 7.3s (0/1)"
+    assert screen[2] == " => RUN sleep 10".ljust(54) + " 7.3s"
     view.close()
     view.tick()  # after close: the final screen stays as it is
     assert out.getvalue().endswith("\x1b[?25h")
@@ -744,3 +754,76 @@ def test_render_prints_a_buildkit_build_as_plain_progress() -> None:
     assert text.count("#7 naming to docker.io/library/fixture:bk done\n") == 1
     for number in range(1, 8):
         assert re.search(rf"^#{number} (DONE \d+\.\ds|CACHED)$", text, re.MULTILINE), text
+
+
+def _tty_final(events: list[BuildEvent], *, color: bool, width: int = 60) -> str:
+    out = io.StringIO()
+    view = TtyProgress(out, width=width, height=30, clock=FakeClock(), color=color)
+    for event in events:
+        view.feed(event)
+    view.close()
+    return out.getvalue()
+
+
+def _done(digest: str, name: str, seconds: float, **fields: object) -> VertexEvent:
+    return _vertex(digest, name, started=T0, completed=T0 + _s(seconds), **fields)
+
+
+def test_tty_lays_out_steps_statuses_and_warnings_as_buildx() -> None:
+    events: list[BuildEvent] = [
+        _done("sha256:a", "[1/3] FROM base", 0.01, cached=True),
+        VertexStatusEvent(
+            id="sha256:layer",
+            vertex="sha256:a",
+            current=1500,
+            total=3000,
+            started=T0,
+            timestamp=T0 + _s(1),
+        ),
+        _done("sha256:b", "[2/3] RUN x", 1.26),
+        VertexWarningEvent(vertex="sha256:b", level=1, short=b"something odd"),
+        _done("sha256:c", "[3/3] RUN y", 0.5, error="boom"),
+        _done("sha256:d", "[4/3] RUN z", 0.3, error="context canceled"),
+    ]
+    screen = render_screen(_tty_final(events, color=False), width=60)
+    assert screen[2:8] == [
+        " => CACHED [1/3] FROM base".ljust(54) + " 0.0s",
+        # A running status: its bytes before the timer, which counts to its latest news.
+        " => => sha256:layer 1.50kB / 3.00kB".ljust(54) + " 1.0s",
+        " => [2/3] RUN x".ljust(54) + " 1.3s",
+        " => WARN: something odd".ljust(54) + " 1.3s",
+        " => ERROR [3/3] RUN y".ljust(54) + " 0.5s",
+        " => CANCELED [4/3] RUN z".ljust(54) + " 0.3s",
+    ]
+
+
+def test_tty_colours_are_buildx_s_unless_turned_off() -> None:
+    events: list[BuildEvent] = [
+        _done("sha256:a", "RUN ok", 1.0),
+        _done("sha256:b", "RUN bad", 1.0, error="boom"),
+        _done("sha256:c", "RUN other", 1.0, error="context canceled"),
+        _vertex("sha256:d", "RUN running", started=T0),
+    ]
+    coloured = _tty_final(events, color=True)
+    assert "\x1b[34m => RUN ok" in coloured
+    assert "\x1b[31m => ERROR RUN bad" in coloured
+    assert "\x1b[33m => CANCELED RUN other" in coloured
+    assert "m => RUN running" not in coloured  # a running step is not coloured
+    plain = _tty_final(events, color=False)
+    assert not re.search(r"\x1b\[3\dm", plain)
+    assert render_screen(plain) == render_screen(coloured)
+
+
+def test_tty_no_color_turns_colours_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = io.StringIO()
+    view = TtyProgress(out, width=60, clock=FakeClock())
+    view.feed(_done("sha256:a", "RUN ok", 1.0))
+    view.close()
+    assert "\x1b[34m" not in out.getvalue()
+    monkeypatch.delenv("NO_COLOR")
+    out = io.StringIO()
+    view = TtyProgress(out, width=60, clock=FakeClock())
+    view.feed(_done("sha256:a", "RUN ok", 1.0))
+    view.close()
+    assert "\x1b[34m" in out.getvalue()

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from buildsdk._control_plan import choose_endpoint, control_reasons
 from buildsdk.build import BuildOptions, BuildOutput
 from buildsdk.buildkit.solve import (
     CacheOptions,
@@ -171,3 +173,58 @@ def test_every_problem_is_listed() -> None:
     options = BuildOptions(path=HERE, squash=True, forcerm=True)
     problems = control_api_problems(options, engine="containerd")
     assert [problem.option for problem in problems] == ["version", "squash", "forcerm"]
+
+
+def test_no_cache_filter_names_the_stages_and_no_cache_wins() -> None:
+    assert _solve(no_cache_filter=["base", "test"]).frontend_attrs["no-cache"] == "base,test"
+    assert _solve(no_cache_filter="base").frontend_attrs["no-cache"] == "base"
+    # buildx sets "" for --no-cache after the filter: every stage runs uncached.
+    assert _solve(no_cache_filter=["base"], nocache=True).frontend_attrs["no-cache"] == ""
+
+
+def test_allow_becomes_entitlements_before_the_network_s() -> None:
+    assert _solve(allow=["security.insecure"]).entitlements == ("security.insecure",)
+    request = _solve(allow=["network.host", "security.insecure"], network_mode="host")
+    # As buildx: --allow as given, then network.host for --network host, even twice.
+    assert request.entitlements == ("network.host", "security.insecure", "network.host")
+    encoded = request.encode()
+    assert encoded.count(b"\x4a\x0cnetwork.host") == 2
+    assert b"\x4a\x11security.insecure" in encoded
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"allow": ["network"]}, "Input should be 'network.host' or 'security.insecure'"),
+        ({"no_cache_filter": ["a,b"]}, "without commas"),
+        ({"no_cache_filter": [""]}, "must be non-empty"),
+        ({"no_cache_filter": 3}, "stage names (a string or a sequence of strings)"),
+        ({"annotations": b"k=v"}, "annotations must be a mapping or a sequence"),
+    ],
+)
+def test_control_api_fields_are_checked_at_construction(fields: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        BuildOptions(path=HERE, version="2", outputs=["type=image"], **fields)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"annotations": ["k=v"], "outputs": ["type=image"]},
+        {"no_cache_filter": ["base"]},
+        {"allow": ["security.insecure"]},
+    ],
+)
+def test_post_build_cannot_carry_the_control_api_fields(fields: dict[str, Any]) -> None:
+    (name,) = [key for key in fields if key != "outputs"]
+    with pytest.raises(ValidationError, match=r"POST /build .* cannot carry them"):
+        BuildOptions(path=HERE, version="2", build_endpoint="build", **fields)
+    options = BuildOptions(path=HERE, version="2", **fields)
+    # "auto" takes the Control API for them; POST /build's query refuses them.
+    assert choose_endpoint(options) == "grpc"
+    assert control_reasons(options)
+    with pytest.raises(UnsupportedOption) as info:
+        options.to_query("1.45")
+    assert info.value.option == name
+    assert "cannot be sent on POST /build" in str(info.value)
