@@ -720,10 +720,19 @@ def _slow_events(fail: bool = False) -> Iterator[BuildEvent]:
     yield LogEvent(text="done\n")
 
 
+def _assert_ticked_in_silence(calls: list[str]) -> None:
+    # A loaded machine may let the ticker run before the first event or after the last;
+    # what must hold is that the silence between the two events was ticked, and that close
+    # comes last, once.
+    assert [call for call in calls if call != "tick"] == ["feed log", "feed log", "close"]
+    first, second = (index for index, call in enumerate(calls) if call == "feed log")
+    assert "tick" in calls[first + 1 : second], calls
+
+
 def test_render_feeds_ticks_during_silence_and_closes() -> None:
     recorder = _Recorder()
     render(_slow_events(), recorder, period=0.05)
-    assert recorder.calls == ["feed log", "tick", "feed log", "close"]
+    _assert_ticked_in_silence(recorder.calls)
 
 
 def test_render_closes_when_the_build_raises() -> None:
@@ -742,7 +751,7 @@ async def _aslow_events() -> AsyncIterator[BuildEvent]:
 def test_arender_feeds_ticks_during_silence_and_closes() -> None:
     recorder = _Recorder()
     asyncio.run(arender(_aslow_events(), recorder, period=0.05))
-    assert recorder.calls == ["feed log", "tick", "feed log", "close"]
+    _assert_ticked_in_silence(recorder.calls)
 
 
 def test_render_prints_a_buildkit_build_as_plain_progress() -> None:
