@@ -104,9 +104,14 @@ def parse_annotations(value: Mapping[str, str] | Sequence[str] | str) -> dict[st
     """
     items: list[tuple[str, str]] = []
     if isinstance(value, Mapping):
-        items = [(str(key), text) for key, text in value.items()]
+        for key, text in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"annotation key {key!r} must be a str")
+            items.append((key, text))
     else:
         for entry in [value] if isinstance(value, str) else value:
+            if not isinstance(entry, str):
+                raise ValueError(f"annotation {entry!r} must be a 'KEY=VALUE' text")
             key, sep, text = entry.partition("=")
             if not sep:
                 raise ValueError(f"invalid annotation {entry!r}, expected key=value")

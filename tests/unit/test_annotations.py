@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,17 @@ def test_annotations_of_a_mapping_and_of_texts_are_the_same() -> None:
     mapping = BuildOptions(path=HERE, outputs=["type=image"], annotations={"manifest:k": "v"})
     assert texts == mapping
     assert texts.annotations == {"manifest:k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        ([None], "annotation None must be a 'KEY=VALUE' text"),
+        (["k=v", 3], "annotation 3 must be a 'KEY=VALUE' text"),
+        ({1: "v"}, "annotation key 1 must be a str"),
+        ({"k": None}, "annotation 'k' must have a str value"),
+    ],
+)
+def test_entries_that_are_not_text_are_a_validation_error(given: object, words: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(words)):
+        BuildOptions(path=HERE, outputs=["type=image"], annotations=given)  # type: ignore[arg-type]
