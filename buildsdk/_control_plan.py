@@ -47,8 +47,9 @@ Endpoint = Literal["build", "grpc"]
 def control_reasons(options: BuildOptions) -> list[str]:
     """Why `options` need the Control API, in words: the outputs `POST /build` cannot carry
     (an oci or docker archive, push in an image output, several outputs), several platforms,
-    attestations, named build contexts, and the fields only the Control API has
-    (annotations, no_cache_filter, allow). Empty: `/build` can carry the build."""
+    attestations, named build contexts, the fields only the Control API has (annotations,
+    no_cache_filter, allow), a cache export, a typed cache import. Empty: `/build` can carry
+    the build."""
     reasons: list[str] = []
     outputs = typed_outputs(options.outputs, lenient=True)
     if len(outputs) > 1:
@@ -72,6 +73,10 @@ def control_reasons(options: BuildOptions) -> list[str]:
         reasons.append("no_cache_filter")
     if options.allow:
         reasons.append("entitlements (allow)")
+    if options.cache_to:
+        reasons.append("a cache export (cache_to)")
+    if len(options.cache_refs) < len(options.cache_from):
+        reasons.append("a typed cache import (cache_from)")
     return reasons
 
 
