@@ -45,6 +45,8 @@ __all__ = [
     "TypedCache",
     "cache_from_entry",
     "format_cache",
+    "is_sha256_digest",
+    "local_stores",
     "parse_cache",
 ]
 
@@ -397,6 +399,12 @@ def parse_cache(value: str) -> InlineCache | LocalCache | RegistryCache | CacheE
     if not kind:
         raise ValueError("type is required for cache")
     return cache_from_entry(kind, attrs)
+
+
+def local_stores(*caches: object) -> dict[str, str]:
+    """The content stores the session serves for these caches: store id (`local:<dir>`) to
+    directory, one per local cache directory."""
+    return {cache.store_id: cache.directory for cache in caches if isinstance(cache, LocalCache)}
 
 
 def _csv_field(key: str, value: str) -> str:
