@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from buildsdk._build_plan import ControlPlan, describe_control_build
-from buildsdk._control_plan import check_control, session_options
+from buildsdk._control_plan import check_control, content_stores, session_options
 from buildsdk.buildkit.failure import solve_failure
 from buildsdk.buildkit.solve import (
     ImageStore,
@@ -218,11 +218,11 @@ class ControlBuild:
                 self._queue.put_nowait(self._stream.end_solve(None, ref=ref, failure=failure))
             else:
                 await asyncio.wait({status}, timeout=_STATUS_GRACE)
-                if self._options.cache_to:
-                    from buildsdk.session.content import write_cache_indexes
+                if content_stores(self._options):
+                    from buildsdk.session.content import finish_content_stores
 
                     await asyncio.to_thread(
-                        write_cache_indexes, self._options, response.exporter_response
+                        finish_content_stores, self._options, response.exporter_response
                     )
                 self._stream.end_solve(response.exporter_response, ref=ref)
             if status.done() and not status.cancelled() and status.exception() is not None:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from buildsdk._named_contexts import local_dirs
 from buildsdk.build import BuildOptions, BuildOutput
-from buildsdk.cache_backends import local_stores
 from buildsdk.errors import APIError, SessionError, api_error_for_status
 from buildsdk.session import h2_available, require_h2
 
@@ -219,7 +218,9 @@ def session_methods(options: BuildOptions, *, control_api: bool = False) -> tupl
         sends = written_by_client(options)
     if sends:
         methods.append(FILE_SEND)
-    if control_api and local_stores(*options.cache_to, *options.cache_from):
+    from buildsdk._control_plan import content_stores
+
+    if control_api and content_stores(options):
         from buildsdk.session.content import CONTENT_METHODS
 
         methods.extend(CONTENT_METHODS)
@@ -280,7 +281,9 @@ def _plan(
     session_id = new_session_id()
     update: dict[str, object] = {"session_id": session_id}
     if receivers is not None:
-        stores = local_stores(*options.cache_to, *options.cache_from)
+        from buildsdk._control_plan import content_stores
+
+        stores = content_stores(options)
         if stores:
             from buildsdk.session.content import ContentService
 

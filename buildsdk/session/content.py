@@ -1,10 +1,10 @@
 """The session's content store: containerd's `content.v1.Content` service on OCI layout directories.
 
-Why: a `local` cache (and, in BuildKit, an OCI layout directory output) lives on the client,
-and BuildKit reads and writes it through the session as a containerd content store
-(reference buildkit-control.md §6.3). Each call names its store with the metadata
-`buildkit-attachable-store-id` (`local:<dir>` for a cache); the directory is an OCI layout,
-its blobs in `blobs/sha256/<hex>`.
+Why: a `local` cache and an OCI layout directory output (`type=oci,tar=false`) live on the
+client, and BuildKit reads and writes them through the session as a containerd content store
+(reference buildkit-control.md §5, §6.3). Each call names its store with the metadata
+`buildkit-attachable-store-id` (`local:<dir>` for a cache, `export` for the layout output);
+the directory is an OCI layout, its blobs in `blobs/sha256/<hex>`.
 
 What the engine calls is served: `Info` (size and times of a blob), `Read` (a blob from an
 offset, in chunks), `Write` (a bidirectional stream: STAT, WRITE, COMMIT; one reply per
@@ -18,13 +18,15 @@ is answered AlreadyExists, as containerd answers.
 The index: before a build the client reads the digest of a cache to import from
 `<src>/index.json` (`read_cache_digest`, the manifest named `latest` or the cache's `tag`);
 after it, it records the exported cache manifest (ExporterResponse `cache.manifest`) in
-`<dest>/index.json` (`write_cache_index`), as buildx does.
+`<dest>/index.json` (`write_cache_index`), and for a layout output the image's descriptor
+(`containerimage.descriptor`) and `oci-layout` (`write_layout_index`), as buildx does.
 
 The messages are written by hand on `buildsdk._protobuf`, with containerd's field numbers.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -70,9 +72,11 @@ __all__ = [
     "WriteContentRequest",
     "WriteContentResponse",
     "cache_digests",
+    "finish_content_stores",
     "read_cache_digest",
     "write_cache_index",
     "write_cache_indexes",
+    "write_layout_index",
 ]
 
 _SERVICE: Final = "/containerd.services.content.v1.Content/"
@@ -113,6 +117,7 @@ logger = logging.getLogger("buildsdk")
 
 _CHUNK: Final = 1024 * 1024
 _CACHE_MANIFEST: Final = "cache.manifest"
+_DESCRIPTOR: Final = "containerimage.descriptor"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -687,3 +692,40 @@ def write_cache_indexes(options: BuildOptions, exporter_response: Mapping[str, s
         )
     for cache in exports:
         write_cache_index(cache.directory, descriptor, cache.tag)
+
+
+def write_layout_index(directory: str, exporter_response: Mapping[str, str]) -> None:
+    """After a build, finish an OCI layout directory output as buildx does: name the image's
+    descriptor (`containerimage.descriptor`) in `<directory>/index.json` after each name of
+    `image.name` (`latest` when unnamed), and write `oci-layout`. Raises `ExportError` when
+    the response has no descriptor or a file cannot be written."""
+    raw = exporter_response.get(_DESCRIPTOR, "")
+    try:
+        descriptor = json.loads(base64.b64decode(raw, validate=True)) if raw else None
+    except ValueError:
+        descriptor = None
+    if not isinstance(descriptor, dict) or not isinstance(descriptor.get("digest"), str):
+        raise ExportError(f"the engine exported the image without a usable {_DESCRIPTOR}")
+    names = [name for name in exporter_response.get("image.name", "").split(",") if name]
+    for name in names or ["latest"]:
+        write_cache_index(directory, descriptor, name)
+    temp = os.path.join(directory, f".oci-layout-{secrets.token_hex(8)}")
+    try:
+        with open(temp, "x", encoding="utf-8") as handle:
+            json.dump({"imageLayoutVersion": "1.0.0"}, handle, separators=(",", ":"))
+        os.replace(temp, os.path.join(directory, "oci-layout"))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise ExportError(f"cannot write {directory}/oci-layout: {exc.strerror or exc}") from None
+
+
+def finish_content_stores(options: BuildOptions, exporter_response: Mapping[str, str]) -> None:
+    """After a successful Control API build, write what the client owes its content stores:
+    the local caches' and the OCI layout output's `index.json` (`write_cache_indexes`,
+    `write_layout_index`)."""
+    from buildsdk._control_plan import layout_directories
+
+    write_cache_indexes(options, exporter_response)
+    for directory in layout_directories(options):
+        write_layout_index(directory, exporter_response)

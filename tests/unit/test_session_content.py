@@ -4,6 +4,7 @@ calls it (recorded shapes of buildx_solve.json cache_local_1/2), and the cache i
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from buildsdk._control_plan import content_stores
 from buildsdk._grpc.status import Status
 from buildsdk.build import BuildOptions
 from buildsdk.buildkit.solve import solve_request
@@ -36,9 +38,11 @@ from buildsdk.session.content import (
     WriteContentRequest,
     WriteContentResponse,
     cache_digests,
+    finish_content_stores,
     read_cache_digest,
     write_cache_index,
     write_cache_indexes,
+    write_layout_index,
 )
 from tests import examples
 from tests.unit.test_session_grpc import _serve_and_call
@@ -409,3 +413,24 @@ def test_a_local_cache_session_announces_the_content_store_as_buildx_does() -> N
     assert tuple(m for m in methods if m.startswith(SERVICE)) == CONTENT_METHODS
     inline = BuildOptions(path=HERE, version="2", cache_to="type=inline")
     assert not set(CONTENT_METHODS) & set(session_methods(inline, control_api=True))
+
+
+def test_an_oci_layout_output_is_the_export_store_and_gets_index_and_layout(
+    tmp_path: Path,
+) -> None:
+    options = BuildOptions(
+        path=HERE, version="2", outputs=[f"type=oci,dest={tmp_path},tar=false"], tag="a:1"
+    )
+    assert content_stores(options) == {"export": str(tmp_path)}
+    assert set(CONTENT_METHODS) <= set(session_methods(options, control_api=True))
+    descriptor = {"mediaType": "application/vnd.oci.image.index.v1+json", "size": 855}
+    descriptor["digest"] = _digest(b"index")
+    response = {
+        "containerimage.descriptor": base64.b64encode(json.dumps(descriptor).encode()).decode(),
+        "image.name": "docker.io/library/a:1",
+    }
+    finish_content_stores(options, response)
+    assert json.loads((tmp_path / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    assert read_cache_digest(str(tmp_path), "docker.io/library/a:1") == descriptor["digest"]
+    with pytest.raises(ExportError, match="containerimage"):
+        write_layout_index(str(tmp_path), {})
