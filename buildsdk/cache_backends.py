@@ -97,6 +97,7 @@ class _Cache(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
+    type: str = Field(description="The backend, as buildx's `type=`.")
     attrs: dict[str, str] = Field(
         default_factory=dict, description="Further attributes, sent to BuildKit verbatim."
     )
@@ -130,9 +131,8 @@ class _Cache(BaseModel):
     def to_entry(self) -> dict[str, Any]:
         """The Go JSON shape of the entry, `{"Type":..,"Attrs":{...}}` (no Attrs when empty),
         as `cache-imports` carries it."""
-        kind: str = getattr(self, "type")  # noqa: B009 - every subclass declares `type`
         attrs = self.cache_attrs()
-        return {"Type": kind, "Attrs": attrs} if attrs else {"Type": kind}
+        return {"Type": self.type, "Attrs": attrs} if attrs else {"Type": self.type}
 
 
 class _Layers(_Cache):

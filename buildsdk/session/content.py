@@ -35,7 +35,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from buildsdk._grpc.status import GrpcError, Status
@@ -167,8 +167,6 @@ def _read_timestamp(data: bytes) -> datetime:
             seconds = _int64(value, "seconds")
         elif number == 2:
             nanos = _int64(value, "nanos")
-    from datetime import timedelta
-
     return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
