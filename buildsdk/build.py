@@ -650,11 +650,6 @@ class BuildOptions(BaseModel):
         "docker archive output, push in an image output, several outputs, the fields only "
         "it carries), else POST /build.",
     )
-    cache_to: tuple[_CacheExport, ...] = Field(
-        default=(),
-        description="Cache exports (the Control API only): typed caches of "
-        "buildsdk.cache_backends or buildx's --cache-to text.",
-    )
     provenance: bool | str | None = Field(
         default=None,
         description="Provenance attestation as buildx's --provenance: True, False (also "
@@ -693,6 +688,11 @@ class BuildOptions(BaseModel):
         default=(),
         description="Entitlements to ask the engine for (buildx's --allow; Control API); "
         "the engine refuses those its configuration does not grant.",
+    )
+    cache_to: tuple[_CacheExport, ...] = Field(
+        default=(),
+        description="Cache exports (the Control API only): typed caches of "
+        "buildsdk.cache_backends or buildx's --cache-to text.",
     )
 
     if TYPE_CHECKING:
