@@ -148,7 +148,7 @@ def layout_directories(options: BuildOptions) -> list[str]:
     """The directories of the OCI layout outputs (`OCIOutput(tar=False)`) of `options`."""
     return [
         os.fspath(output.dest)
-        for output in _typed(options)
+        for output in typed_outputs(options.outputs, lenient=True)
         if isinstance(output, OCIOutput)
         and not output.tar
         and isinstance(output.dest, (str, os.PathLike))
