@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from buildsdk import _protocol
 from buildsdk._registry_auth import RegistryAuth, merge_credentials
 from buildsdk.auth import DockerConfig, buildkit_auth_warning
-from buildsdk.build import BuildOptions, BuildOutput
+from buildsdk.build import BuildOptions
 from buildsdk.proxy import proxy_build_args
 from buildsdk.versions import ApiVersion
 
@@ -245,21 +245,15 @@ def describe_control_build(
     """Describe the Control API build of `options` on an engine with image store `engine`.
 
     `ref` and `session_id` default to fresh random ids in BuildKit's shape. Raises
-    `UnsupportedOption` for what this path cannot carry (`control_api_problems`, and an OCI
-    layout directory, which needs a session content store buildsdk does not serve yet);
-    reads no file and sends nothing.
+    `UnsupportedOption` for what this path cannot carry (`control_api_problems`, and more
+    than one OCI layout directory output); reads no file and sends nothing.
     """
+    from buildsdk._control_plan import check_layouts
     from buildsdk.buildkit.solve import solve_request
-    from buildsdk.errors import UnsupportedOption
     from buildsdk.session._runtime import new_session_id, session_methods, shared_key
 
-    for output in options.outputs:
-        if not isinstance(output, BuildOutput) and output.session_service == "Content":
-            raise UnsupportedOption(
-                "outputs",
-                "an OCI layout directory (type=oci,tar=false) needs the session's content "
-                "store, which buildsdk does not serve yet; export an OCI tar instead",
-            )
+    check_layouts(options)
+
     ref = ref or new_session_id()
     session_id = session_id or new_session_id()
     solve = solve_request(options, ref=ref, session_id=session_id, engine=engine)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from buildsdk._build_plan import ControlPlan, describe_control_build
-from buildsdk._control_plan import check_control, session_options
+from buildsdk._control_plan import check_control, content_stores, session_options
 from buildsdk.buildkit.failure import solve_failure
 from buildsdk.buildkit.solve import (
     ImageStore,
@@ -135,6 +135,10 @@ class ControlBuild:
             if self.engine is None:
                 answer = await channel.unary(CONTROL_LIST_WORKERS, ListWorkersRequest().encode())
                 self.engine = image_store(ListWorkersResponse.decode(answer))
+            if self._options.cache_from:
+                from buildsdk.session.content import cache_digests
+
+                self._options = await asyncio.to_thread(cache_digests, self._options)
             exports = check_control(self._options, engine=self.engine)
             receivers = {export.index: export.receiver() for export in exports}
             self._session = await self._open_session(channel, receivers)
@@ -214,6 +218,12 @@ class ControlBuild:
                 self._queue.put_nowait(self._stream.end_solve(None, ref=ref, failure=failure))
             else:
                 await asyncio.wait({status}, timeout=_STATUS_GRACE)
+                if content_stores(self._options):
+                    from buildsdk.session.content import finish_content_stores
+
+                    await asyncio.to_thread(
+                        finish_content_stores, self._options, response.exporter_response
+                    )
                 self._stream.end_solve(response.exporter_response, ref=ref)
             if status.done() and not status.cancelled() and status.exception() is not None:
                 logger.debug("the build's status stream broke: %s", status.exception())

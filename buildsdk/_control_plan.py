@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from buildsdk.build import BuildOptions, BuildOutput
 from buildsdk.buildkit.solve import ImageStore, control_api_problems
+from buildsdk.cache_backends import local_stores
 from buildsdk.errors import UnsupportedOption
 from buildsdk.outputs import (
     BinaryWriter,
@@ -32,11 +33,15 @@ if TYPE_CHECKING:
     from buildsdk.session.filesend import ExportReceiver
 
 __all__ = [
+    "EXPORT_STORE",
     "Endpoint",
     "Export",
     "check_control",
+    "check_layouts",
     "choose_endpoint",
+    "content_stores",
     "control_reasons",
+    "layout_directories",
     "session_options",
 ]
 
@@ -47,8 +52,9 @@ Endpoint = Literal["build", "grpc"]
 def control_reasons(options: BuildOptions) -> list[str]:
     """Why `options` need the Control API, in words: the outputs `POST /build` cannot carry
     (an oci or docker archive, push in an image output, several outputs), several platforms,
-    attestations, named build contexts, and the fields only the Control API has
-    (annotations, no_cache_filter, allow). Empty: `/build` can carry the build."""
+    attestations, named build contexts, the fields only the Control API has (annotations,
+    no_cache_filter, allow), a cache export, a typed cache import. Empty: `/build` can carry
+    the build."""
     reasons: list[str] = []
     outputs = typed_outputs(options.outputs, lenient=True)
     if len(outputs) > 1:
@@ -72,6 +78,10 @@ def control_reasons(options: BuildOptions) -> list[str]:
         reasons.append("no_cache_filter")
     if options.allow:
         reasons.append("entitlements (allow)")
+    if options.cache_to:
+        reasons.append("a cache export (cache_to)")
+    if len(options.cache_refs) < len(options.cache_from):
+        reasons.append("a typed cache import (cache_from)")
     return reasons
 
 
@@ -117,13 +127,9 @@ def _exports(options: BuildOptions) -> tuple[Export, ...]:
             # No exporter is sent for it, so it takes no index.
             continue
         if isinstance(output, OCIOutput) and not output.tar:
-            raise UnsupportedOption(
-                "outputs",
-                "an OCI layout directory (oci with tar=False) needs the client's content "
-                "store in the session, which buildsdk does not serve yet; write an OCI "
-                "archive (tar=True) instead",
-                given="oci tar=false",
-            )
+            # Written through the session's content store (`content_stores`), not FileSend.
+            index += 1
+            continue
         if isinstance(output, (LocalOutput, TarOutput, OCIOutput, DockerOutput)):
             dest = output.dest
             if isinstance(dest, (str, os.PathLike)):
@@ -132,6 +138,44 @@ def _exports(options: BuildOptions) -> tuple[Export, ...]:
                 exports.append(Export(index, output.type, None, dest))
         index += 1
     return tuple(exports)
+
+
+EXPORT_STORE: Final = "export"
+"""The content store id BuildKit writes an OCI layout directory output into."""
+
+
+def layout_directories(options: BuildOptions) -> list[str]:
+    """The directories of the OCI layout outputs (`OCIOutput(tar=False)`) of `options`."""
+    return [
+        os.fspath(output.dest)
+        for output in typed_outputs(options.outputs, lenient=True)
+        if isinstance(output, OCIOutput)
+        and not output.tar
+        and isinstance(output.dest, (str, os.PathLike))
+    ]
+
+
+def check_layouts(options: BuildOptions) -> None:
+    """Refuse a second OCI layout directory output: BuildKit writes every one of them into
+    the session content store it names `export`, so one is all a session can tell apart."""
+    count = len(layout_directories(options))
+    if count > 1:
+        raise UnsupportedOption(
+            "outputs",
+            "one OCI layout directory output per build: BuildKit writes each into the same "
+            "session content store",
+            given=f"{count} OCI layout directories",
+        )
+
+
+def content_stores(options: BuildOptions) -> dict[str, str]:
+    """The content stores a Control API build's session serves, store id to directory: one
+    `local:<dir>` per local cache directory, and `export` for an OCI layout output."""
+    stores = local_stores(*options.cache_to, *options.cache_from)
+    layouts = layout_directories(options)
+    if layouts:
+        stores[EXPORT_STORE] = layouts[0]
+    return stores
 
 
 def session_options(options: BuildOptions) -> BuildOptions:
@@ -148,6 +192,7 @@ def check_control(options: BuildOptions, *, engine: ImageStore) -> tuple[Export,
     problems = control_api_problems(options, engine=engine)
     if problems:
         raise problems[0]
+    check_layouts(options)
     if engine == "classic" and any(
         isinstance(output, ImageOutput) and output.push
         for output in typed_outputs(options.outputs, lenient=True)

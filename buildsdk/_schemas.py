@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from buildsdk._protocol import PingResult, VersionInfo
 from buildsdk.build import BuildOptions, BuildOutput, ContainerLimits, Ulimit
 from buildsdk.cache import CachePruneOptions, CachePruneResult, CacheRecord
+from buildsdk.cache_backends import CacheEntry, InlineCache, LocalCache, RegistryCache
 from buildsdk.endpoint import TLSConfig
 from buildsdk.events import (
     AuxEvent,
@@ -47,6 +48,10 @@ MODELS: list[type[BaseModel]] = [
     OCIOutput,
     DockerOutput,
     ContainerLimits,
+    InlineCache,
+    LocalCache,
+    RegistryCache,
+    CacheEntry,
     Ulimit,
     PruneOptions,
     PruneFilters,

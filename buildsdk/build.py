@@ -53,6 +53,13 @@ from buildsdk._reference import validate_build_tag, validate_image_reference
 from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk._units import INT64_MAX, parse_size
 from buildsdk._wire import go_json, query_string
+from buildsdk.cache_backends import (
+    CacheEntry,
+    InlineCache,
+    LocalCache,
+    RegistryCache,
+    parse_cache,
+)
 from buildsdk.errors import UnsupportedOption
 from buildsdk.outputs import (
     BuildOutput,
@@ -423,6 +430,8 @@ _PathField = Annotated[
 ]
 _FileField = Annotated[Readable | None, PlainValidator(_check_readable), SkipJsonSchema()]
 _AnyOutput = BuildOutput | ImageOutput | LocalOutput | TarOutput | OCIOutput | DockerOutput
+_CacheImport = LocalCache | RegistryCache | CacheEntry
+_CacheExport = InlineCache | LocalCache | RegistryCache | CacheEntry
 
 
 def _go_bool(text: str) -> bool | None:
@@ -466,6 +475,16 @@ def _str_tuple(value: object, field: str, what: str) -> object:
     raise ValueError(
         f"{field} must be {what} (a string or a sequence of strings), got {type(value).__name__}"
     )
+
+
+def _cache_text(item: str) -> str | LocalCache | RegistryCache | CacheEntry:
+    """A `cache_from` string: an image reference as given, or buildx's CSV read."""
+    if "=" not in item:
+        return item
+    parsed = parse_cache(item)
+    if isinstance(parsed, InlineCache):
+        raise ValueError("cache_from: an inline cache is exported only (use cache_to)")
+    return parsed
 
 
 def _not_empty(value: str | None, field: str) -> str | None:
@@ -555,7 +574,12 @@ class BuildOptions(BaseModel):
         default=None, description="Size of /dev/shm in bytes or as '64m' (> 0)."
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Labels of the image.")
-    cache_from: tuple[str, ...] = Field(default=(), description="Images to use as cache sources.")
+    cache_from: tuple[str | _CacheImport, ...] = Field(
+        default=(),
+        description="Cache sources: image references (POST /build's `cachefrom`; a registry "
+        "import on the Control API), typed caches of buildsdk.cache_backends or buildx's "
+        "--cache-from text (the Control API only).",
+    )
     target: str | None = Field(default=None, description="Build stage to stop at.")
     network_mode: str | None = Field(
         default=None, description="Network of RUN: bridge, host, none, container:<id>, a name."
@@ -665,6 +689,11 @@ class BuildOptions(BaseModel):
         description="Entitlements to ask the engine for (buildx's --allow; Control API); "
         "the engine refuses those its configuration does not grant.",
     )
+    cache_to: tuple[_CacheExport, ...] = Field(
+        default=(),
+        description="Cache exports (the Control API only): typed caches of "
+        "buildsdk.cache_backends or buildx's --cache-to text.",
+    )
 
     if TYPE_CHECKING:
 
@@ -689,7 +718,7 @@ class BuildOptions(BaseModel):
             gzip: bool = False,
             shmsize: int | str | None = None,
             labels: Mapping[str, str] | None = None,
-            cache_from: str | Sequence[str] | None = None,
+            cache_from: str | Sequence[str | _CacheImport] | None = None,
             target: str | None = None,
             network_mode: str | None = None,
             squash: bool | None = None,
@@ -716,6 +745,7 @@ class BuildOptions(BaseModel):
             annotations: Mapping[str, str] | Sequence[str] | None = None,
             no_cache_filter: str | Sequence[str] | None = None,
             allow: Sequence[Literal["network.host", "security.insecure"]] | str | None = None,
+            cache_to: str | Sequence[_CacheExport | str] | None = None,
         ) -> None: ...
 
     # -- field normalisation -------------------------------------------------------------
@@ -733,12 +763,43 @@ class BuildOptions(BaseModel):
     @field_validator("cache_from", mode="before")
     @classmethod
     def _cache_from_tuple(cls, value: object) -> object:
-        return _str_tuple(value, "cache_from", "image references")
+        items = _str_tuple(value, "cache_from", "image references")
+        # An image reference never holds '=': such text is buildx's --cache-from syntax.
+        return (
+            tuple(_cache_text(item) if isinstance(item, str) else item for item in items)
+            if isinstance(items, tuple)
+            else items
+        )
 
     @field_validator("cache_from")
     @classmethod
-    def _cache_from_grammar(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(validate_image_reference(item) for item in value)
+    def _cache_from_grammar(
+        cls, value: tuple[str | _CacheImport, ...]
+    ) -> tuple[str | _CacheImport, ...]:
+        for item in value:
+            if isinstance(item, LocalCache) and item.src is None:
+                raise ValueError("cache_from: a local cache is read from src, not dest")
+        return tuple(
+            validate_image_reference(item) if isinstance(item, str) else item for item in value
+        )
+
+    @field_validator("cache_to", mode="before")
+    @classmethod
+    def _cache_to_tuple(cls, value: object) -> object:
+        items = _str_tuple(value, "cache_to", "cache exports")
+        return (
+            tuple(parse_cache(item) if isinstance(item, str) else item for item in items)
+            if isinstance(items, tuple)
+            else items
+        )
+
+    @field_validator("cache_to")
+    @classmethod
+    def _cache_to_direction(cls, value: tuple[_CacheExport, ...]) -> tuple[_CacheExport, ...]:
+        for item in value:
+            if isinstance(item, LocalCache) and item.dest is None:
+                raise ValueError("cache_to: a local cache is written to dest, not read from src")
+        return value
 
     @field_validator("security_opt", mode="before")
     @classmethod
@@ -1256,8 +1317,9 @@ class BuildOptions(BaseModel):
             put("buildargs", go_json(_sorted_map(self.buildargs)))
         if self.build_id is not None:
             put("buildid", self.build_id)
-        if self.cache_from:
-            put("cachefrom", go_json(list(self.cache_from)))
+        refs = self.cache_refs
+        if refs:
+            put("cachefrom", go_json(list(refs)))
         if self.cgroup_parent is not None:
             put("cgroupparent", self.cgroup_parent)
         if self.container_limits is not None:
@@ -1340,6 +1402,11 @@ class BuildOptions(BaseModel):
             problems.append(gate)
         return problems
 
+    @property
+    def cache_refs(self) -> tuple[str, ...]:
+        """The image references of `cache_from` (what POST /build's `cachefrom` carries)."""
+        return tuple(item for item in self.cache_from if isinstance(item, str))
+
     def _builder_problems(self, api_version: ApiVersion) -> list[UnsupportedOption]:
         """The options the chosen builder would silently ignore on `api_version`."""
         problems: list[UnsupportedOption] = [
@@ -1353,6 +1420,21 @@ class BuildOptions(BaseModel):
             for name in _CONTROL_ONLY
             if getattr(self, name)
         ]
+        for option, given in (
+            ("cache_to", bool(self.cache_to)),
+            ("cache_from", len(self.cache_refs) < len(self.cache_from)),
+        ):
+            if given:
+                problems.append(
+                    UnsupportedOption(
+                        option,
+                        f"{option} with a typed cache needs BuildKit's Control API "
+                        "(build_endpoint 'auto' or 'grpc'); POST /build carries only image "
+                        "references in cachefrom",
+                        required="Control API",
+                        given="POST /build",
+                    )
+                )
         if self.version == "1":
             if self.outputs:
                 problems.append(

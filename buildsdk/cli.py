@@ -295,7 +295,22 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
         "as a comma list or repeated, as buildx (BuildKit's Control API: an image index)",
     )
     flags.add(build, "--target", help="build stage to stop at")
-    flags.add(build, "--cache-from", action="append", default=[], help="cache source image")
+    flags.add(
+        build,
+        "--cache-from",
+        action="append",
+        default=[],
+        help="cache source: an image reference, or as buildx type=local,src=DIR | "
+        "type=registry,ref=REF (those use the Control API)",
+    )
+    flags.add(
+        build,
+        "--cache-to",
+        action="append",
+        default=[],
+        help="cache export as buildx: type=inline | type=local,dest=DIR[,mode=max] | "
+        "type=registry,ref=REF[,mode=max] (BuildKit, Control API)",
+    )
     flags.add(build, "--cgroup-parent", help="parent cgroup of RUN containers")
     flags.add(build, "--isolation", help="container isolation (default, process, hyperv)")
     flags.add(build, "--security-opt", action="append", default=[], help="security option")
@@ -749,6 +764,7 @@ def build_options_from_args(
             or wants_session
             or _needs_control(args)
             or args.build_context
+            or _typed_cache(args)
         ):
             builder = "buildkit"
         else:
@@ -791,6 +807,7 @@ def build_options_from_args(
         "no_cache_filter": tuple(args.no_cache_filter),
         # pflag reads --allow as a string slice: comma-separated values, repeatable.
         "allow": tuple(item for value in args.allow for item in value.split(",") if item),
+        "cache_to": tuple(args.cache_to),
         **kwargs,
     }
     try:
@@ -888,6 +905,11 @@ class _Problems:
                 for error in self.errors
             ]
             raise ValueError("\n".join(lines))
+
+
+def _typed_cache(args: argparse.Namespace) -> bool:
+    """Whether a cache flag needs BuildKit: any --cache-to, a --cache-from in buildx's CSV."""
+    return bool(args.cache_to) or any("=" in value for value in args.cache_from)
 
 
 def _buildkit_env(env: Mapping[str, str]) -> bool | None:
@@ -1019,6 +1041,7 @@ _FLAG_OF_FIELD: Final = {
     "annotations": "--annotation",
     "no_cache_filter": "--no-cache-filter",
     "allow": "--allow",
+    "cache_to": "--cache-to",
 }
 
 
@@ -1318,6 +1341,11 @@ def _dry_run_control(args: argparse.Namespace, options: BuildOptions) -> int:
         with client:
             client.api_version()
             store = _image_store(client)
+            if options.cache_from:
+                from buildsdk.session.content import cache_digests
+
+                # The digest of a local cache import is what the build would send.
+                options = cache_digests(options)
             plan = describe_control_build(options, engine=store)
     except (UnsupportedOption, ValidationError) as exc:
         raise _usage_from(exc) from None

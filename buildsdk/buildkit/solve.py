@@ -43,6 +43,7 @@ from buildsdk._protobuf import (
 )
 from buildsdk._wire import go_json
 from buildsdk.build import BuildOptions
+from buildsdk.cache_backends import CacheEntry, InlineCache, LocalCache, RegistryCache
 from buildsdk.errors import UnsupportedOption
 from buildsdk.outputs import (
     BuildOutput,
@@ -73,6 +74,8 @@ __all__ = [
     "StatusRequest",
     "UsageRecord",
     "WorkerRecord",
+    "cache_exports",
+    "cache_imports",
     "control_api_problems",
     "image_store",
     "solve_request",
@@ -733,6 +736,9 @@ def control_api_problems(
                     given="oci-layout",
                 )
             )
+    if engine == "classic" and any(not isinstance(c, InlineCache) for c in options.cache_to):
+        # buildx's words (reference §12): the classic store has no cache exporter.
+        problems.append(_classic_refusal("Cache export", "build-cache-backends", "cache_to"))
     for output in _outputs(options):
         if engine == "classic" and isinstance(output, OCIOutput):
             problems.append(_classic_refusal("OCI exporter", "build-exporters"))
@@ -772,6 +778,37 @@ def _entitlements(options: BuildOptions) -> tuple[str, ...]:
     return (*granted, "network.host") if options.network_mode == "host" else granted
 
 
+_INLINE_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+
+
+def _entry(cache: InlineCache | LocalCache | RegistryCache | CacheEntry | str) -> CacheOptionsEntry:
+    if isinstance(cache, str):
+        # A plain reference is a registry import, as buildx reads `--cache-from ref`.
+        return CacheOptionsEntry("registry", {"ref": cache})
+    return CacheOptionsEntry(cache.type, cache.cache_attrs())
+
+
+def cache_imports(options: BuildOptions) -> tuple[CacheOptionsEntry, ...]:
+    """`Cache.Imports` of `options`: plain references as registry imports, typed caches as
+    they are; a local cache without a `digest` (its `index.json` was missing when the client
+    looked) is left out, as buildx leaves it out."""
+    return tuple(
+        _entry(cache)
+        for cache in options.cache_from
+        if not (isinstance(cache, LocalCache) and cache.digest is None)
+    )
+
+
+def cache_exports(options: BuildOptions) -> tuple[CacheOptionsEntry, ...]:
+    """`Cache.Exports` of `options`: `cache_to`, plus the `inline` export buildx adds for the
+    build arg `BUILDKIT_INLINE_CACHE` set true."""
+    exports = [_entry(cache) for cache in options.cache_to]
+    inline = options.buildargs.get("BUILDKIT_INLINE_CACHE")
+    if inline in _INLINE_TRUE and not any(entry.type == "inline" for entry in exports):
+        exports.append(CacheOptionsEntry("inline", {}))
+    return tuple(exports)
+
+
 def _frontend_attrs(options: BuildOptions, engine: ImageStore) -> dict[str, str]:
     attrs: dict[str, str] = {
         "filename": os.path.basename(options.dockerfile or "Dockerfile"),
@@ -804,9 +841,10 @@ def _frontend_attrs(options: BuildOptions, engine: ImageStore) -> dict[str, str]
         attrs["no-cache"] = ""
     if options.cgroup_parent is not None:
         attrs["cgroup-parent"] = options.cgroup_parent
-    if options.cache_from:
+    imports = cache_imports(options)
+    if imports:
         attrs["cache-imports"] = go_json(
-            [{"Type": "registry", "Attrs": {"ref": ref}} for ref in options.cache_from]
+            [{"Type": entry.type, "Attrs": dict(entry.attrs)} for entry in imports]
         )
     attrs.update(context_attrs(options.build_contexts))
     attestations = options.attestations()
@@ -844,7 +882,8 @@ def solve_request(
     | `network_mode` none, default | `force-network-mode` = none; nothing |
     | `network_mode` other | refused with buildx's words |
     | `nocache`, `pull` | `no-cache` = ""; `image-resolve-mode` = pull (else local) |
-    | `cache_from` | `Cache.Imports` registry entries and `cache-imports` JSON |
+    | `cache_from` | `Cache.Imports` and `cache-imports` JSON (a reference: registry) |
+    | `cache_to` | `Cache.Exports` (not inline: refused on the classic store) |
     | `tag`, `outputs` | `Exporters` (§5); tags name unnamed image/oci/docker exports |
     | oci/docker `outputs` | refused on the classic store with buildx's words |
     | `secrets`, `ssh`, `session_id` | served by the session; no attribute |
@@ -869,7 +908,6 @@ def solve_request(
     if problems:
         raise problems[0]
     exporters = _exporters(options)
-    imports = tuple(CacheOptionsEntry("registry", {"ref": ref_}) for ref_ in options.cache_from)
     return SolveRequest(
         ref=ref,
         # Engines before BuildKit 0.13 read only the single deprecated exporter fields.
@@ -878,7 +916,7 @@ def solve_request(
         session=session_id,
         frontend=DOCKERFILE_FRONTEND,
         frontend_attrs=_frontend_attrs(options, engine),
-        cache=CacheOptions(imports=imports),
+        cache=CacheOptions(exports=cache_exports(options), imports=cache_imports(options)),
         entitlements=_entitlements(options),
         exporters=exporters,
     )

@@ -197,7 +197,8 @@ def session_methods(options: BuildOptions, *, control_api: bool = False) -> tupl
     Secrets, ssh and registry auth always; `FileSend` when the client writes an export;
     `FileSync` when the context goes through the session. With `control_api`, exports are
     read as the Control API hands them over (`oci` and `docker` files through `FileSend`
-    too). Health checks are answered without being announced, as the engine asks anyway.
+    too), and a local cache adds the content store's methods. Health checks are answered
+    without being announced, as the engine asks anyway.
     """
     from buildsdk.session.auth import AUTH_METHODS
     from buildsdk.session.filesend import FILE_SEND
@@ -217,6 +218,12 @@ def session_methods(options: BuildOptions, *, control_api: bool = False) -> tupl
         sends = written_by_client(options)
     if sends:
         methods.append(FILE_SEND)
+    from buildsdk._control_plan import content_stores
+
+    if control_api and content_stores(options):
+        from buildsdk.session.content import CONTENT_METHODS
+
+        methods.extend(CONTENT_METHODS)
     directory = options.path
     if session_transfer(options) and directory is not None and options.remote_url is None:
         methods.append(DIFF_COPY)
@@ -274,6 +281,13 @@ def _plan(
     session_id = new_session_id()
     update: dict[str, object] = {"session_id": session_id}
     if receivers is not None:
+        from buildsdk._control_plan import content_stores
+
+        stores = content_stores(options)
+        if stores:
+            from buildsdk.session.content import ContentService
+
+            handlers.update(ContentService(stores).handlers())
         # A Control API build: the exports are numbered as its Solve's exporters.
         if receivers:
             from buildsdk.session.filesend import FileSendService

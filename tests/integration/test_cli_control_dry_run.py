@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from buildsdk.session.content import REF_NAME
 from tests import VECTORS_DIR
 from tests.integration.conftest import DockerEngine, Engines, docker_engine_of
 
@@ -260,3 +261,37 @@ def test_platform_and_attestation_flags_print_buildx_s_solve(
     assert solve["FrontendAttrs"] == expected
     assert solve["Exporters"] == recorded["Exporters"]
     assert not _image_exists(engine.host, "multi:1")
+
+
+@pytest.mark.parametrize("service", STORES)
+def test_cache_flags_are_printed_and_refused_on_the_classic_store(
+    engines: Engines, tmp_path: Path, service: str
+) -> None:
+    engine = docker_engine_of(engines, service)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {engines.base_image}\n")
+    source, dest = tmp_path / "from", tmp_path / "to"
+    source.mkdir()
+    digest = "sha256:" + "5e" * 32
+    manifest = {"digest": digest, "size": 1, "annotations": {REF_NAME: "latest"}}
+    (source / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [manifest]}))
+    flags = ("--dry-run", "--format", "json", "--cache-to", f"type=local,dest={dest},mode=max")
+    done = _run(engine.host, context, *flags, "--cache-from", f"type=local,src={source}")
+    if not engine.containerd_store:
+        assert done.returncode == 2
+        assert done.stdout == ""
+        assert "Cache export is not supported for the docker driver." in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    # A cache export needs the Control API, which the command takes without --endpoint.
+    assert printed["endpoint"] == "grpc"
+    imported = {"Type": "local", "Attrs": {"digest": digest, "src": str(source)}}
+    assert printed["solve"]["Cache"] == {
+        "Exports": [{"Type": "local", "Attrs": {"dest": str(dest), "mode": "max"}}],
+        "Imports": [imported],
+    }
+    assert json.loads(printed["solve"]["FrontendAttrs"]["cache-imports"]) == [imported]
+    assert "/containerd.services.content.v1.Content/Write" in printed["session"]["methods"]
+    assert not dest.exists()

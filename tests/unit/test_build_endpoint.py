@@ -131,10 +131,13 @@ def test_the_session_serves_the_context_and_announces_what_the_dry_run_prints() 
     assert FILE_SEND in plan.session_methods
 
 
-def test_an_oci_layout_directory_is_refused_before_anything_is_sent() -> None:
+def test_an_oci_layout_directory_goes_to_the_content_store_and_only_one() -> None:
     options = BuildOptions(path=".", version="2", outputs=[OCIOutput(dest="dir", tar=False)])
-    with pytest.raises(UnsupportedOption, match="OCI layout directory"):
-        check_control(options, engine="containerd")
+    # Not a FileSend export: the engine writes it into the session's `export` store.
+    assert check_control(options, engine="containerd") == ()
+    two = options.model_copy(update={"outputs": (*options.outputs, OCIOutput(dest="b", tar=False))})
+    with pytest.raises(UnsupportedOption, match="one OCI layout directory output per build"):
+        check_control(two, engine="containerd")
 
 
 def test_the_classic_store_refuses_archives_with_buildx_s_words() -> None:

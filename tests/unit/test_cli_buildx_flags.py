@@ -190,3 +190,32 @@ def test_control_api_flags_are_refused_before_connecting(
 ) -> None:
     assert main(["build", "-H", NOWHERE, *flags, str(ctx)]) == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+def test_cache_flags_are_read_as_buildx_reads_them(ctx: Path) -> None:
+    from buildsdk.cache_backends import InlineCache, LocalCache, RegistryCache
+
+    read = options(
+        [
+            "--cache-to",
+            "type=local,dest=c,mode=max",
+            "--cache-to",
+            "type=inline",
+            "--cache-from",
+            "type=registry,ref=r.example/a:cache",
+            "--cache-from",
+            "app:1",
+        ],
+        ctx,
+    )
+    assert read.cache_to == (LocalCache(dest="c", mode="max"), InlineCache())
+    assert read.cache_from == (RegistryCache(ref="r.example/a:cache"), "app:1")
+    assert read.version == "2"
+    # A plain reference keeps docker build's meaning: the classic default stays.
+    assert options(["--cache-from", "app:1"], ctx).version == "1"
+
+
+def test_a_cache_flag_in_error_is_named(ctx: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["build", "-H", NOWHERE, "--cache-to", "type=local", str(ctx)])
+    assert code == EXIT_USAGE
+    assert "--cache-to" in capsys.readouterr().err

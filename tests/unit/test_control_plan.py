@@ -105,9 +105,13 @@ def test_refusals_come_before_any_id_is_used() -> None:
             BuildOptions(path=HERE, version="2", outputs=["type=oci,dest=o.tar"]),
             engine="classic",
         )
-    with pytest.raises(UnsupportedOption, match="content store"):
+    with pytest.raises(UnsupportedOption, match="one OCI layout directory"):
         describe_control_build(
-            BuildOptions(path=HERE, version="2", outputs=["type=oci,dest=o,tar=false"]),
+            BuildOptions(
+                path=HERE,
+                version="2",
+                outputs=["type=oci,dest=o,tar=false", "type=oci,dest=p,tar=false"],
+            ),
             engine="containerd",
         )
 

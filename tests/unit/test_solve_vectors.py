@@ -13,8 +13,9 @@ field, except where the direct path differs on purpose:
   the test passes those strings as `ref` and `session_id`, so they compare equal.
 - Map order: buildx sends maps in Go's random order (the recordings show it); JSON objects
   compare as maps, and buildsdk sends them sorted.
-- `{BASE}`/`{OUT}` placeholders appear only in `dest` (never sent: §5) and in cache
-  attributes (not covered yet, below).
+- `{BASE}`/`{OUT}` placeholders appear in `dest` (never sent: §5) and in the cache
+  attributes `dest`/`src`, which the test passes as given; a digest the client reads from a
+  local cache's index.json is the placeholder `<DIGEST_3>`, replaced by a real digest.
 
 Every other field (`ExporterDeprecated`, `ExporterAttrsDeprecated`, `FrontendAttrs`, `Cache`,
 `Entitlements`, `Exporters`) must be equal as recorded. The cases without a Solve are either
@@ -41,6 +42,9 @@ HERE = str(Path(__file__).resolve().parent)
 VECTORS = json.loads((VECTORS_DIR / "buildx_solve.json").read_text(encoding="utf-8"))
 CASES = {case["name"]: case for case in VECTORS["cases"]}
 NET = {"network_mode": "host"}
+# Recorded placeholders that stand for digests the client reads and sends; the test gives
+# each a real digest and puts it in the recorded request in the placeholder's place.
+DIGESTS = {"<DIGEST_3>": "sha256:" + "3d" * 32}
 
 # case -> the BuildOptions fields that say what its buildx flags say (context: `path`).
 # --iidfile, --metadata-file and --progress are the client's business and add nothing.
@@ -85,27 +89,39 @@ COVERED: dict[str, dict[str, Any]] = {
     "build_context_dir": {
         "build_contexts": {"other": "{BASE}/ctx-other", "base": "docker-image://busybox:latest"}
     },
+    # First run: src has no index.json yet, so the client drops the import (no digest).
+    "cache_local_1": {
+        **NET,
+        "cache_to": ["type=local,dest={BASE}/cache-local,mode=max"],
+        "cache_from": ["type=local,src={BASE}/cache-local"],
+    },
+    # Second run: the client read the digest from src's index.json (<DIGEST_3>, below).
+    "cache_local_2": {
+        **NET,
+        "cache_to": ["type=local,dest={BASE}/cache-local2"],
+        "cache_from": [f"type=local,src={{BASE}}/cache-local,digest={DIGESTS['<DIGEST_3>']}"],
+    },
+    "cache_inline": {**NET, "cache_to": ["type=inline"], "tag": "inl:1"},
 }
 
 # Recorded refusals: no real Solve; buildx printed these lines (after "ERROR: ").
 REFUSED: dict[str, dict[str, Any]] = {
     "classic_output_oci": {"outputs": ["type=oci,dest={OUT}/oci.tar"]},
     "classic_provenance": {"provenance": "mode=max"},
+    "classic_cache_local": {"cache_to": ["type=local,dest={OUT}/cache"]},
 }
 # The option a refusal names, where it is not `outputs`.
-REFUSED_OPTION: dict[str, str] = {"classic_provenance": "provenance"}
+REFUSED_OPTION: dict[str, str] = {
+    "classic_provenance": "provenance",
+    "classic_cache_local": "cache_to",
+}
 
 # Cases without a Solve whose messages test_solve_messages.py decodes and checks.
 MESSAGE_CASES = {"inspect", "du", "prune", "prune_one"}
 
 NOT_YET: dict[str, str] = {
-    "cache_local_1": "--cache-to/--cache-from type=local (issue 19)",
-    "cache_local_2": "--cache-to/--cache-from type=local (issue 19)",
-    "cache_inline": "--cache-to type=inline (issue 19)",
     "print_outline": "--print asks a frontend subrequest through LLBBridge, which the direct "
     "path does not make",
-    "classic_cache_local": "the refusal of --cache-to on the classic store needs cache_to "
-    "(issue 19)",
     "ssh_no_agent": "no Solve: the missing SSH_AUTH_SOCK is refused by the session layer "
     "(SSHForward.resolve) before any request",
 }
@@ -122,7 +138,10 @@ def _recorded_solve(case: dict[str, Any]) -> dict[str, Any]:
         if call["path"].endswith("Control/Solve") and not call["requests"][0].get("Internal")
     ]
     assert len(solves) == 1, case["name"]
-    request: dict[str, Any] = solves[0]
+    text = json.dumps(solves[0])
+    for placeholder, digest in DIGESTS.items():
+        text = text.replace(placeholder, digest)
+    request: dict[str, Any] = json.loads(text)
     return request
 
 
