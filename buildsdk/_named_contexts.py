@@ -71,6 +71,8 @@ _RESERVED: Final = frozenset({"context", "dockerfile"})
 OCI_STORE_PREFIX: Final = "oci:"
 """What BuildKit's client puts before an oci-layout context's store id in the session."""
 _SHA256_RE: Final = re.compile(r"^sha256:[a-f0-9]{64}$")
+# The tag grammar of an image reference: BuildKit's frontend parses what is sent as one.
+_TAG_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _BASE36: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -158,14 +160,20 @@ class OCILayoutRef:
 
 def parse_oci_layout(value: str) -> OCILayoutRef:
     """Cut `oci-layout://DIR[:TAG][@DIGEST]` at the first `@`, then at the first `:`, as
-    buildx does; `ValueError` when the directory is empty or the digest is not a sha256
-    digest (the session's content store keeps sha256 blobs only)."""
+    buildx does; `ValueError` when the directory is empty, the tag is not an image tag (the
+    engine would refuse it) or the digest is not a sha256 digest (the session's content
+    store keeps sha256 blobs only)."""
     if not value.startswith(_OCI_LAYOUT):
         raise ValueError(f"{value!r} is not an oci-layout:// value")
     rest, at, digest = value.removeprefix(_OCI_LAYOUT).partition("@")
     directory, colon, tag = rest.partition(":")
     if not directory:
         raise ValueError(f"{value!r} names no directory")
+    if colon and not _TAG_RE.match(tag):
+        raise ValueError(
+            f"invalid oci-layout tag {tag!r}: BuildKit reads it as an image tag "
+            "([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})"
+        )
     if at and not _SHA256_RE.match(digest):
         raise ValueError(f"invalid oci-layout digest {digest!r}: expected sha256:<64 hex digits>")
     return OCILayoutRef(directory, tag if colon else "latest", digest if at else None)

@@ -79,9 +79,7 @@ def _entry(digest: str, name: str | None = None) -> dict[str, Any]:
         ("oci-layout:///src/l:1", OCILayoutRef("/src/l", "1")),
         ("oci-layout:///src/l@" + DIGEST_A, OCILayoutRef("/src/l", "latest", DIGEST_A)),
         ("oci-layout:///src/l:v2@" + DIGEST_A, OCILayoutRef("/src/l", "v2", DIGEST_A)),
-        # buildx cuts at the first ":", so the rest is the tag.
-        ("oci-layout://rel/l:a:b", OCILayoutRef("rel/l", "a:b")),
-        ("oci-layout:///src/l:", OCILayoutRef("/src/l", "")),
+        ("oci-layout://rel/l:_v1.2-rc", OCILayoutRef("rel/l", "_v1.2-rc")),
     ],
 )
 def test_a_value_is_cut_as_buildx_cuts_it(value: str, expected: OCILayoutRef) -> None:
@@ -96,6 +94,11 @@ def test_a_value_is_cut_as_buildx_cuts_it(value: str, expected: OCILayoutRef) ->
         ("oci-layout:///l@sha256:abc", "invalid oci-layout digest"),
         ("oci-layout:///l@sha512:" + "a" * 128, "invalid oci-layout digest"),
         ("oci-layout:///l@", "invalid oci-layout digest"),
+        # buildx cuts at the first ":", so the rest is the tag, which the engine would refuse.
+        ("oci-layout://rel/l:a:b", "invalid oci-layout tag 'a:b'"),
+        ("oci-layout:///l:", "invalid oci-layout tag ''"),
+        ("oci-layout:///l:-x", "invalid oci-layout tag"),
+        ("oci-layout:///l:" + "x" * 129, "invalid oci-layout tag"),
     ],
 )
 def test_bad_values_are_refused_when_the_options_are_made(value: str, message: str) -> None:
@@ -112,7 +115,7 @@ _PART = st.text(
 
 @given(
     directory=_PART,
-    tag=st.text(alphabet=st.characters(blacklist_characters="@", blacklist_categories=["Cs"])),
+    tag=st.from_regex(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z"),
     digest=st.none() | st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
 )
 def test_a_written_back_value_reads_back_the_same(
@@ -138,7 +141,10 @@ def test_store_ids_differ_per_name() -> None:
 
 
 def test_the_tag_is_looked_up_in_index_json(tmp_path: Path) -> None:
-    layout = _layout(tmp_path / "l", [_entry(DIGEST_A, "latest"), _entry(DIGEST_B, "v2")])
+    layout = _layout(
+        tmp_path / "l",
+        [_entry(DIGEST_A, "latest"), _entry(DIGEST_B, "v2"), _entry(DIGEST_A, "repo/x:v2")],
+    )
     assert resolve_oci_layout(f"oci-layout://{layout}").digest == DIGEST_A
     assert resolve_oci_layout(f"oci-layout://{layout}:v2") == OCILayoutRef(
         str(layout), "v2", DIGEST_B
