@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from buildsdk import AsyncClient, BuildOptions, Client, ContextError, UnsupportedOption
+from buildsdk._named_contexts import oci_store_id
 from buildsdk.outputs import LocalOutput, OCIOutput
 from buildsdk.results import BuildResult
 from tests.integration.conftest import Engines, client_settings, docker_engine_of
@@ -168,3 +172,33 @@ def test_the_classic_store_is_refused_before_the_build(
         _build(flavor, client_settings(all_engines, "dockerd", engine), options)
     assert "an oci-layout:// context needs the containerd image store" in str(caught.value)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.docker26_containerd
+def test_the_dry_run_shows_the_resolved_layout_and_its_read_only_store(
+    all_engines: Engines, tmp_path: Path
+) -> None:
+    engine = docker_engine_of(all_engines, "dockerd26-containerd")
+    context = _context(tmp_path / "ctx", "FROM base\n")
+    digest = "sha256:" + "a" * 64
+    layout = tmp_path / "l"
+    layout.mkdir()
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1}
+    entry.update(digest=digest, annotations={REF: "v1"})
+    index = {"schemaVersion": 2, "manifests": [entry]}
+    (layout / "index.json").write_text(json.dumps(index))
+    argv = ["-H", engine.host, "--dry-run", "--build-context", "base=oci-layout://l:v1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "buildsdk", "build", *argv, str(context)],
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    store_id = oci_store_id("base")
+    assert f'"context:base": "oci-layout://{store_id}:v1@{digest}"' in done.stdout
+    assert f"content store oci:{store_id}: {layout} (read-only)\n" in done.stdout
+    assert "/containerd.services.content.v1.Content/Read\n" in done.stdout
