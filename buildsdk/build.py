@@ -676,8 +676,8 @@ class BuildOptions(BaseModel):
         description="Named contexts (buildx's --build-context), name to value: a local "
         "directory, 'docker-image://REF', a git URL or an https URL. Names are image-reference "
         "names, kept as buildx shortens them. They need the Control API. "
-        "'oci-layout://DIR[:TAG][@DIGEST]' reads an OCI layout directory (containerd image "
-        "store), its tag resolved in DIR/index.json.",
+        "'oci-layout://DIR' (with ':TAG' and/or '@sha256:...') reads an OCI layout directory "
+        "(containerd image store), its tag resolved in DIR/index.json.",
     )
     annotations: dict[str, str] = Field(
         default_factory=dict,
