@@ -139,6 +139,10 @@ class ControlBuild:
                 from buildsdk.session.content import cache_digests
 
                 self._options = await asyncio.to_thread(cache_digests, self._options)
+            if self._options.build_contexts:
+                from buildsdk.session.content import oci_layout_digests
+
+                self._options = await asyncio.to_thread(oci_layout_digests, self._options)
             exports = check_control(self._options, engine=self.engine)
             receivers = {export.index: export.receiver() for export in exports}
             self._session = await self._open_session(channel, receivers)

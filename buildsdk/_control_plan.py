@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
+from buildsdk._named_contexts import oci_layout_stores
 from buildsdk.build import BuildOptions, BuildOutput
 from buildsdk.buildkit.solve import ImageStore, control_api_problems
 from buildsdk.cache_backends import local_stores
@@ -42,6 +43,7 @@ __all__ = [
     "content_stores",
     "control_reasons",
     "layout_directories",
+    "read_only_stores",
     "session_options",
 ]
 
@@ -170,12 +172,20 @@ def check_layouts(options: BuildOptions) -> None:
 
 def content_stores(options: BuildOptions) -> dict[str, str]:
     """The content stores a Control API build's session serves, store id to directory: one
-    `local:<dir>` per local cache directory, and `export` for an OCI layout output."""
+    `local:<dir>` per local cache directory, `export` for an OCI layout output and one
+    `oci:<id>` per oci-layout named context."""
     stores = local_stores(*options.cache_to, *options.cache_from)
     layouts = layout_directories(options)
     if layouts:
         stores[EXPORT_STORE] = layouts[0]
+    stores.update(oci_layout_stores(options.build_contexts))
     return stores
+
+
+def read_only_stores(options: BuildOptions) -> frozenset[str]:
+    """The store ids among `content_stores` the engine may only read: the oci-layout named
+    contexts' directories."""
+    return frozenset(oci_layout_stores(options.build_contexts))
 
 
 def session_options(options: BuildOptions) -> BuildOptions:

@@ -48,7 +48,12 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from buildsdk._annotations import parse_annotations
-from buildsdk._named_contexts import context_name, url_has_credentials
+from buildsdk._named_contexts import (
+    context_kind,
+    context_name,
+    parse_oci_layout,
+    url_has_credentials,
+)
 from buildsdk._reference import validate_build_tag, validate_image_reference
 from buildsdk._session_options import BuildSecret, SSHForward
 from buildsdk._units import INT64_MAX, parse_size
@@ -670,8 +675,9 @@ class BuildOptions(BaseModel):
         default_factory=dict,
         description="Named contexts (buildx's --build-context), name to value: a local "
         "directory, 'docker-image://REF', a git URL or an https URL. Names are image-reference "
-        "names, kept as buildx shortens them. They need the Control API. ('oci-layout://DIR' "
-        "is recognised but not yet supported.)",
+        "names, kept as buildx shortens them. They need the Control API. "
+        "'oci-layout://DIR' (with ':TAG' and/or '@sha256:...') reads an OCI layout directory "
+        "(containerd image store), its tag resolved in DIR/index.json.",
     )
     annotations: dict[str, str] = Field(
         default_factory=dict,
@@ -869,6 +875,8 @@ class BuildOptions(BaseModel):
                 )
             if given.startswith("docker-image://"):
                 validate_image_reference(given.removeprefix("docker-image://"))
+            elif context_kind(given) == "oci-layout":
+                parse_oci_layout(given)
             elif url_has_credentials(given):
                 # The value travels in reprs, dry runs and the engine's logs.
                 raise ValueError(

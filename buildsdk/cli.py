@@ -48,7 +48,7 @@ from pydantic import ValidationError
 from buildsdk._base_client import describe
 from buildsdk._build_plan import BuildPlan, SessionNeeds, describe_control_build
 from buildsdk._cache_output import disk_usage_text, prune_text
-from buildsdk._control_plan import choose_endpoint
+from buildsdk._control_plan import choose_endpoint, content_stores, read_only_stores
 from buildsdk._named_contexts import context_kind
 from buildsdk._protocol import common_headers
 from buildsdk._session_options import BuildSecret, SSHForward
@@ -387,9 +387,10 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
         "--build-context",
         action="append",
         default=[],
-        help="a named context: NAME=DIR, NAME=docker-image://REF or NAME=URL (git or https); "
-        "the Dockerfile reads it with FROM NAME or COPY --from=NAME (BuildKit's Control API; "
-        "oci-layout:// is not supported yet)",
+        help="a named context: NAME=DIR, NAME=docker-image://REF, NAME=URL (git or https) or "
+        "NAME=oci-layout://DIR[:TAG][@DIGEST] (an OCI layout directory, read-only; containerd "
+        "image store); the Dockerfile reads it with FROM NAME or COPY --from=NAME (BuildKit's "
+        "Control API)",
     )
     flags.add(
         build,
@@ -587,6 +588,11 @@ def _build_contexts(values: Sequence[str], base: Path) -> dict[str, str]:
                 )
             if not os.path.isdir(value):
                 raise ValueError(f"failed to get build context path {value}: not a directory")
+        elif value.startswith("oci-layout://") and not value[len("oci-layout://") :].startswith(
+            "/"
+        ):
+            # Like a directory, a relative layout directory is taken from the working directory.
+            value = f"oci-layout://{base}/{value[len('oci-layout://') :]}"
         contexts[name] = value
     return contexts
 
@@ -1346,10 +1352,18 @@ def _dry_run_control(args: argparse.Namespace, options: BuildOptions) -> int:
 
                 # The digest of a local cache import is what the build would send.
                 options = cache_digests(options)
+            if options.build_contexts:
+                from buildsdk.session.content import oci_layout_digests
+
+                # So is the digest an oci-layout context's tag names in its index.json.
+                options = oci_layout_digests(options)
             plan = describe_control_build(options, engine=store)
     except (UnsupportedOption, ValidationError) as exc:
         raise _usage_from(exc) from None
     except GrpcCallError as exc:
+        print(f"buildsdk: {exc}", file=sys.stderr)
+        return EXIT_BUILD_FAILED
+    except ContextError as exc:
         print(f"buildsdk: {exc}", file=sys.stderr)
         return EXIT_BUILD_FAILED
     payload = plan.to_json()
@@ -1362,6 +1376,10 @@ def _dry_run_control(args: argparse.Namespace, options: BuildOptions) -> int:
     out.write(f"session: {plan.session_id}, shared key {plan.shared_key}, announcing:\n")
     for method in plan.session_methods:
         out.write(f"  {method}\n")
+    read_only = read_only_stores(options)
+    for store_id, directory in content_stores(options).items():
+        mode = "read-only" if store_id in read_only else "read-write"
+        out.write(f"content store {store_id}: {directory} ({mode})\n")
     return EXIT_OK
 
 

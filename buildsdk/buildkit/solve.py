@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Final, Literal, TypeVar
 
 from buildsdk._annotations import annotation_attrs
-from buildsdk._named_contexts import context_attrs, context_kind
+from buildsdk._named_contexts import context_attrs, context_kind, parse_oci_layout
 from buildsdk._protobuf import (
     WIRE_LEN,
     WIRE_VARINT,
@@ -725,14 +725,26 @@ def control_api_problems(
             option = "attest" if options.attest else asked[0]
             problems.append(_classic_refusal("Attestation", "attestations", option))
     for name, value in options.build_contexts.items():
-        if context_kind(value) == "oci-layout":
+        if context_kind(value) == "oci-layout" and engine == "classic":
+            # Docker 26.1's classic-store BuildKit has no oci-layout source: it would fail the
+            # build with "unknown scheme oci-layout: not found"; buildx lets it.
             problems.append(
                 UnsupportedOption(
                     "build_contexts",
-                    f"build_contexts[{name!r}] = {value!r}: an oci-layout:// context is read "
-                    "through the client's content store in the session "
-                    "(content.v1.Content), which buildsdk does not serve yet; load the "
-                    "image into the engine and use docker-image:// instead",
+                    f"build_contexts[{name!r}] = {value!r}: an oci-layout:// context needs the "
+                    "containerd image store; the classic store's BuildKit has no oci-layout "
+                    "source (load the image into the engine and use docker-image:// instead)",
+                    required="containerd image store",
+                    given="classic image store",
+                )
+            )
+        elif context_kind(value) == "oci-layout" and parse_oci_layout(value).digest is None:
+            problems.append(
+                UnsupportedOption(
+                    "build_contexts",
+                    f"build_contexts[{name!r}] = {value!r}: an oci-layout:// context is sent "
+                    "with its digest, read from DIR/index.json before the build; resolve it "
+                    "first (buildsdk.session.content.oci_layout_digests)",
                     given="oci-layout",
                 )
             )
@@ -895,7 +907,7 @@ def solve_request(
     | `custom_context`, `fileobj`, `gzip` | refused: only `POST /build` has them |
     | `context_transfer='tar'` | refused: only `POST /build` has it |
     | `build_contexts` | `context:NAME` (directory: `local:NAME`; else as given), `frontend.caps` |
-    | `build_contexts` `oci-layout://` | refused: the session has no content store yet |
+    | `build_contexts` `oci-layout://` | `oci-layout://<store id>:TAG@DIGEST` (classic: refused) |
     | `no_cache_filter` | `no-cache` = the stages comma-joined (`nocache` wins: "") |
     | `allow` | `Entitlements`, as given, before `network.host` of `network_mode` host |
     | `annotations` | every exporter's `annotation[-TYPE[PLATFORM]].KEY` attributes |

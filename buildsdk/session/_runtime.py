@@ -281,13 +281,13 @@ def _plan(
     session_id = new_session_id()
     update: dict[str, object] = {"session_id": session_id}
     if receivers is not None:
-        from buildsdk._control_plan import content_stores
+        from buildsdk._control_plan import content_stores, read_only_stores
 
         stores = content_stores(options)
         if stores:
             from buildsdk.session.content import ContentService
 
-            handlers.update(ContentService(stores).handlers())
+            handlers.update(ContentService(stores, read_only_stores(options)).handlers())
         # A Control API build: the exports are numbered as its Solve's exporters.
         if receivers:
             from buildsdk.session.filesend import FileSendService

@@ -21,6 +21,10 @@ after it, it records the exported cache manifest (ExporterResponse `cache.manife
 `<dest>/index.json` (`write_cache_index`), and for a layout output the image's descriptor
 (`containerimage.descriptor`) and `oci-layout` (`write_layout_index`), as buildx does.
 
+An `oci-layout://` named context is a store the engine only reads: before the build its
+tag is resolved in `index.json` (`oci_layout_digests`), and a `Write` to its store is
+refused (PermissionDenied), so the engine cannot change the directory.
+
 The messages are written by hand on `buildsdk._protobuf`, with containerd's field numbers.
 """
 
@@ -33,12 +37,13 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from buildsdk._grpc.status import GrpcError, Status
+from buildsdk._named_contexts import OCILayoutRef, context_kind, parse_oci_layout
 from buildsdk._protobuf import (
     ProtobufError,
     as_int64,
@@ -49,7 +54,7 @@ from buildsdk._protobuf import (
 )
 from buildsdk.build import BuildOptions
 from buildsdk.cache_backends import LocalCache, is_sha256_digest
-from buildsdk.errors import ExportError
+from buildsdk.errors import ContextError, ExportError
 
 if TYPE_CHECKING:
     from buildsdk.session._server import Call
@@ -73,7 +78,9 @@ __all__ = [
     "WriteContentResponse",
     "cache_digests",
     "finish_content_stores",
+    "oci_layout_digests",
     "read_cache_digest",
+    "resolve_oci_layout",
     "write_cache_index",
     "write_cache_indexes",
     "write_layout_index",
@@ -493,8 +500,9 @@ class _Ingest:
 class ContentService:
     """Answers `content.v1.Content` calls on the stores named by `buildkit-attachable-store-id`."""
 
-    def __init__(self, stores: Mapping[str, str]) -> None:
+    def __init__(self, stores: Mapping[str, str], read_only: Collection[str] = ()) -> None:
         self.stores = {store_id: ContentStore(root) for store_id, root in stores.items()}
+        self.read_only = frozenset(read_only)
 
     def handlers(self) -> dict[str, object]:
         """The gRPC methods this service answers (all of `CONTENT_METHODS`)."""
@@ -545,6 +553,9 @@ class ContentService:
     async def write(self, call: Call) -> None:
         """Take one blob through STAT, WRITE and COMMIT requests, one reply each."""
         store = self._store(call)
+        store_id = call.first(STORE_ID_KEY) or ""
+        if store_id in self.read_only:
+            raise GrpcError(Status.PERMISSION_DENIED, f"content store {store_id!r} is read-only")
         ingest: _Ingest | None = None
         try:
             while (message := await call.recv()) is not None:
@@ -615,6 +626,66 @@ def read_cache_digest(directory: str, tag: str | None = None) -> str | None:
             if isinstance(digest, str) and is_sha256_digest(digest):
                 return digest
     return None
+
+
+def resolve_oci_layout(value: str) -> OCILayoutRef:
+    """`oci-layout://DIR[:TAG][@DIGEST]` with its digest, as buildx resolves it: a given
+    digest is kept; else the manifest named TAG (`latest`) in `DIR/index.json`, else the only
+    manifest there. Raises `ContextError` naming the directory when the index is missing or
+    unreadable or nothing matches."""
+    ref = parse_oci_layout(value)
+    if ref.digest is not None:
+        return ref
+    try:
+        index = _read_index(ref.directory)
+    except ExportError as exc:
+        raise ContextError(f"oci-layout reference {value!r}: {exc}", ref.directory) from None
+    if index is None:
+        raise ContextError(
+            f"oci-layout reference {value!r}: {ref.directory}/index.json not found "
+            "(not an OCI layout directory)",
+            ref.directory,
+        )
+    manifests = [m for m in index.get("manifests", []) if isinstance(m, dict)]
+    named = [
+        m
+        for m in manifests
+        if isinstance(m.get("annotations"), dict) and m["annotations"].get(REF_NAME) == ref.tag
+    ]
+    chosen = named[0] if named else manifests[0] if len(manifests) == 1 else None
+    digest = chosen.get("digest") if chosen is not None else None
+    if not isinstance(digest, str):
+        names = sorted(
+            str(m["annotations"][REF_NAME])
+            for m in manifests
+            if isinstance(m.get("annotations"), dict) and REF_NAME in m["annotations"]
+        )
+        raise ContextError(
+            f"oci-layout reference {value!r} could not be resolved: no manifest named "
+            f"{ref.tag!r} in {ref.directory}/index.json (names there: "
+            f"{', '.join(names) or 'none'})",
+            ref.directory,
+        )
+    if not is_sha256_digest(digest):
+        raise ContextError(
+            f"oci-layout reference {value!r}: {ref.directory}/index.json names digest "
+            f"{digest!r}, not a sha256 digest",
+            ref.directory,
+        )
+    return OCILayoutRef(ref.directory, ref.tag, digest)
+
+
+def oci_layout_digests(options: BuildOptions) -> BuildOptions:
+    """`options` with every `oci-layout://` named context resolved to
+    `oci-layout://DIR:TAG@DIGEST` (`resolve_oci_layout`). Reads files; sends nothing."""
+    contexts = dict(options.build_contexts)
+    changed = False
+    for name, value in contexts.items():
+        if context_kind(value) == "oci-layout":
+            resolved = resolve_oci_layout(value).value()
+            changed = changed or resolved != value
+            contexts[name] = resolved
+    return options.model_copy(update={"build_contexts": contexts}) if changed else options
 
 
 def write_cache_index(

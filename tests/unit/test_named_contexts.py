@@ -133,9 +133,9 @@ def test_named_contexts_choose_the_control_api_and_refuse_post_build() -> None:
         _options(build_contexts={"other": "/src"}, build_endpoint="build")
 
 
-def test_oci_layout_is_refused_naming_the_missing_content_store() -> None:
+def test_an_oci_layout_is_sent_only_with_its_digest() -> None:
     options = _options(build_contexts={"base": "oci-layout:///src/layout:1"})
-    with pytest.raises(UnsupportedOption, match=r"content store .*content\.v1\.Content"):
+    with pytest.raises(UnsupportedOption, match=r"oci-layout:// context is sent with its digest"):
         solve_request(options, ref="r", session_id="s", engine="containerd")
 
 
