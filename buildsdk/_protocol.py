@@ -101,6 +101,9 @@ class PingResult(BaseModel):
     builder_version: str | None = Field(
         default=None, description='The builder the engine recommends: "1" classic, "2" BuildKit.'
     )
+    libpod_api_version: str | None = Field(
+        default=None, description="Podman's own API version (`Libpod-API-Version`); None elsewhere."
+    )
 
 
 class VersionInfo(BaseModel):
@@ -154,6 +157,7 @@ def parse_ping(headers: Mapping[str, str]) -> PingResult:
         os_type=lowered.get("ostype") or None,
         experimental=lowered.get("docker-experimental", "").lower() == "true",
         builder_version=lowered.get("builder-version") or None,
+        libpod_api_version=lowered.get("libpod-api-version") or None,
     )
 
 
