@@ -176,9 +176,10 @@ class BaseClient:
         )
 
 
-def engine_facts(ping: _protocol.PingResult) -> EngineFacts:
-    """What choosing a build's endpoint needs, from the engine's `/_ping` answer and
-    whether this installation can serve a session."""
+def engine_facts(ping: _protocol.PingResult, spoken: ApiVersion | None = None) -> EngineFacts:
+    """What choosing a build's endpoint needs, from the engine's `/_ping` answer, the API
+    version the client speaks (`spoken`: a version pinned below the engine's makes the
+    client behave as that older one) and whether this installation can serve a session."""
     from buildsdk._control_plan import EngineFacts
     from buildsdk.session import h2_available
 
@@ -186,6 +187,8 @@ def engine_facts(ping: _protocol.PingResult) -> EngineFacts:
         api_version = ApiVersion.parse(ping.api_version) if ping.api_version else None
     except ValueError:
         api_version = None
+    if api_version is not None and spoken is not None:
+        api_version = min(api_version, spoken)
     return EngineFacts(
         api_version=api_version,
         podman=ping.libpod_api_version is not None,

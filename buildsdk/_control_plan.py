@@ -101,7 +101,8 @@ class EngineFacts:
     """What choosing a build's endpoint needs to know of the engine and the client."""
 
     api_version: ApiVersion | None
-    """The engine's newest API version (`/_ping`'s `API-Version`); None when it gave none."""
+    """The API version spoken: the engine's newest (`/_ping`'s `API-Version`), or the
+    client's pinned one when lower; None when the engine gave none."""
     podman: bool = False
     """Whether the engine is Podman (`/_ping` answers with `Libpod-API-Version`)."""
     session: bool = True

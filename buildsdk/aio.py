@@ -219,14 +219,15 @@ class AsyncClient(BaseClient):
 
     async def _endpoint_for(self, options: BuildOptions) -> BuildEndpoint:
         """The endpoint a build of `options` takes on this engine (`choose_endpoint`); asks
-        `/_ping` only when nothing has asked it yet."""
+        `/_ping` only when negotiation has not asked it (a pinned API version)."""
         from buildsdk._control_plan import choose_endpoint
 
         chosen = choose_endpoint(options)
         if chosen == "grpc" or options.build_endpoint != "auto" or options.version != "2":
             return chosen
+        spoken = await self.api_version()
         ping = self._last_ping if self._last_ping is not None else await self.ping()
-        return choose_endpoint(options, engine_facts(ping))
+        return choose_endpoint(options, engine_facts(ping, spoken))
 
     async def _start_build(
         self, options: BuildOptions, stream: _protocol.BuildStream, sessions: list[AsyncSession]

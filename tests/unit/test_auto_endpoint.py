@@ -164,6 +164,11 @@ def test_the_facts_come_from_the_ping_headers() -> None:
     assert engine_facts(podman) == EngineFacts(ApiVersion(1, 41), True, h2_available())
     assert engine_facts(PingResult(api_version=None)).api_version is None
     assert engine_facts(PingResult(api_version="garbage")).api_version is None
+    # A client pinned below 1.42 behaves as the older client it names.
+    assert engine_facts(docker, ApiVersion(1, 41)).api_version == ApiVersion(1, 41)
+    assert engine_facts(docker, ApiVersion(1, 51)).api_version == ApiVersion(1, 45)
+    pinned_old = engine_facts(docker, ApiVersion(1, 30))
+    assert choose_endpoint(BuildOptions(path=".", version="2"), pinned_old) == "build"
     # A Podman that some day reports a newer Docker API version still keeps POST /build.
     newer = engine_facts(parse_ping({"Api-Version": "1.45", "Libpod-Api-Version": "6.0.0"}))
     assert choose_endpoint(BuildOptions(path=".", version="2"), newer) == "build"
