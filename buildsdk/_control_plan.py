@@ -124,13 +124,17 @@ def choose_endpoint(options: BuildOptions, engine: EngineFacts | None = None) ->
     """The endpoint a build of `options` takes: the pinned one; for `"auto"` the Control API
     when `control_reasons` names something `POST /build` cannot carry, or when `engine`
     offers it (`EngineFacts.offers_control_api`) to a BuildKit build (`version="2"`) whose
-    every option the Control API carries; else `POST /build`. Without `engine` (not asked
+    every option the Control API carries and that names no session of its own; else
+    `POST /build`. Without `engine` (not asked
     yet) only the first rule takes the Control API."""
     if options.build_endpoint != "auto":
         return options.build_endpoint
     if control_reasons(options):
         return "grpc"
     if engine is None or not engine.offers_control_api or options.version != "2":
+        return "build"
+    if options.session_id is not None:
+        # A session the caller opened for POST /build; a Solve names the one it opens.
         return "build"
     # The store-specific refusals only concern what POST /build cannot carry either (they
     # are control reasons), so the containerd store's list is the one that matters here.

@@ -53,6 +53,7 @@ _FIELDS: dict[str, list[Any]] = {
     "gzip": [True],
     "context_transfer": ["tar", "session"],
     "secrets": [(f"id=s,src={__file__}",)],
+    "session_id": ["a-session-the-caller-opened"],
     "provenance": [False, "mode=max"],
     "outputs": [
         (ImageOutput(),),
@@ -108,7 +109,7 @@ def test_auto_follows_the_engine_only_for_what_the_control_api_carries(
         and engine.api_version is not None
         and engine.api_version >= CONTROL_API_DEFAULT_VERSION
     )
-    carried = not control_api_problems(options, engine="containerd")
+    carried = not control_api_problems(options, engine="containerd") and not options.session_id
     assert chosen == (
         "grpc" if needed or (offered and options.version == "2" and carried) else "build"
     )
@@ -131,6 +132,7 @@ def test_auto_follows_the_engine_only_for_what_the_control_api_carries(
         (BuildOptions(path=".", version="2", squash=True), "build", "build", "build"),
         (BuildOptions(path=".", version="2", context_transfer="tar"), "build", "build", "build"),
         (BuildOptions(path=".", version="2", buildargs={"A": None}), "build", "build", "build"),
+        (BuildOptions(path=".", version="2", session_id="mine"), "build", "build", "build"),
         (
             BuildOptions(path=".", version="2", outputs=[LocalOutput(dest="o")]),
             "grpc",
