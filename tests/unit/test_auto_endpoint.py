@@ -54,6 +54,7 @@ _FIELDS: dict[str, list[Any]] = {
     "context_transfer": ["tar", "session"],
     "secrets": [(f"id=s,src={__file__}",)],
     "session_id": ["a-session-the-caller-opened"],
+    "build_contexts": [{"base": "docker-image://busybox:latest"}],
     "provenance": [False, "mode=max"],
     "outputs": [
         (ImageOutput(),),
