@@ -37,6 +37,7 @@ from buildsdk.errors import UnsupportedEngine
 from buildsdk.versions import ApiVersion, negotiate
 
 if TYPE_CHECKING:
+    from buildsdk._control_plan import EngineFacts
     from buildsdk.buildkit.solve import ImageStore
     from buildsdk.session._runtime import SessionTarget
 
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "BaseClient",
     "describe",
+    "engine_facts",
     "session_needs_of",
     "transport_errors",
 ]
@@ -115,6 +117,9 @@ class BaseClient:
         # The engine's image store, asked once with ListWorkers by the first Control API
         # build (it only changes when the engine restarts with another configuration).
         self._image_store: ImageStore | None = None
+        # The engine's last `/_ping` answer: which endpoint an "auto" build takes depends on
+        # it, and negotiating the API version has usually asked already.
+        self._last_ping: _protocol.PingResult | None = None
         # Adding the same filter again is a no-op.
         logging.getLogger("httpx").addFilter(_URL_PASSWORDS)
 
@@ -134,6 +139,10 @@ class BaseClient:
     def _prune_timeout(self) -> httpx.Timeout:
         # Pruning a large cache takes long; it has no read timeout, like a build.
         return httpx.Timeout(None, connect=CONNECT_TIMEOUT)
+
+    def _remember_ping(self, ping: _protocol.PingResult) -> _protocol.PingResult:
+        self._last_ping = ping
+        return ping
 
     def _negotiate_with(self, ping: _protocol.PingResult) -> ApiVersion:
         # Only called while nothing is negotiated, so never for a pinned version.
@@ -165,6 +174,26 @@ class BaseClient:
             connect_timeout=CONNECT_TIMEOUT,
             transport=self._session_transport,
         )
+
+
+def engine_facts(ping: _protocol.PingResult, spoken: ApiVersion | None = None) -> EngineFacts:
+    """What choosing a build's endpoint needs, from the engine's `/_ping` answer, the API
+    version the client speaks (`spoken`: a version pinned below the engine's makes the
+    client behave as that older one) and whether this installation can serve a session."""
+    from buildsdk._control_plan import EngineFacts
+    from buildsdk.session import h2_available
+
+    try:
+        api_version = ApiVersion.parse(ping.api_version) if ping.api_version else None
+    except ValueError:
+        api_version = None
+    if api_version is not None and spoken is not None:
+        api_version = min(api_version, spoken)
+    return EngineFacts(
+        api_version=api_version,
+        podman=ping.libpod_api_version is not None,
+        session=h2_available(),
+    )
 
 
 def describe(

@@ -228,7 +228,7 @@ class ControlBuild:
                     await asyncio.to_thread(
                         finish_content_stores, self._options, response.exporter_response
                     )
-                self._stream.end_solve(response.exporter_response, ref=ref)
+                self._queue.put_nowait(self._stream.end_solve(response.exporter_response, ref=ref))
             if status.done() and not status.cancelled() and status.exception() is not None:
                 logger.debug("the build's status stream broke: %s", status.exception())
         except BaseException as exc:

@@ -3,10 +3,11 @@
 Why beside `_build_plan`: a build reaches the engine either as `POST /build` (described by
 `describe_build`) or as one `Control/Solve` (described by `describe_control_build`) with a
 session serving the context, the Dockerfile, secrets, ssh, registry logins and the exports
-the client writes. Which of the two a build takes is decided here (`choose_endpoint`), once,
-for both clients; `check_control` refuses what the Control API path or the engine's image
-store cannot do before a session is opened, and lists the exports the session's `FileSend`
-receives, numbered as the `SolveRequest`'s exporters. Nothing here touches a socket.
+the client writes. Which of the two a build takes is decided here (`choose_endpoint`, a pure
+function of the options and the engine's `/_ping` facts), once, for both clients;
+`check_control` refuses what the Control API path or the engine's image store cannot do
+before a session is opened, and lists the exports the session's `FileSend` receives,
+numbered as the `SolveRequest`'s exporters. Nothing here touches a socket.
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ from buildsdk.outputs import (
     TarOutput,
     typed_outputs,
 )
+from buildsdk.versions import ApiVersion
 
 if TYPE_CHECKING:
     from buildsdk.session.filesend import ExportReceiver
 
 __all__ = [
+    "CONTROL_API_DEFAULT_VERSION",
     "EXPORT_STORE",
     "Endpoint",
+    "EngineFacts",
     "Export",
     "check_control",
     "check_layouts",
@@ -87,12 +91,54 @@ def control_reasons(options: BuildOptions) -> list[str]:
     return reasons
 
 
-def choose_endpoint(options: BuildOptions) -> Endpoint:
-    """The endpoint a build of `options` takes: the pinned one, or for `"auto"` the Control
-    API only when `control_reasons` names something `POST /build` cannot carry."""
+CONTROL_API_DEFAULT_VERSION = ApiVersion(1, 42)
+"""The engine API version (Docker 23) from which `"auto"` sends BuildKit builds through the
+Control API, as `docker build` does from that release on."""
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What choosing a build's endpoint needs to know of the engine and the client."""
+
+    api_version: ApiVersion | None
+    """The API version spoken: the engine's newest (`/_ping`'s `API-Version`), or the
+    client's pinned one when lower; None when the engine gave none."""
+    podman: bool = False
+    """Whether the engine is Podman (`/_ping` answers with `Libpod-API-Version`)."""
+    session: bool = True
+    """Whether the client can serve a session (the `session` extra is installed)."""
+
+    @property
+    def offers_control_api(self) -> bool:
+        """Whether `"auto"` may send a BuildKit build here through the Control API: Docker
+        with API 1.42 or newer (Docker 23+) and a client that can serve its session."""
+        return (
+            self.session
+            and not self.podman
+            and self.api_version is not None
+            and self.api_version >= CONTROL_API_DEFAULT_VERSION
+        )
+
+
+def choose_endpoint(options: BuildOptions, engine: EngineFacts | None = None) -> Endpoint:
+    """The endpoint a build of `options` takes: the pinned one; for `"auto"` the Control API
+    when `control_reasons` names something `POST /build` cannot carry, or when `engine`
+    offers it (`EngineFacts.offers_control_api`) to a BuildKit build (`version="2"`) whose
+    every option the Control API carries and that names no session of its own; else
+    `POST /build`. Without `engine` (not asked
+    yet) only the first rule takes the Control API."""
     if options.build_endpoint != "auto":
         return options.build_endpoint
-    return "grpc" if control_reasons(options) else "build"
+    if control_reasons(options):
+        return "grpc"
+    if engine is None or not engine.offers_control_api or options.version != "2":
+        return "build"
+    if options.session_id is not None:
+        # A session the caller opened for POST /build; a Solve names the one it opens.
+        return "build"
+    # The store-specific refusals only concern what POST /build cannot carry either (they
+    # are control reasons), so the containerd store's list is the one that matters here.
+    return "build" if control_api_problems(options, engine="containerd") else "grpc"
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,9 @@ class PingResult(BaseModel):
     builder_version: str | None = Field(
         default=None, description='The builder the engine recommends: "1" classic, "2" BuildKit.'
     )
+    libpod_api_version: str | None = Field(
+        default=None, description="Podman's own API version (`Libpod-API-Version`); None elsewhere."
+    )
 
 
 class VersionInfo(BaseModel):
@@ -154,6 +157,7 @@ def parse_ping(headers: Mapping[str, str]) -> PingResult:
         os_type=lowered.get("ostype") or None,
         experimental=lowered.get("docker-experimental", "").lower() == "true",
         builder_version=lowered.get("builder-version") or None,
+        libpod_api_version=lowered.get("libpod-api-version") or None,
     )
 
 
@@ -420,12 +424,23 @@ class BuildStream:
         failure: SolveFailure | None = None,
     ) -> list[BuildEvent]:
         """A Control API build ended: with its exporter `response`, or with `failure`.
-        Returns the last events: a failure's `ErrorEvent` (with its Dockerfile excerpt)."""
+        Returns the last events: the image's `ImageIdEvent` when an exporter made one, or a
+        failure's `ErrorEvent` (with its Dockerfile excerpt)."""
         self._ended = True
         self._solve_ref = ref
         self._exporter_response = dict(response) if response is not None else None
         if failure is None:
-            return []
+            from buildsdk.events import ImageIdEvent
+            from buildsdk.results import exporter_image_id
+
+            image_id = exporter_image_id(response or {})
+            if not image_id:
+                return []
+            # The same last event as `POST /build`'s `aux.ID`, so readers of the events see
+            # the image whichever endpoint built it.
+            event = ImageIdEvent(image_id=image_id)
+            self._collector.add(event)
+            return [event]
         from buildsdk.buildkit.failure import failure_hint
 
         hint = failure_hint(

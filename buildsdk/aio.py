@@ -23,6 +23,7 @@ from buildsdk._base_client import (
     DEFAULT_TIMEOUT,
     BaseClient,
     describe,
+    engine_facts,
     session_needs_of,
     transport_errors,
 )
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from buildsdk._control_build import ControlBuild
+    from buildsdk._control_plan import Endpoint as BuildEndpoint
     from buildsdk.cache import CachePruneOptions, CachePruneResult, CacheRecord
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions, PruneResult
@@ -189,14 +191,14 @@ class AsyncClient(BaseClient):
         response = await self._send(request, self._short_timeout())
         await response.aclose()
         if response.status_code == 200:
-            return _protocol.parse_ping(response.headers)
+            return self._remember_ping(_protocol.parse_ping(response.headers))
         request = _protocol.ping_get_request(base_path=self.endpoint.base_path)
         response = await self._send(request, self._short_timeout())
         if _protocol.ping_failed(response.status_code, response.headers):
             # Reads the body for the message (a proxy's page, a router's 404), then closes.
             await self._check(request, response)
         await response.aclose()
-        return _protocol.parse_ping(response.headers)
+        return self._remember_ping(_protocol.parse_ping(response.headers))
 
     async def api_version(self) -> ApiVersion:
         """The API version this client speaks, negotiated with the engine on first use."""
@@ -214,6 +216,18 @@ class AsyncClient(BaseClient):
         )
         body = await self._call(request)
         return _protocol.VersionInfo.model_validate(_protocol.parse_json_object(body, "version"))
+
+    async def _endpoint_for(self, options: BuildOptions) -> BuildEndpoint:
+        """The endpoint a build of `options` takes on this engine (`choose_endpoint`); asks
+        `/_ping` only when negotiation has not asked it (a pinned API version)."""
+        from buildsdk._control_plan import choose_endpoint
+
+        chosen = choose_endpoint(options)
+        if chosen == "grpc" or options.build_endpoint != "auto" or options.version != "2":
+            return chosen
+        spoken = await self.api_version()
+        ping = self._last_ping if self._last_ping is not None else await self.ping()
+        return choose_endpoint(options, engine_facts(ping, spoken))
 
     async def _start_build(
         self, options: BuildOptions, stream: _protocol.BuildStream, sessions: list[AsyncSession]
@@ -332,6 +346,9 @@ class AsyncBuild:
 
         self._client = client
         self.options = options
+        self._keep_events = keep_events
+        # Provisional until the build starts: "auto" may still choose the Control API once
+        # the engine says what it offers.
         self._control_api = choose_endpoint(options) == "grpc"
         self._stream = _protocol.BuildStream.for_options(
             options, keep_events=keep_events, control_api=self._control_api
@@ -361,6 +378,11 @@ class AsyncBuild:
         if self._closed:
             raise StreamError("this build was closed; start a new one with client.build()")
         client = self._client
+        if not self._control_api and await client._endpoint_for(self.options) == "grpc":
+            self._control_api = True
+            self._stream = _protocol.BuildStream.for_options(
+                self.options, keep_events=self._keep_events, control_api=True
+            )
         if self._control_api:
             self._control = await client._start_control(self.options, self._stream)
             self._events = _control_events(self._control)

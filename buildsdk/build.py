@@ -651,9 +651,11 @@ class BuildOptions(BaseModel):
         default="auto",
         description="How the build reaches the engine: 'build' pins POST /build; 'grpc' "
         "pins BuildKit's Control API (Control/Solve through POST /grpc, with a session); "
-        "'auto' takes the Control API only for options POST /build cannot carry (an oci or "
+        "'auto' takes the Control API for options POST /build cannot carry (an oci or "
         "docker archive output, push in an image output, several outputs, the fields only "
-        "it carries), else POST /build.",
+        "it carries), and for a BuildKit build on Docker 23+ (API 1.42) whose options it "
+        "all carries, as docker build does; else POST /build (Podman, Docker 20.10, the "
+        "classic builder).",
     )
     provenance: bool | str | None = Field(
         default=None,

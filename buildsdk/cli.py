@@ -73,7 +73,7 @@ from buildsdk.buildkit.solve import (
     image_store,
 )
 from buildsdk.cache import CachePruneOptions, buildkit_filters
-from buildsdk.client import Client
+from buildsdk.client import Client, endpoint_for
 from buildsdk.context import BuildContext, list_context
 from buildsdk.dockerignore import PatternMatcher, read_dockerignore
 from buildsdk.errors import (
@@ -364,8 +364,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
         choices=_ENDPOINTS,
         default="auto",
         help="where the build is sent: build (POST /build), grpc (BuildKit's Control API, "
-        "POST /grpc) or auto (default: the Control API only for what POST /build cannot "
-        "carry, such as oci/docker archives, --push or several outputs)",
+        "POST /grpc) or auto (default: the Control API for a BuildKit build on Docker 23+ "
+        "and for what POST /build cannot carry, such as oci/docker archives, --push or "
+        "several outputs; else POST /build)",
     )
     flags.add(
         build,
@@ -1273,12 +1274,18 @@ def _dry_run(args: argparse.Namespace, options: BuildOptions) -> int:
         return _dry_run_control(args, options)
     client = _client(args)
     out = sys.stdout
+    control = False
     try:
         with client:
             version, origin = _dry_run_version(args, client)
             # Without an engine's answer the command line's builder stays (classic by default).
             with contextlib.suppress(EngineUnreachable, EngineTimeout, APIError, UnsupportedEngine):
                 options = _follow_the_engine(args, options, client)
+                if endpoint_for(client, options) == "grpc":
+                    # A BuildKit build on Docker 23+: what the build would send is a Solve.
+                    control = True
+            if control:
+                return _dry_run_control(args, options)
             plan = describe(client, options, version)
             request = plan.request
             if args.dry_run_format == "json":

@@ -25,6 +25,7 @@ from buildsdk._base_client import (
     DEFAULT_TIMEOUT,
     BaseClient,
     describe,
+    engine_facts,
     session_needs_of,
     transport_errors,
 )
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from buildsdk._control_build import SyncControlBuild
+    from buildsdk._control_plan import Endpoint as BuildEndpoint
     from buildsdk.cache import CachePruneOptions, CachePruneResult, CacheRecord
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions, PruneResult
@@ -204,14 +206,14 @@ class Client(BaseClient):
         response = self._send(request, self._short_timeout())
         response.close()
         if response.status_code == 200:
-            return _protocol.parse_ping(response.headers)
+            return self._remember_ping(_protocol.parse_ping(response.headers))
         request = _protocol.ping_get_request(base_path=self.endpoint.base_path)
         response = self._send(request, self._short_timeout())
         if _protocol.ping_failed(response.status_code, response.headers):
             # Reads the body for the message (a proxy's page, a router's 404), then closes.
             self._check(request, response)
         response.close()
-        return _protocol.parse_ping(response.headers)
+        return self._remember_ping(_protocol.parse_ping(response.headers))
 
     def api_version(self) -> ApiVersion:
         """The API version this client speaks, negotiated with the engine on first use."""
@@ -229,6 +231,18 @@ class Client(BaseClient):
         )
         body = self._call(request)
         return _protocol.VersionInfo.model_validate(_protocol.parse_json_object(body, "version"))
+
+    def _endpoint_for(self, options: BuildOptions) -> BuildEndpoint:
+        """The endpoint a build of `options` takes on this engine (`choose_endpoint`); asks
+        `/_ping` only when negotiation has not asked it (a pinned API version)."""
+        from buildsdk._control_plan import choose_endpoint
+
+        chosen = choose_endpoint(options)
+        if chosen == "grpc" or options.build_endpoint != "auto" or options.version != "2":
+            return chosen
+        spoken = self.api_version()
+        ping = self._last_ping if self._last_ping is not None else self.ping()
+        return choose_endpoint(options, engine_facts(ping, spoken))
 
     def _start_build(
         self, options: BuildOptions, stream: _protocol.BuildStream, sessions: list[SyncSession]
@@ -346,6 +360,12 @@ def send_build(client: Client, plan: BuildPlan) -> httpx.Response:
     return client._send_build(plan)
 
 
+def endpoint_for(client: Client, options: BuildOptions) -> BuildEndpoint:
+    """The endpoint `client.build(options)` would take on `client`'s engine ("build" or
+    "grpc"), as `choose_endpoint` decides with the engine's `/_ping` facts."""
+    return client._endpoint_for(options)
+
+
 def call(client: Client, request: _protocol.Request, *, slow: bool = False) -> bytes:
     """Send a short request description on `client` and return the answer's body; an error
     status raises `APIError`. A `slow` call (a prune) has no read timeout."""
@@ -365,6 +385,9 @@ class Build:
 
         self._client = client
         self.options = options
+        self._keep_events = keep_events
+        # Provisional until the build starts: "auto" may still choose the Control API once
+        # the engine says what it offers.
         self._control_api = choose_endpoint(options) == "grpc"
         self._stream = _protocol.BuildStream.for_options(
             options, keep_events=keep_events, control_api=self._control_api
@@ -396,6 +419,11 @@ class Build:
         if self._closed:
             raise StreamError("this build was closed; start a new one with client.build()")
         client = self._client
+        if not self._control_api and client._endpoint_for(self.options) == "grpc":
+            self._control_api = True
+            self._stream = _protocol.BuildStream.for_options(
+                self.options, keep_events=self._keep_events, control_api=True
+            )
         if self._control_api:
             self._control = client._start_control(self.options, self._stream)
             self._events = _control_events(self._control)

@@ -664,6 +664,8 @@ class APIClient:
             kwargs["shmsize"] = None  # docker-py drops a zero shmsize
         if kwargs["tag"] is None:
             kwargs["tag"] = ()
+        # docker-py only knows POST /build; its builds never follow the engine to BuildKit.
+        kwargs["build_endpoint"] = "build"
         try:
             return BuildOptions(**kwargs)
         except pydantic.ValidationError as exc:

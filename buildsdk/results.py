@@ -52,7 +52,7 @@ from buildsdk.events import (
 )
 from buildsdk.progress import PlainProgress
 
-__all__ = ["BuildResult", "PlatformImage", "ResultCollector"]
+__all__ = ["BuildResult", "PlatformImage", "ResultCollector", "exporter_image_id"]
 
 _QUIET_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}\n")
 # BuildKit sends no code field: the exit status is only in the text that ends its message
@@ -133,7 +133,7 @@ class BuildResult(BaseModel):
         digest = response.get(_DIGEST, "")
         return self.model_copy(
             update={
-                "image_id": config or digest or self.image_id,
+                "image_id": exporter_image_id(response) or self.image_id,
                 "exporter_response": dict(response),
                 "image_digest": digest,
                 "config_digest": config,
@@ -148,6 +148,13 @@ _DIGEST = "containerimage.digest"
 _CONFIG_DIGEST = "containerimage.config.digest"
 _DESCRIPTOR = "containerimage.descriptor"
 _NAME = "image.name"
+
+
+def exporter_image_id(response: Mapping[str, str]) -> str:
+    """The image id a Solve's exporter `response` names: the config digest when present,
+    else the image digest (an index's, on the containerd store), as buildx's `--iidfile`
+    has it; empty when the exporters made no image."""
+    return response.get(_CONFIG_DIGEST, "") or response.get(_DIGEST, "")
 
 
 def _decode_descriptor(value: str | None) -> dict[str, Any] | None:

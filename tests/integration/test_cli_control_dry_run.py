@@ -106,13 +106,20 @@ def test_post_build_json_dry_run_names_its_endpoint(
 ) -> None:
     engine = docker_engine_of(engines, service)
     (tmp_path / "Dockerfile").write_text(f"FROM {engines.base_image}\n")
-    done = _run(engine.host, tmp_path, "--dry-run", "--format", "json", "-t", TAG)
+    # Pinned to POST /build: this test is about that endpoint's dry run.
+    done = _run(
+        engine.host, tmp_path, "--dry-run", "--format", "json", "-t", TAG, "--endpoint", "build"
+    )
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     assert printed["endpoint"] == "build"
     assert printed["path"] == f"/v{engine.api}/build"
     # Docker 26 prefers BuildKit, which the command follows as docker build does.
     assert ["version", "2"] in printed["query"]
+    # Left to "auto", that BuildKit build takes the Control API there, as docker build does.
+    done = _run(engine.host, tmp_path, "--dry-run", "--format", "json", "-t", TAG)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["endpoint"] == "grpc"
 
 
 @dataclass(frozen=True)

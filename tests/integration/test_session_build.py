@@ -503,6 +503,9 @@ def test_closing_a_sync_session_build_ends_its_session_promptly(
         nocache=True,
         network_mode=engines.dockerd_network,
         secrets=[{"id": "s", "data": b"x"}],
+        # POST /build's session thread is the subject; a Control API build's thread is
+        # checked in test_control_build.py.
+        build_endpoint="build",
     )
     with Client(**dockerd) as client:
         build = client.build(options)
