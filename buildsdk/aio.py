@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 import anyio
 import httpx
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from buildsdk._control_build import ControlBuild
     from buildsdk._control_plan import Endpoint as BuildEndpoint
+    from buildsdk.buildkit.solve import PruneRequest
     from buildsdk.cache import CachePruneOptions, CachePruneResult, CacheRecord
     from buildsdk.events import BuildEvent
     from buildsdk.prune import PruneOptions, PruneResult
@@ -282,15 +283,46 @@ class AsyncClient(BaseClient):
         """
         return AsyncBuild(self, options, keep_events=keep_events)
 
-    async def prune_builds(self, options: PruneOptions | None = None) -> PruneResult:
-        """Remove build cache (`POST /build/prune`) and report what was reclaimed."""
+    async def prune_builds(
+        self,
+        options: PruneOptions | None = None,
+        *,
+        endpoint: Literal["auto", "build", "grpc"] = "build",
+    ) -> PruneResult:
+        """Remove build cache and report what was reclaimed: through `POST /build/prune`
+        (`endpoint="build"`, the default), BuildKit's `Control/Prune` (`"grpc"`), or the latter
+        where the engine offers it and every option maps to it (`"auto"`, see
+        `buildsdk.cache.prune_endpoint`)."""
+        from buildsdk.cache import engine_prune_request
         from buildsdk.prune import PruneOptions, PruneResult
 
+        options = options or PruneOptions()
+        chosen = await self.prune_endpoint(options, endpoint)
+        control = engine_prune_request(options) if chosen == "grpc" else None
+        if control is not None:
+            pruned = await self._prune_control(control)
+            return PruneResult(
+                caches_deleted=pruned.caches_deleted, space_reclaimed=pruned.space_reclaimed
+            )
         request = _protocol.prune_request(
-            options or PruneOptions(), await self.api_version(), base_path=self.endpoint.base_path
+            options, await self.api_version(), base_path=self.endpoint.base_path
         )
         body = await self._call(request, slow=True)
         return PruneResult.from_json(_protocol.parse_json_object(body, "prune"))
+
+    async def prune_endpoint(
+        self, options: PruneOptions, endpoint: Literal["auto", "build", "grpc"] = "auto"
+    ) -> BuildEndpoint:
+        """Where `prune_builds(options, endpoint=endpoint)` sends its prune on this engine
+        ("build" or "grpc"); `"auto"` asks `/_ping`. Raises `ValueError` when `"grpc"` is
+        pinned for options `Control/Prune` cannot carry."""
+        from buildsdk.cache import prune_endpoint
+
+        if endpoint != "auto":
+            return prune_endpoint(options, None, endpoint)
+        spoken = await self.api_version()
+        ping = self._last_ping if self._last_ping is not None else await self.ping()
+        return prune_endpoint(options, engine_facts(ping, spoken), endpoint)
 
     async def cancel_build(self, build_id: str) -> None:
         """Ask the engine to stop the BuildKit build started with `build_id`."""
@@ -321,10 +353,16 @@ class AsyncClient(BaseClient):
         Unlike `prune_builds` (`POST /build/prune`, ids and a total only) each removed record
         comes back typed. Needs the engine's `POST /grpc`, like `disk_usage`.
         """
-        from buildsdk.buildkit.control import CONTROL_PRUNE, open_control
-        from buildsdk.cache import CachePruneResult, prune_request, pruned_record
+        from buildsdk.cache import prune_request
 
         request = prune_request(options)
+        return await self._prune_control(request)
+
+    async def _prune_control(self, request: PruneRequest) -> CachePruneResult:
+        """Send `request` to `Control/Prune` and collect the removed records."""
+        from buildsdk.buildkit.control import CONTROL_PRUNE, open_control
+        from buildsdk.cache import CachePruneResult, pruned_record
+
         async with (
             open_control(self._http, self.endpoint, self._headers()) as channel,
             channel.server_stream(CONTROL_PRUNE, request.encode()) as replies,

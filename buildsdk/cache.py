@@ -20,12 +20,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from buildsdk._units import INT64_MAX, parse_size
 from buildsdk.buildkit.solve import DiskUsageRequest, DiskUsageResponse, PruneRequest, UsageRecord
+
+if TYPE_CHECKING:
+    from buildsdk._control_plan import Endpoint, EngineFacts
+    from buildsdk.prune import PruneOptions
 
 __all__ = [
     "CachePruneOptions",
@@ -34,7 +38,9 @@ __all__ = [
     "buildkit_filters",
     "disk_usage_records",
     "disk_usage_request",
+    "engine_prune_request",
     "parse_go_duration",
+    "prune_endpoint",
     "prune_request",
     "pruned_record",
 ]
@@ -257,3 +263,62 @@ class CachePruneResult(BaseModel):
     def space_reclaimed(self) -> int:
         """Bytes reclaimed: the sum of the removed records' sizes (buildx's `Total:`)."""
         return sum(record.size for record in self.records)
+
+
+def engine_prune_request(options: PruneOptions) -> PruneRequest | None:
+    """The `Control/Prune` request Docker itself makes of `POST /build/prune`'s `options`, or
+    None when an option has no `Control/Prune` field (`max_used_space`, `min_free_space`,
+    an `until` timestamp rather than a Go duration)."""
+    if options.max_used_space or options.min_free_space:
+        return None
+    filters = options.filters
+    keep_duration = 0
+    terms: list[str] = []
+    if filters is not None:
+        if filters.until is not None:
+            try:
+                keep_duration = parse_go_duration(filters.until)
+            except ValueError:
+                return None
+        for key, values in filters.to_engine().items():
+            if key == "until":
+                continue
+            # As the engine translates its filters: a flag-like key bare, `id` a regular
+            # expression match, every other key an equality.
+            for value in values or [None]:
+                if value is None:
+                    terms.append(key)
+                else:
+                    terms.append(f"id~={value}" if key == "id" else f"{key}=={value}")
+    keep = options.reserved_space if options.reserved_space is not None else options.keep_storage
+    return PruneRequest(
+        filter=(",".join(terms),),
+        all=options.all,
+        keep_duration=keep_duration,
+        keep_bytes=keep or 0,
+    )
+
+
+def prune_endpoint(
+    options: PruneOptions,
+    engine: EngineFacts | None,
+    endpoint: Literal["auto", "build", "grpc"] = "auto",
+) -> Endpoint:
+    """Where a prune of `options` goes: `"grpc"` (`Control/Prune`) when pinned, or for
+    `"auto"` when `engine` offers the Control API (Docker 23+, not Podman) and every option
+    maps to it (`engine_prune_request`); else `"build"` (`POST /build/prune`).
+
+    Raises `ValueError` when `"grpc"` is pinned for options `Control/Prune` cannot carry.
+    """
+    if endpoint == "grpc":
+        if engine_prune_request(options) is None:
+            raise ValueError(
+                "Control/Prune has no max-used-space, min-free-space or until timestamp: "
+                "use the build endpoint (POST /build/prune) for them"
+            )
+        return "grpc"
+    if endpoint == "build":
+        return "build"
+    if engine is None or not engine.offers_control_api:
+        return "build"
+    return "grpc" if engine_prune_request(options) is not None else "build"

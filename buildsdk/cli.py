@@ -39,9 +39,10 @@ import os
 import shutil
 import signal
 import sys
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Final, NoReturn, Protocol, TextIO, TypeVar
+from typing import IO, Any, Final, Literal, NoReturn, Protocol, TextIO, TypeVar
 
 from pydantic import ValidationError
 
@@ -72,7 +73,7 @@ from buildsdk.buildkit.solve import (
     ListWorkersResponse,
     image_store,
 )
-from buildsdk.cache import CachePruneOptions, buildkit_filters
+from buildsdk.cache import CachePruneOptions, buildkit_filters, engine_prune_request
 from buildsdk.client import Client, endpoint_for
 from buildsdk.context import BuildContext, list_context
 from buildsdk.dockerignore import PatternMatcher, read_dockerignore
@@ -491,6 +492,22 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, bool]]:
     flags.add(prune, "--reserved-space", help="always keep this much cache (API >= 1.48)")
     flags.add(prune, "--max-used-space", help="cache size limit (API >= 1.48)")
     flags.add(prune, "--min-free-space", help="free disk space to keep (API >= 1.48)")
+    flags.add(
+        prune,
+        "--endpoint",
+        choices=_ENDPOINTS,
+        default="auto",
+        help="where the prune is sent: build (POST /build/prune), grpc (BuildKit's "
+        "Control/Prune, POST /grpc) or auto (default: Control/Prune on Docker 23+ unless "
+        "--max-used-space, --min-free-space or an until timestamp is given; else build)",
+    )
+    _add_bool(
+        prune,
+        "--dry-run",
+        dest="dry_run",
+        default=False,
+        help="print the endpoint and the request it would send, remove nothing",
+    )
     prune.set_defaults(func=_cmd_prune)
 
     du = sub.add_parser(
@@ -1544,8 +1561,11 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
         with client:
-            result = client.prune_builds(options)
-    except UnsupportedOption as exc:
+            if args.dry_run:
+                _print_prune_plan(client, options, args.endpoint)
+                return EXIT_OK
+            result = client.prune_builds(options, endpoint=args.endpoint)
+    except (UnsupportedOption, ValueError) as exc:
         raise _usage_from(exc) from None
     except EngineUnreachable:
         raise
@@ -1561,6 +1581,24 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         print()
     print(f"Total reclaimed space: {human_size(result.space_reclaimed)}")
     return EXIT_OK
+
+
+def _print_prune_plan(
+    client: Client, options: PruneOptions, endpoint: Literal["auto", "build", "grpc"]
+) -> None:
+    # The endpoint first, then the request as it would be sent (nothing is removed).
+    chosen = client.prune_endpoint(options, endpoint)
+    print(f"# engine: {client.endpoint.host}")
+    control = engine_prune_request(options) if chosen == "grpc" else None
+    if control is not None:
+        print("# endpoint: grpc (Control/Prune)")
+        print(json.dumps(control.to_json(), sort_keys=True))
+        return
+    version = client.api_version()
+    query = options.to_query(version)
+    print("# endpoint: build (POST /build/prune)")
+    tail = f"?{urllib.parse.urlencode(query)}" if query else ""
+    print(f"POST /v{version}/build/prune{tail}")
 
 
 def _buildx_filters(items: Sequence[str]) -> dict[str, str]:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import termios
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from buildsdk.progress import human_size
+from buildsdk.versions import ApiVersion
 from tests.integration.conftest import (
     REPO_ROOT,
     DockerEngine,
@@ -441,6 +444,84 @@ def test_prune_reports_space_in_human_units(cli: Cli) -> None:
     assert all(re.fullmatch(r"[0-9a-z]{25}", line) for line in lines[1:-2])
 
 
+def _cached_record(cli: Cli, dockerd_http: httpx.Client) -> dict[str, object]:
+    """Build a step only this test makes and return its record from `GET /system/df`."""
+    marker = uuid.uuid4().hex
+    context = cli.tmp / f"ctx-{marker}"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {cli.base_image}\nRUN head -c 3000 /dev/zero > /blob-{marker}\n"
+    )
+    built = cli.run(
+        "build", "--builder", "buildkit", "--progress", "quiet", "--network", cli.network,
+        str(context),
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    usage = dockerd_http.get("/system/df").json()["BuildCache"] or []
+    records = [record for record in usage if marker in record["Description"]]
+    assert len(records) == 1, records
+    record: dict[str, object] = records[0]
+    return record
+
+
+@pytest.mark.dockerd
+def test_prune_deletes_through_control_prune_where_the_engine_offers_it(
+    cli: Cli, dockerd_http: httpx.Client
+) -> None:
+    record = _cached_record(cli, dockerd_http)
+    record_id = str(record["ID"])
+    flags = ("--all", "--filter", f"id={record_id}")
+    plan = cli.run("prune", "--dry-run", *flags)
+    assert plan.returncode == 0, plan.stderr
+    lines = plan.stdout.splitlines()
+    assert lines[0] == f"# engine: {cli.env['DOCKER_HOST']}"
+    if cli.engine.is_20:
+        # Docker 20.10 (API 1.41) predates the Control API builds: POST /build/prune.
+        assert lines[1] == "# endpoint: build (POST /build/prune)"
+        assert lines[2].startswith("POST /v1.41/build/prune?all=1&filters=")
+    else:
+        assert lines[1] == "# endpoint: grpc (Control/Prune)"
+        assert json.loads(lines[2]) == {"all": True, "filter": [f"id~={record_id}"]}
+    # The dry run removed nothing.
+    usage = dockerd_http.get("/system/df").json()["BuildCache"] or []
+    assert record_id in {item["ID"] for item in usage}
+
+    done = cli.run("prune", *flags)
+    assert done.returncode == 0, done.stderr
+    size = human_size(int(str(record["Size"])))
+    assert done.stdout == (
+        f"Deleted build cache objects:\n{record_id}\n\nTotal reclaimed space: {size}\n"
+    )
+    usage = dockerd_http.get("/system/df").json()["BuildCache"] or []
+    assert record_id not in {item["ID"] for item in usage}
+
+
+@pytest.mark.dockerd
+def test_prune_pinned_to_build_prune_prints_the_same(cli: Cli, dockerd_http: httpx.Client) -> None:
+    record = _cached_record(cli, dockerd_http)
+    record_id = str(record["ID"])
+    flags = ("--endpoint", "build", "--all", "--filter", f"id={record_id}")
+    plan = cli.run("prune", "--dry-run", *flags)
+    assert plan.stdout.splitlines()[1:] == [
+        "# endpoint: build (POST /build/prune)",
+        f"POST /v{cli.engine.api}/build/prune?all=1&filters="
+        + urllib.parse.quote_plus(json.dumps({"id": {record_id: True}}, separators=(",", ":"))),
+    ]
+    done = cli.run("prune", *flags)
+    assert done.returncode == 0, done.stderr
+    size = human_size(int(str(record["Size"])))
+    assert done.stdout == (
+        f"Deleted build cache objects:\n{record_id}\n\nTotal reclaimed space: {size}\n"
+    )
+    # A space option Control/Prune lacks keeps auto on POST /build/prune.
+    plan = cli.run("prune", "--dry-run", "--max-used-space", "100g")
+    if ApiVersion.parse(cli.engine.api) >= ApiVersion(1, 48):
+        assert plan.stdout.splitlines()[1] == "# endpoint: build (POST /build/prune)"
+    else:
+        assert plan.returncode == 2
+        assert "max-used-space" in plan.stderr
+
+
 # -- the live view in a pseudo-terminal ---------------------------------------------------
 
 
@@ -785,6 +866,31 @@ def test_classic_build_on_podman(
         assert f"Successfully built {short}" in done.stdout
     finally:
         podman_http.delete(f"/images/{tag}", params={"force": "1"})
+
+
+@pytest.mark.podman
+def test_prune_on_podman_stays_on_build_prune(all_engines: Engines, tmp_path: Path) -> None:
+    assert all_engines.podman_host is not None
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(tmp_path),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    plan = subprocess.run(
+        [sys.executable, "-m", "buildsdk", "prune", "-H", all_engines.podman_host, "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert plan.returncode == 0, plan.stderr
+    # Podman serves no Control API, whatever API version it claims.
+    assert plan.stdout.splitlines()[1:] == [
+        "# endpoint: build (POST /build/prune)",
+        "POST /v1.41/build/prune",
+    ]
 
 
 def test_live_view_restores_the_cursor_when_no_engine_answers(tmp_path: Path) -> None:

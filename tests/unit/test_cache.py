@@ -11,7 +11,7 @@ import io
 import json
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -21,16 +21,21 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from buildsdk import CachePruneOptions, CachePruneResult, CacheRecord
-from buildsdk.buildkit.solve import DiskUsageResponse, UsageRecord
+from buildsdk._control_plan import EngineFacts
+from buildsdk.buildkit.solve import DiskUsageResponse, PruneRequest, UsageRecord
 from buildsdk.cache import (
     buildkit_filters,
     disk_usage_records,
     disk_usage_request,
+    engine_prune_request,
     parse_go_duration,
+    prune_endpoint,
     prune_request,
     pruned_record,
 )
 from buildsdk.cli import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main, parse_args
+from buildsdk.prune import PruneOptions
+from buildsdk.versions import ApiVersion
 from tests import VECTORS_DIR, examples
 from tests.control_protos import control_classes
 
@@ -282,3 +287,130 @@ def test_dash_f_is_force_for_cache_prune_and_the_file_for_build() -> None:
     assert args.force
     assert args.all
     assert parse_args(["build", "-f", "--all", "."]).file == "--all"
+
+
+# -- `buildsdk prune` over Control/Prune ---------------------------------------------------
+
+
+def _facts(api: str | None, *, podman: bool = False, session: bool = True) -> EngineFacts:
+    version = ApiVersion.parse(api) if api is not None else None
+    return EngineFacts(api_version=version, podman=podman, session=session)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (PruneOptions(), {"filter": [""]}),
+        (
+            PruneOptions(all=True, filters={"id": "abc", "type": "regular"}),
+            {"filter": ["id~=abc,type==regular"], "all": True},
+        ),
+        (
+            PruneOptions(filters={"until": "1h30m", "inuse": True, "parent": "p1"}),
+            {"filter": ["inuse,parent==p1"], "keepDuration": "5400000000000"},
+        ),
+        (
+            PruneOptions(filters={"until": timedelta(hours=24), "private": True}),
+            {"filter": ["private"], "keepDuration": "86400000000000"},
+        ),
+        (PruneOptions(keep_storage="1mb"), {"filter": [""], "keepBytes": "1048576"}),
+        (PruneOptions(reserved_space=5000), {"filter": [""], "keepBytes": "5000"}),
+    ],
+)
+def test_engine_prune_request_translates_as_the_engine_does(
+    options: PruneOptions, expected: dict[str, Any]
+) -> None:
+    request = engine_prune_request(options)
+    assert request is not None
+    assert request.to_json() == expected
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        PruneOptions(max_used_space="1g"),
+        PruneOptions(min_free_space=1),
+        PruneOptions(filters={"until": "2026-01-01T00:00:00Z"}),
+        PruneOptions(filters={"until": "1700000000"}),
+    ],
+)
+def test_options_without_a_control_prune_field_stay_on_build_prune(options: PruneOptions) -> None:
+    assert engine_prune_request(options) is None
+    assert prune_endpoint(options, _facts("1.45")) == "build"
+    with pytest.raises(ValueError, match="Control/Prune has no"):
+        prune_endpoint(options, _facts("1.45"), "grpc")
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (_facts("1.45"), "grpc"),
+        (_facts("1.42"), "grpc"),
+        (_facts("1.41"), "build"),
+        (_facts("1.41", podman=True), "build"),
+        (_facts("1.45", podman=True), "build"),
+        (_facts("1.45", session=False), "build"),
+        (_facts(None), "build"),
+        (None, "build"),
+    ],
+)
+def test_auto_prunes_through_control_prune_where_the_engine_offers_it(
+    facts: EngineFacts | None, expected: str
+) -> None:
+    options = PruneOptions(all=True, filters={"type": "regular"}, keep_storage=10)
+    assert prune_endpoint(options, facts) == expected
+    assert prune_endpoint(options, facts, "build") == "build"
+    assert prune_endpoint(options, facts, "grpc") == "grpc"
+
+
+_FILTER_VALUE = st.text(
+    st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=',"='), min_size=1
+)
+
+
+@settings(max_examples=200)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": _FILTER_VALUE,
+            "parent": _FILTER_VALUE,
+            "type": _FILTER_VALUE,
+            "description": _FILTER_VALUE,
+            "inuse": st.booleans(),
+            "shared": st.booleans(),
+            "private": st.booleans(),
+            "until": st.integers(1, 10**6).map(lambda n: f"{n}s"),
+        },
+    )
+)
+def test_every_filter_becomes_one_term_and_until_the_keep_duration(
+    filters: dict[str, Any],
+) -> None:
+    request = engine_prune_request(PruneOptions(filters=filters))
+    assert request is not None
+    terms = [term for term in request.filter[0].split(",") if term]
+    expected = sorted(
+        key if value is True else (f"id~={value}" if key == "id" else f"{key}=={value}")
+        for key, value in filters.items()
+        if key != "until" and value is not False
+    )
+    assert terms == expected
+    until = filters.get("until")
+    assert request.keep_duration == (int(until[:-1]) * 10**9 if until else 0)
+    # The decoded message is the one encoded: nothing is lost on the wire.
+    assert PruneRequest.decode(request.encode()) == request
+
+
+def test_cli_prune_refuses_a_pinned_grpc_for_space_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["prune", "-H", "unix:///nowhere.sock", "--endpoint", "grpc", "--max-used-space", "1g"]
+    assert main(argv) == EXIT_USAGE
+    assert "Control/Prune has no max-used-space" in capsys.readouterr().err
+
+
+def test_cli_prune_takes_endpoint_and_dry_run() -> None:
+    args = parse_args(["prune", "--endpoint", "build", "--dry-run"])
+    assert (args.endpoint, args.dry_run) == ("build", True)
+    assert parse_args(["prune"]).endpoint == "auto"

@@ -32,7 +32,7 @@ from buildsdk.errors import (
     StreamError,
     UnsupportedEngine,
 )
-from buildsdk.prune import PruneOptions
+from buildsdk.prune import PruneOptions, PruneResult
 from buildsdk.results import BuildResult
 from buildsdk.versions import MAX_API_VERSION, ApiVersion
 
@@ -585,3 +585,40 @@ async def test_a_pinned_control_api_build_on_an_engine_without_grpc_names_what_i
         "POST /grpc",
     ]
     assert not [t for t in threading.enumerate() if t.name.startswith("buildsdk")]
+
+
+@pytest.mark.parametrize(
+    ("api_version", "endpoint", "sent"),
+    [
+        ("1.45", "auto", "POST /grpc"),
+        ("1.41", "auto", "POST /v1.41/build/prune"),
+        ("1.45", "build", "POST /v1.45/build/prune"),
+        ("1.41", "grpc", "POST /grpc"),
+    ],
+)
+async def test_prune_auto_takes_control_prune_on_docker_23_and_later(
+    mock_engine: Callable[[Handler], None], api_version: str, endpoint: Any, sent: str
+) -> None:
+    # The recorder has no POST /grpc (404), so a Control/Prune shows as that request.
+    recorder = _Recorder(api_version=api_version)
+    mock_engine(recorder)
+    options = PruneOptions(all=True)
+
+    def sync(client: Client) -> object:
+        try:
+            return client.prune_builds(options, endpoint=endpoint)
+        except NotFound as exc:
+            return exc
+
+    async def asynchronous(client: AsyncClient) -> object:
+        try:
+            return await client.prune_builds(options, endpoint=endpoint)
+        except NotFound as exc:
+            return exc
+
+    outcomes = await _both(sync, asynchronous)
+    if sent == "POST /grpc":
+        assert all(isinstance(outcome, NotFound) for outcome in outcomes)
+    else:
+        assert all(outcome == PruneResult() for outcome in outcomes)
+    assert [call for call in recorder.calls() if not call.endswith("/_ping")] == [sent, sent]

@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.from_thread
@@ -64,6 +64,9 @@ __all__ = [
     "ssh",
     "unique_tag",
 ]
+
+PruneEndpoint = Literal["auto", "build", "grpc"]
+"""Where `prune_builds` sends a prune (its `endpoint` argument)."""
 
 FLAVORS = ("sync", "async")
 """The two clients every shared scenario runs with."""
@@ -115,8 +118,10 @@ class Runner:
         """Run a build to its end; `BuildError` is returned in the run, other errors raise."""
         raise NotImplementedError
 
-    async def prune(self, options: PruneOptions | None = None) -> PruneResult:
-        """`prune_builds(options)`."""
+    async def prune(
+        self, options: PruneOptions | None = None, *, endpoint: PruneEndpoint = "build"
+    ) -> PruneResult:
+        """`prune_builds(options, endpoint=endpoint)`."""
         raise NotImplementedError
 
     async def cancel(self, build_id: str) -> None:
@@ -177,9 +182,14 @@ class SyncRunner(Runner):
         run = await anyio.to_thread.run_sync(_sync_build, self._client(), options, on_event)
         return self._record(run)
 
-    async def prune(self, options: PruneOptions | None = None) -> PruneResult:
+    async def prune(
+        self, options: PruneOptions | None = None, *, endpoint: PruneEndpoint = "build"
+    ) -> PruneResult:
         """`Client.prune_builds` in a worker thread."""
-        return await anyio.to_thread.run_sync(self._client().prune_builds, options)
+        client = self._client()
+        return await anyio.to_thread.run_sync(
+            functools.partial(client.prune_builds, options, endpoint=endpoint)
+        )
 
     async def cancel(self, build_id: str) -> None:
         """`Client.cancel_build` in a worker thread (another one than the build's)."""
@@ -223,9 +233,11 @@ class AsyncRunner(Runner):
             return BuildRun(events, None, exc, time.monotonic() - started)
         return self._record(BuildRun(events, result, None, time.monotonic() - started))
 
-    async def prune(self, options: PruneOptions | None = None) -> PruneResult:
+    async def prune(
+        self, options: PruneOptions | None = None, *, endpoint: PruneEndpoint = "build"
+    ) -> PruneResult:
         """`AsyncClient.prune_builds`."""
-        return await self._client().prune_builds(options)
+        return await self._client().prune_builds(options, endpoint=endpoint)
 
     async def cancel(self, build_id: str) -> None:
         """`AsyncClient.cancel_build`."""

@@ -84,3 +84,21 @@ async def test_prune_all_after_buildkit_builds_reclaims_space(
     assert pruned.space_reclaimed >= _SIZE
     usage = dockerd.raw.get("/system/df").json()["BuildCache"] or []
     assert record["ID"] not in {r["ID"] for r in usage}
+
+
+@pytest.mark.parametrize("endpoint", ["auto", "grpc"])
+async def test_prune_through_control_prune_removes_the_record_and_reports_it(
+    dockerd: Runner, tmp_path: Path, endpoint: Any
+) -> None:
+    record = await _cached_step(dockerd, tmp_path)
+    # The same options as through POST /build/prune above: Control/Prune (pinned, or what
+    # "auto" takes on Docker 23+) honours the id filter and `all` alike.
+    kept = await dockerd.prune(PruneOptions(filters={"id": record["ID"]}), endpoint=endpoint)
+    assert kept.caches_deleted == []
+    assert kept.space_reclaimed == 0
+    options = PruneOptions(all=True, filters={"id": record["ID"]})
+    pruned = await dockerd.prune(options, endpoint=endpoint)
+    assert pruned.caches_deleted == [record["ID"]]
+    assert pruned.space_reclaimed == record["Size"]
+    usage = dockerd.raw.get("/system/df").json()["BuildCache"] or []
+    assert record["ID"] not in {r["ID"] for r in usage}
