@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Final
+from collections.abc import Mapping
+from typing import ClassVar, Final
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 __all__ = [
+    "GenericEntry",
     "bool_attr",
     "csv_field",
     "csv_fields",
@@ -97,3 +99,28 @@ def validation_details(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}" for error in exc.errors()
     )
+
+
+class GenericEntry(BaseModel):
+    """The `{type, attrs}` entry both flags fall back to for a type without a model of its
+    own; a subclass declares the two fields with its own descriptions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    type: str
+    attrs: dict[str, str]
+
+    # The message for an empty type, in the subclass's words.
+    _EMPTY_TYPE: ClassVar[str] = "type must not be empty"
+
+    @field_validator("type")
+    @classmethod
+    def _type_not_empty(cls, value: str) -> str:
+        if not value:
+            raise ValueError(cls._EMPTY_TYPE)
+        return value
+
+    @field_validator("attrs", mode="before")
+    @classmethod
+    def _attrs_dict(cls, value: object) -> object:
+        return dict(value) if isinstance(value, Mapping) else value

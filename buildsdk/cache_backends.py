@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from buildsdk._csv_entries import (
+    GenericEntry,
     csv_field,
     csv_fields,
     entry_attrs,
@@ -278,25 +279,13 @@ class RegistryCache(_Layers):
         return {**self._layer_attrs(), "ref": self.ref}
 
 
-class CacheEntry(BaseModel):
+class CacheEntry(GenericEntry):
     """A cache backend without a model here (`gha`, `s3`, `azblob`, …), sent verbatim."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     type: str = Field(description="The backend: gha, s3, azblob, ...")
     attrs: dict[str, str] = Field(default_factory=dict, description="Its attributes.")
 
-    @field_validator("type")
-    @classmethod
-    def _type_not_empty(cls, value: str) -> str:
-        if not value:
-            raise ValueError("cache type must not be empty (e.g. 'registry', 'local')")
-        return value
-
-    @field_validator("attrs", mode="before")
-    @classmethod
-    def _attrs_dict(cls, value: object) -> object:
-        return dict(value) if isinstance(value, Mapping) else value
+    _EMPTY_TYPE: ClassVar[str] = "cache type must not be empty (e.g. 'registry', 'local')"
 
     def cache_attrs(self) -> dict[str, str]:
         """The attributes, sorted by key."""

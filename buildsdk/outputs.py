@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from buildsdk._csv_entries import (
+    GenericEntry,
     csv_field,
     csv_fields,
     entry_attrs,
@@ -391,25 +392,13 @@ Output = Annotated[
 """Any typed exporter model; the `type` field tells them apart."""
 
 
-class BuildOutput(BaseModel):
+class BuildOutput(GenericEntry):
     """Where BuildKit exports the result (`{"Type": "moby", "Attrs": {...}}` on the wire)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     type: str = Field(description="Exporter: moby, cacheonly, local, tar, image, ...")
     attrs: dict[str, str] = Field(default_factory=dict, description="Exporter attributes.")
 
-    @field_validator("type")
-    @classmethod
-    def _type_not_empty(cls, value: str) -> str:
-        if not value:
-            raise ValueError("outputs type must not be empty (e.g. 'moby', 'local', 'tar')")
-        return value
-
-    @field_validator("attrs", mode="before")
-    @classmethod
-    def _attrs_dict(cls, value: object) -> object:
-        return dict(value) if isinstance(value, Mapping) else value
+    _EMPTY_TYPE: ClassVar[str] = "outputs type must not be empty (e.g. 'moby', 'local', 'tar')"
 
     def to_engine(self) -> dict[str, Any]:
         """The engine's JSON shape: `{"Type":..,"Attrs":{...}}` with sorted attribute keys."""
