@@ -11,17 +11,19 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 __all__ = [
     "GenericEntry",
     "bool_attr",
+    "compression_attrs",
     "csv_field",
     "csv_fields",
     "entry_attrs",
     "pop_bool",
+    "pop_compression",
     "pop_compression_level",
     "validation_details",
 ]
@@ -53,6 +55,40 @@ def pop_compression_level(attrs: dict[str, str]) -> int | None:
     if not level.isdigit():
         raise ValueError(f"compression-level must be a number, got {level!r}")
     return int(level)
+
+
+def pop_compression(attrs: dict[str, str]) -> dict[str, Any]:
+    """Remove the layer compression attributes the image and cache exporters share from
+    `attrs`, as model fields: `compression`, `compression_level`, `force_compression`,
+    `oci_mediatypes`."""
+    fields: dict[str, Any] = {}
+    if "compression" in attrs:
+        fields["compression"] = attrs.pop("compression")
+    level = pop_compression_level(attrs)
+    if level is not None:
+        fields["compression_level"] = level
+    fields["force_compression"] = bool(pop_bool(attrs, "force-compression"))
+    fields["oci_mediatypes"] = pop_bool(attrs, "oci-mediatypes")
+    return fields
+
+
+def compression_attrs(
+    compression: str | None,
+    compression_level: int | None,
+    force_compression: bool,
+    oci_mediatypes: bool | None,
+) -> dict[str, str]:
+    """The layer compression attributes as buildx sends them; unset ones are left out."""
+    attrs: dict[str, str] = {}
+    if compression is not None:
+        attrs["compression"] = compression
+    if compression_level is not None:
+        attrs["compression-level"] = str(compression_level)
+    if force_compression:
+        attrs["force-compression"] = "true"
+    if oci_mediatypes is not None:
+        attrs["oci-mediatypes"] = "true" if oci_mediatypes else "false"
+    return attrs
 
 
 def csv_fields(value: str, what: str) -> list[str]:

@@ -37,11 +37,12 @@ from pydantic import (
 
 from buildsdk._csv_entries import (
     GenericEntry,
+    compression_attrs,
     csv_field,
     csv_fields,
     entry_attrs,
     pop_bool,
-    pop_compression_level,
+    pop_compression,
     validation_details,
 )
 
@@ -168,14 +169,14 @@ class _Layers(_Cache):
         attrs: dict[str, str] = {}
         if self.mode is not None:
             attrs["mode"] = self.mode
-        if self.compression is not None:
-            attrs["compression"] = self.compression
-        if self.compression_level is not None:
-            attrs["compression-level"] = str(self.compression_level)
-        if self.force_compression:
-            attrs["force-compression"] = "true"
-        if self.oci_mediatypes is not None:
-            attrs["oci-mediatypes"] = "true" if self.oci_mediatypes else "false"
+        attrs.update(
+            compression_attrs(
+                self.compression,
+                self.compression_level,
+                self.force_compression,
+                self.oci_mediatypes,
+            )
+        )
         if self.image_manifest is not None:
             attrs["image-manifest"] = "true" if self.image_manifest else "false"
         return attrs
@@ -307,14 +308,9 @@ def _errors(kind: str, exc: ValidationError) -> ValueError:
 
 def _layer_fields(attrs: dict[str, str]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for key in ("mode", "compression"):
-        if key in attrs:
-            fields[key] = attrs.pop(key)
-    level = pop_compression_level(attrs)
-    if level is not None:
-        fields["compression_level"] = level
-    fields["force_compression"] = bool(pop_bool(attrs, "force-compression"))
-    fields["oci_mediatypes"] = pop_bool(attrs, "oci-mediatypes")
+    if "mode" in attrs:
+        fields["mode"] = attrs.pop("mode")
+    fields.update(pop_compression(attrs))
     fields["image_manifest"] = pop_bool(attrs, "image-manifest")
     return fields
 

@@ -40,11 +40,12 @@ from pydantic import (
 
 from buildsdk._csv_entries import (
     GenericEntry,
+    compression_attrs,
     csv_field,
     csv_fields,
     entry_attrs,
     pop_bool,
-    pop_compression_level,
+    pop_compression,
     validation_details,
 )
 
@@ -264,14 +265,14 @@ class ImageOutput(_Exporter):
             attrs["name"] = ",".join(self.name)
         if self.push:
             attrs["push"] = "true"
-        if self.compression is not None:
-            attrs["compression"] = self.compression
-        if self.compression_level is not None:
-            attrs["compression-level"] = str(self.compression_level)
-        if self.force_compression:
-            attrs["force-compression"] = "true"
-        if self.oci_mediatypes is not None:
-            attrs["oci-mediatypes"] = "true" if self.oci_mediatypes else "false"
+        attrs.update(
+            compression_attrs(
+                self.compression,
+                self.compression_level,
+                self.force_compression,
+                self.oci_mediatypes,
+            )
+        )
         for key, value in self.annotations.items():
             attrs[_ANNOTATION + key] = value
         return attrs
@@ -411,13 +412,7 @@ def _image(attrs: dict[str, str], *, push: bool = False) -> ImageOutput:
         fields["name"] = attrs.pop("name")
     pushed = pop_bool(attrs, "push")
     fields["push"] = push or bool(pushed)
-    if "compression" in attrs:
-        fields["compression"] = attrs.pop("compression")
-    level = pop_compression_level(attrs)
-    if level is not None:
-        fields["compression_level"] = level
-    fields["force_compression"] = bool(pop_bool(attrs, "force-compression"))
-    fields["oci_mediatypes"] = pop_bool(attrs, "oci-mediatypes")
+    fields.update(pop_compression(attrs))
     annotated = [key for key in attrs if key.startswith(_ANNOTATION)]
     fields["annotations"] = {key[len(_ANNOTATION) :]: attrs.pop(key) for key in annotated}
     return ImageOutput(**fields, attrs=attrs)
