@@ -38,6 +38,9 @@ __all__ = [
     "field_string",
     "field_varint",
     "iter_fields",
+    "read_bytes",
+    "read_text",
+    "read_varint",
     "skip_field",
 ]
 
@@ -160,6 +163,29 @@ def as_int64(value: int) -> int:
     """Reinterpret an unsigned varint as a two's-complement int64 (protobuf `int64`)."""
     value &= _U64
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def read_varint(value: int | bytes, what: str) -> int:
+    """A field value `iter_fields` gave, which must be a varint; `what` names it in the error."""
+    if isinstance(value, bytes):
+        raise ProtobufError(f"{what} must be a varint")
+    return value
+
+
+def read_bytes(value: int | bytes, what: str) -> bytes:
+    """A field value `iter_fields` gave, which must be length-delimited; `what` names it in
+    the error."""
+    if not isinstance(value, bytes):
+        raise ProtobufError(f"{what} must be length-delimited")
+    return value
+
+
+def read_text(value: int | bytes, what: str) -> str:
+    """A string field value `iter_fields` gave: length-delimited and UTF-8."""
+    try:
+        return read_bytes(value, what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtobufError(f"{what} is not UTF-8") from None
 
 
 def as_int32(value: int) -> int:

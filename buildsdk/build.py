@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
     Annotated,
@@ -492,6 +492,14 @@ def _cache_text(item: str) -> str | LocalCache | RegistryCache | CacheEntry:
     return parsed
 
 
+def _parsed_tuple(value: object, field: str, what: str, parse: Callable[[str], object]) -> object:
+    """`_str_tuple`, with each string item read by `parse` (models given as such stay)."""
+    items = _str_tuple(value, field, what)
+    if not isinstance(items, tuple):
+        return items
+    return tuple(parse(item) if isinstance(item, str) else item for item in items)
+
+
 def _not_empty(value: str | None, field: str) -> str | None:
     """Refuse empty strings in lists and names where they cannot mean anything."""
     if value is not None and not value:
@@ -771,13 +779,8 @@ class BuildOptions(BaseModel):
     @field_validator("cache_from", mode="before")
     @classmethod
     def _cache_from_tuple(cls, value: object) -> object:
-        items = _str_tuple(value, "cache_from", "image references")
         # An image reference never holds '=': such text is buildx's --cache-from syntax.
-        return (
-            tuple(_cache_text(item) if isinstance(item, str) else item for item in items)
-            if isinstance(items, tuple)
-            else items
-        )
+        return _parsed_tuple(value, "cache_from", "image references", _cache_text)
 
     @field_validator("cache_from")
     @classmethod
@@ -794,12 +797,7 @@ class BuildOptions(BaseModel):
     @field_validator("cache_to", mode="before")
     @classmethod
     def _cache_to_tuple(cls, value: object) -> object:
-        items = _str_tuple(value, "cache_to", "cache exports")
-        return (
-            tuple(parse_cache(item) if isinstance(item, str) else item for item in items)
-            if isinstance(items, tuple)
-            else items
-        )
+        return _parsed_tuple(value, "cache_to", "cache exports", parse_cache)
 
     @field_validator("cache_to")
     @classmethod

@@ -20,8 +20,6 @@ spelling Go's `strconv.ParseBool` accepted.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Final, Literal
@@ -37,6 +35,17 @@ from pydantic import (
     model_validator,
 )
 
+from buildsdk._csv_entries import (
+    GenericEntry,
+    compression_attrs,
+    csv_field,
+    csv_fields,
+    entry_attrs,
+    pop_bool,
+    pop_compression,
+    validation_details,
+)
+
 __all__ = [
     "CacheEntry",
     "InlineCache",
@@ -50,8 +59,6 @@ __all__ = [
     "parse_cache",
 ]
 
-_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _DIGEST_HEX: Final = frozenset("0123456789abcdef")
 
 Mode = Literal["min", "max"]
@@ -75,15 +82,6 @@ _Path = Annotated[
     PlainValidator(_check_path),
     WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]}),
 ]
-
-
-def _bool_attr(key: str, value: str) -> bool:
-    """Read a boolean attribute as Go's `strconv.ParseBool`, which BuildKit uses."""
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{key} must be true or false, got {value!r}")
 
 
 def is_sha256_digest(value: str) -> bool:
@@ -171,14 +169,14 @@ class _Layers(_Cache):
         attrs: dict[str, str] = {}
         if self.mode is not None:
             attrs["mode"] = self.mode
-        if self.compression is not None:
-            attrs["compression"] = self.compression
-        if self.compression_level is not None:
-            attrs["compression-level"] = str(self.compression_level)
-        if self.force_compression:
-            attrs["force-compression"] = "true"
-        if self.oci_mediatypes is not None:
-            attrs["oci-mediatypes"] = "true" if self.oci_mediatypes else "false"
+        attrs.update(
+            compression_attrs(
+                self.compression,
+                self.compression_level,
+                self.force_compression,
+                self.oci_mediatypes,
+            )
+        )
         if self.image_manifest is not None:
             attrs["image-manifest"] = "true" if self.image_manifest else "false"
         return attrs
@@ -282,25 +280,13 @@ class RegistryCache(_Layers):
         return {**self._layer_attrs(), "ref": self.ref}
 
 
-class CacheEntry(BaseModel):
+class CacheEntry(GenericEntry):
     """A cache backend without a model here (`gha`, `s3`, `azblob`, …), sent verbatim."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     type: str = Field(description="The backend: gha, s3, azblob, ...")
     attrs: dict[str, str] = Field(default_factory=dict, description="Its attributes.")
 
-    @field_validator("type")
-    @classmethod
-    def _type_not_empty(cls, value: str) -> str:
-        if not value:
-            raise ValueError("cache type must not be empty (e.g. 'registry', 'local')")
-        return value
-
-    @field_validator("attrs", mode="before")
-    @classmethod
-    def _attrs_dict(cls, value: object) -> object:
-        return dict(value) if isinstance(value, Mapping) else value
+    _EMPTY_TYPE: ClassVar[str] = "cache type must not be empty (e.g. 'registry', 'local')"
 
     def cache_attrs(self) -> dict[str, str]:
         """The attributes, sorted by key."""
@@ -317,30 +303,15 @@ TypedCache = Annotated[InlineCache | LocalCache | RegistryCache, Field(discrimin
 
 
 def _errors(kind: str, exc: ValidationError) -> ValueError:
-    details = "; ".join(
-        f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}" for error in exc.errors()
-    )
-    return ValueError(f"cache type={kind}: {details}")
-
-
-def _pop_bool(attrs: dict[str, str], key: str) -> bool | None:
-    value = attrs.pop(key, None)
-    return None if value is None else _bool_attr(key, value)
+    return ValueError(f"cache type={kind}: {validation_details(exc)}")
 
 
 def _layer_fields(attrs: dict[str, str]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for key in ("mode", "compression"):
-        if key in attrs:
-            fields[key] = attrs.pop(key)
-    if "compression-level" in attrs:
-        level = attrs.pop("compression-level")
-        if not level.isdigit():
-            raise ValueError(f"compression-level must be a number, got {level!r}")
-        fields["compression_level"] = int(level)
-    fields["force_compression"] = bool(_pop_bool(attrs, "force-compression"))
-    fields["oci_mediatypes"] = _pop_bool(attrs, "oci-mediatypes")
-    fields["image_manifest"] = _pop_bool(attrs, "image-manifest")
+    if "mode" in attrs:
+        fields["mode"] = attrs.pop("mode")
+    fields.update(pop_compression(attrs))
+    fields["image_manifest"] = pop_bool(attrs, "image-manifest")
     return fields
 
 
@@ -379,25 +350,7 @@ def parse_cache(value: str) -> InlineCache | LocalCache | RegistryCache | CacheE
             return RegistryCache(ref=value)
         except ValidationError as exc:
             raise _errors("registry", exc) from None
-    try:
-        rows = list(csv.reader(io.StringIO(value, newline=""), strict=True))
-    except csv.Error as exc:
-        raise ValueError(f"invalid cache {value!r}: {exc}") from None
-    if len(rows) > 1:
-        raise ValueError(f"invalid cache {value!r}: one line expected")
-    kind = ""
-    attrs: dict[str, str] = {}
-    for item in rows[0] if rows else []:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"invalid value {item}")
-        key = key.strip().lower()
-        if key == "type":
-            kind = text
-        else:
-            attrs[key] = text
-    if not kind:
-        raise ValueError("type is required for cache")
+    kind, attrs = entry_attrs(csv_fields(value, "cache"), "cache")
     return cache_from_entry(kind, attrs)
 
 
@@ -407,16 +360,9 @@ def local_stores(*caches: object) -> dict[str, str]:
     return {cache.store_id: cache.directory for cache in caches if isinstance(cache, LocalCache)}
 
 
-def _csv_field(key: str, value: str) -> str:
-    text = f"{key}={value}"
-    if any(char in text for char in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
 def format_cache(cache: InlineCache | LocalCache | RegistryCache | CacheEntry) -> str:
     """Write a cache model as a buildx `--cache-to`/`--cache-from` value; `parse_cache` reads
     it back equal (as long as the `attrs` keys are lower-case and untrimmed-safe, which is
     all buildx's syntax can carry)."""
     pairs = [("type", cache.type), *cache.cache_attrs().items()]
-    return ",".join(_csv_field(key, value) for key, value in pairs)
+    return ",".join(csv_field(key, value) for key, value in pairs)

@@ -22,7 +22,6 @@ both with Go's `strconv.ParseBool`).
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,17 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
     model_validator,
+)
+
+from buildsdk._csv_entries import (
+    GenericEntry,
+    compression_attrs,
+    csv_field,
+    csv_fields,
+    entry_attrs,
+    pop_bool,
+    pop_compression,
+    validation_details,
 )
 
 __all__ = [
@@ -60,8 +70,6 @@ SessionService = Literal["FileSend", "Content"]
 """What the client serves for an exporter: `FileSend` (the engine streams files or an archive
 to the client) or `Content` (the engine writes blobs into the client's content store)."""
 
-_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _ANNOTATION: Final = "annotation."
 
 
@@ -110,15 +118,6 @@ _DestFileOrStream = Annotated[
     PlainValidator(_check_dest),
     WithJsonSchema({"type": "string", "description": "A path, or (from Python) a binary stream."}),
 ]
-
-
-def _bool_attr(key: str, value: str) -> bool:
-    """Read a boolean attribute as Go's `strconv.ParseBool`, which BuildKit uses."""
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{key} must be true or false, got {value!r}")
 
 
 def _split_names(text: str) -> tuple[str, ...]:
@@ -266,14 +265,14 @@ class ImageOutput(_Exporter):
             attrs["name"] = ",".join(self.name)
         if self.push:
             attrs["push"] = "true"
-        if self.compression is not None:
-            attrs["compression"] = self.compression
-        if self.compression_level is not None:
-            attrs["compression-level"] = str(self.compression_level)
-        if self.force_compression:
-            attrs["force-compression"] = "true"
-        if self.oci_mediatypes is not None:
-            attrs["oci-mediatypes"] = "true" if self.oci_mediatypes else "false"
+        attrs.update(
+            compression_attrs(
+                self.compression,
+                self.compression_level,
+                self.force_compression,
+                self.oci_mediatypes,
+            )
+        )
         for key, value in self.annotations.items():
             attrs[_ANNOTATION + key] = value
         return attrs
@@ -394,51 +393,26 @@ Output = Annotated[
 """Any typed exporter model; the `type` field tells them apart."""
 
 
-class BuildOutput(BaseModel):
+class BuildOutput(GenericEntry):
     """Where BuildKit exports the result (`{"Type": "moby", "Attrs": {...}}` on the wire)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     type: str = Field(description="Exporter: moby, cacheonly, local, tar, image, ...")
     attrs: dict[str, str] = Field(default_factory=dict, description="Exporter attributes.")
 
-    @field_validator("type")
-    @classmethod
-    def _type_not_empty(cls, value: str) -> str:
-        if not value:
-            raise ValueError("outputs type must not be empty (e.g. 'moby', 'local', 'tar')")
-        return value
-
-    @field_validator("attrs", mode="before")
-    @classmethod
-    def _attrs_dict(cls, value: object) -> object:
-        return dict(value) if isinstance(value, Mapping) else value
+    _EMPTY_TYPE: ClassVar[str] = "outputs type must not be empty (e.g. 'moby', 'local', 'tar')"
 
     def to_engine(self) -> dict[str, Any]:
         """The engine's JSON shape: `{"Type":..,"Attrs":{...}}` with sorted attribute keys."""
         return {"Type": self.type, "Attrs": {key: self.attrs[key] for key in sorted(self.attrs)}}
 
 
-def _pop_bool(attrs: dict[str, str], key: str) -> bool | None:
-    value = attrs.pop(key, None)
-    return None if value is None else _bool_attr(key, value)
-
-
 def _image(attrs: dict[str, str], *, push: bool = False) -> ImageOutput:
     fields: dict[str, Any] = {}
     if "name" in attrs:
         fields["name"] = attrs.pop("name")
-    pushed = _pop_bool(attrs, "push")
+    pushed = pop_bool(attrs, "push")
     fields["push"] = push or bool(pushed)
-    if "compression" in attrs:
-        fields["compression"] = attrs.pop("compression")
-    if "compression-level" in attrs:
-        level = attrs.pop("compression-level")
-        if not level.isdigit():
-            raise ValueError(f"compression-level must be a number, got {level!r}")
-        fields["compression_level"] = int(level)
-    fields["force_compression"] = bool(_pop_bool(attrs, "force-compression"))
-    fields["oci_mediatypes"] = _pop_bool(attrs, "oci-mediatypes")
+    fields.update(pop_compression(attrs))
     annotated = [key for key in attrs if key.startswith(_ANNOTATION)]
     fields["annotations"] = {key[len(_ANNOTATION) :]: attrs.pop(key) for key in annotated}
     return ImageOutput(**fields, attrs=attrs)
@@ -467,18 +441,14 @@ def output_from_entry(kind: str, attrs: Mapping[str, str]) -> Output | BuildOutp
         if kind == "oci":
             dest = rest.pop("dest", "")
             name = _split_names(rest.pop("name", ""))
-            tar = _pop_bool(rest, "tar")
+            tar = pop_bool(rest, "tar")
             return OCIOutput(dest=dest, name=name, tar=tar is not False, attrs=rest)
         if kind == "docker":
             name = _split_names(rest.pop("name", ""))
             return DockerOutput(dest=rest.pop("dest"), name=name, attrs=rest)
         return BuildOutput(type=kind, attrs=rest)
     except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ValueError(f"output type={kind}: {details}") from None
+        raise ValueError(f"output type={kind}: {validation_details(exc)}") from None
 
 
 def typed_outputs(
@@ -513,13 +483,7 @@ def parse_output(value: str) -> Output | BuildOutput:
     `type=local,dest=<value>`. buildx's `-` (a tar on standard output) is refused: pass a
     `TarOutput(dest=sys.stdout.buffer)` instead. Raises `ValueError` with buildx's words.
     """
-    try:
-        rows = list(csv.reader(io.StringIO(value, newline=""), strict=True))
-    except csv.Error as exc:
-        raise ValueError(f"invalid output {value!r}: {exc}") from None
-    if len(rows) > 1:
-        raise ValueError(f"invalid output {value!r}: one line expected")
-    fields = rows[0] if rows else []
+    fields = csv_fields(value, "output")
     if len(fields) == 1 and fields[0] == value and not value.startswith("type="):
         if value == "-":
             raise ValueError(
@@ -527,19 +491,7 @@ def parse_output(value: str) -> Output | BuildOutput:
                 "TarOutput(dest=sys.stdout.buffer)"
             )
         return LocalOutput(dest=value)
-    kind = ""
-    attrs: dict[str, str] = {}
-    for item in fields:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"invalid value {item}")
-        key = key.strip().lower()
-        if key == "type":
-            kind = text
-        else:
-            attrs[key] = text
-    if not kind:
-        raise ValueError("type is required for output")
+    kind, attrs = entry_attrs(fields, "output")
     return output_from_entry(kind, attrs)
 
 
@@ -566,13 +518,6 @@ def parse_outputs(
     return tuple(outputs)
 
 
-def _csv_field(key: str, value: str) -> str:
-    text = f"{key}={value}"
-    if any(char in text for char in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
 def format_output(output: Output | BuildOutput) -> str:
     """Write an output as a buildx `--output` value; `parse_output` reads it back equal.
 
@@ -590,4 +535,4 @@ def format_output(output: Output | BuildOutput) -> str:
                 raise ValueError("an output whose dest is a stream has no --output form")
             pairs.append(("dest", os.fspath(dest)))
         pairs.extend(output.exporter_attrs().items())
-    return ",".join(_csv_field(key, value) for key, value in pairs)
+    return ",".join(csv_field(key, value) for key, value in pairs)

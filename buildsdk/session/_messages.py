@@ -17,12 +17,14 @@ from typing import ClassVar
 from buildsdk._protobuf import (
     WIRE_LEN,
     WIRE_VARINT,
-    ProtobufError,
     as_int64,
     field_bytes,
     field_string,
     field_varint,
     iter_fields,
+    read_bytes,
+    read_text,
+    read_varint,
 )
 
 __all__ = [
@@ -54,35 +56,14 @@ PACKET_ERR = 4
 """fsutil packet type: the other side failed; `data` says why."""
 
 
-def _text(value: int | bytes, what: str) -> str:
-    if not isinstance(value, bytes):
-        raise ProtobufError(f"{what} must be length-delimited")
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProtobufError(f"{what} is not UTF-8") from None
-
-
-def _blob(value: int | bytes, what: str) -> bytes:
-    if not isinstance(value, bytes):
-        raise ProtobufError(f"{what} must be length-delimited")
-    return value
-
-
-def _number(value: int | bytes, what: str) -> int:
-    if isinstance(value, bytes):
-        raise ProtobufError(f"{what} must be a varint")
-    return value
-
-
 def _map_entry(data: bytes, what: str) -> tuple[str, bytes]:
     key = ""
     value = b""
     for number, _wire, item in iter_fields(data):
         if number == 1:
-            key = _text(item, f"{what} key")
+            key = read_text(item, f"{what} key")
         elif number == 2:
-            value = _blob(item, f"{what} value")
+            value = read_bytes(item, f"{what} value")
     return key, value
 
 
@@ -116,9 +97,9 @@ class GetSecretRequest:
         annotations: dict[str, str] = {}
         for number, _wire, value in iter_fields(data):
             if number == 1:
-                ident = _text(value, "ID")
+                ident = read_text(value, "ID")
             elif number == 2:
-                key, raw = _map_entry(_blob(value, "annotations"), "annotations")
+                key, raw = _map_entry(read_bytes(value, "annotations"), "annotations")
                 annotations[key] = raw.decode("utf-8", "replace")
         return cls(ident, annotations)
 
@@ -153,7 +134,7 @@ class CredentialsRequest:
         host = ""
         for number, _wire, value in iter_fields(data):
             if number == 1:
-                host = _text(value, "Host")
+                host = read_text(value, "Host")
         return cls(host)
 
 
@@ -189,7 +170,7 @@ class CheckAgentRequest:
         ident = ""
         for number, _wire, value in iter_fields(data):
             if number == 1:
-                ident = _text(value, "ID")
+                ident = read_text(value, "ID")
         return cls(ident)
 
 
@@ -209,7 +190,7 @@ class BytesMessage:
         payload = b""
         for number, _wire, value in iter_fields(data):
             if number == 1:
-                payload = _blob(value, "data")
+                payload = read_bytes(value, "data")
         return cls(payload)
 
 
@@ -278,14 +259,14 @@ class Stat:
         names[9] = "devminor"
         for number, wire, value in iter_fields(data):
             if number == 1 and wire == WIRE_LEN:
-                values["path"] = _text(value, "path")
+                values["path"] = read_text(value, "path")
             elif number == 7 and wire == WIRE_LEN:
-                values["linkname"] = _text(value, "linkname")
+                values["linkname"] = read_text(value, "linkname")
             elif number == 10 and wire == WIRE_LEN:
-                key, raw = _map_entry(_blob(value, "xattrs"), "xattrs")
+                key, raw = _map_entry(read_bytes(value, "xattrs"), "xattrs")
                 xattrs[key] = raw
             elif number in names and wire == WIRE_VARINT:
-                raw_number = _number(value, names[number])
+                raw_number = read_varint(value, names[number])
                 # size and modTime are int64; the mode, ids and devices are uint32.
                 signed = number in (5, 6)
                 values[names[number]] = as_int64(raw_number) if signed else raw_number
@@ -323,11 +304,11 @@ class Packet:
         payload = b""
         for number, _wire, value in iter_fields(data):
             if number == 1:
-                kind = _number(value, "Type")
+                kind = read_varint(value, "Type")
             elif number == 2:
-                stat = Stat.decode(_blob(value, "stat"))
+                stat = Stat.decode(read_bytes(value, "stat"))
             elif number == 3:
-                ident = _number(value, "ID") & 0xFFFFFFFF
+                ident = read_varint(value, "ID") & 0xFFFFFFFF
             elif number == 4:
-                payload = _blob(value, "data")
+                payload = read_bytes(value, "data")
         return cls(kind, stat, ident, payload)

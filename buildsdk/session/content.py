@@ -51,6 +51,9 @@ from buildsdk._protobuf import (
     field_string,
     field_varint,
     iter_fields,
+    read_bytes,
+    read_text,
+    read_varint,
 )
 from buildsdk.build import BuildOptions
 from buildsdk.cache_backends import LocalCache, is_sha256_digest
@@ -131,25 +134,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # -- messages --------------------------------------------------------------------------------
 
 
-def _text(value: int | bytes, what: str) -> str:
-    if not isinstance(value, bytes):
-        raise ProtobufError(f"{what} must be length-delimited")
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProtobufError(f"{what} is not UTF-8") from None
-
-
-def _blob(value: int | bytes, what: str) -> bytes:
-    if not isinstance(value, bytes):
-        raise ProtobufError(f"{what} must be length-delimited")
-    return value
-
-
 def _int64(value: int | bytes, what: str) -> int:
-    if isinstance(value, bytes):
-        raise ProtobufError(f"{what} must be a varint")
-    return as_int64(value)
+    return as_int64(read_varint(value, what))
 
 
 def _int64_field(number: int, value: int) -> bytes:
@@ -193,7 +179,7 @@ class InfoRequest:
         digest = ""
         for number, _wire, value in iter_fields(data):
             if number == 1:
-                digest = _text(value, "digest")
+                digest = read_text(value, "digest")
         return cls(digest)
 
 
@@ -218,13 +204,13 @@ class Info:
         fields: dict[str, Any] = {}
         for number, _wire, value in iter_fields(data):
             if number == 1:
-                fields["digest"] = _text(value, "digest")
+                fields["digest"] = read_text(value, "digest")
             elif number == 2:
                 fields["size"] = _int64(value, "size")
             elif number == 3:
-                fields["created_at"] = _read_timestamp(_blob(value, "created_at"))
+                fields["created_at"] = _read_timestamp(read_bytes(value, "created_at"))
             elif number == 4:
-                fields["updated_at"] = _read_timestamp(_blob(value, "updated_at"))
+                fields["updated_at"] = _read_timestamp(read_bytes(value, "updated_at"))
         return cls(**fields)
 
 
@@ -244,7 +230,7 @@ class InfoResponse:
         info = Info()
         for number, _wire, value in iter_fields(data):
             if number == 1:
-                info = Info.decode(_blob(value, "info"))
+                info = Info.decode(read_bytes(value, "info"))
         return cls(info)
 
 
@@ -267,7 +253,7 @@ class ReadContentRequest:
         digest, offset, size = "", 0, 0
         for number, _wire, value in iter_fields(data):
             if number == 1:
-                digest = _text(value, "digest")
+                digest = read_text(value, "digest")
             elif number == 2:
                 offset = _int64(value, "offset")
             elif number == 3:
@@ -294,7 +280,7 @@ class ReadContentResponse:
             if number == 1:
                 offset = _int64(value, "offset")
             elif number == 2:
-                payload = _blob(value, "data")
+                payload = read_bytes(value, "data")
         return cls(offset, payload)
 
 
@@ -333,15 +319,15 @@ class WriteContentRequest:
             if number == 1:
                 fields["action"] = _int64(value, "action")
             elif number == 2:
-                fields["ref"] = _text(value, "ref")
+                fields["ref"] = read_text(value, "ref")
             elif number == 3:
                 fields["total"] = _int64(value, "total")
             elif number == 4:
-                fields["expected"] = _text(value, "expected")
+                fields["expected"] = read_text(value, "expected")
             elif number == 5:
                 fields["offset"] = _int64(value, "offset")
             elif number == 6:
-                fields["data"] = _blob(value, "data")
+                fields["data"] = read_bytes(value, "data")
         return cls(**fields)
 
 
@@ -372,15 +358,15 @@ class WriteContentResponse:
             if number == 1:
                 fields["action"] = _int64(value, "action")
             elif number == 2:
-                fields["started_at"] = _read_timestamp(_blob(value, "started_at"))
+                fields["started_at"] = _read_timestamp(read_bytes(value, "started_at"))
             elif number == 3:
-                fields["updated_at"] = _read_timestamp(_blob(value, "updated_at"))
+                fields["updated_at"] = _read_timestamp(read_bytes(value, "updated_at"))
             elif number == 4:
                 fields["offset"] = _int64(value, "offset")
             elif number == 5:
                 fields["total"] = _int64(value, "total")
             elif number == 6:
-                fields["digest"] = _text(value, "digest")
+                fields["digest"] = read_text(value, "digest")
         return cls(**fields)
 
 

@@ -20,6 +20,7 @@ with a hint on how to start the engines.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import shlex
@@ -35,9 +36,11 @@ import pytest
 
 from buildsdk.aio import AsyncClient
 from buildsdk.auth import DockerConfig
+from buildsdk.build import BuildOptions
 from buildsdk.client import Client
 from buildsdk.endpoint import TLSConfig
 from buildsdk.errors import BuildSDKError
+from buildsdk.results import BuildResult
 
 __all__ = [
     "DOCKER_MATRIX",
@@ -446,6 +449,20 @@ def client_settings(
     else:
         raise ValueError(f"no buildsdk client for engine {name!r}")
     return settings
+
+
+def build_result(flavor: str, settings: dict[str, Any], options: BuildOptions) -> BuildResult:
+    """Run one build with `Client` (flavor ``"sync"``) or `AsyncClient` (``"async"``) made
+    from `settings`, and return its result."""
+    if flavor == "sync":
+        with Client(**settings) as client:
+            return client.build(options).result()
+
+    async def main() -> BuildResult:
+        async with AsyncClient(**settings) as client:
+            return await client.build(options).result()
+
+    return asyncio.run(main())
 
 
 def _client(engines: Engines, name: str, docker: DockerEngine | None = None) -> Iterator[Client]:

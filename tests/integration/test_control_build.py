@@ -36,11 +36,11 @@ from buildsdk import AsyncClient, BuildError, BuildOptions, Client, RegistryAuth
 from buildsdk.errors import ExportError, StreamError, UnsupportedOption
 from buildsdk.events import VertexLogEvent
 from buildsdk.outputs import DockerOutput, ImageOutput, LocalOutput, OCIOutput, TarOutput
-from buildsdk.results import BuildResult
 from tests import VECTORS_DIR
 from tests.integration.conftest import (
     DockerEngine,
     Engines,
+    build_result,
     client_settings,
     engines_on_matrix,
     engines_unavailable,
@@ -55,18 +55,6 @@ FLAVORS = ("sync", "async")
 def engines(all_engines: Engines, docker_engine: DockerEngine) -> Engines:
     """Every test here runs on each Docker engine of the matrix."""
     return engines_on_matrix(all_engines, docker_engine)
-
-
-def _build(flavor: str, settings: dict[str, Any], options: BuildOptions) -> BuildResult:
-    if flavor == "sync":
-        with Client(**settings) as client:
-            return client.build(options).result()
-
-    async def main() -> BuildResult:
-        async with AsyncClient(**settings) as client:
-            return await client.build(options).result()
-
-    return asyncio.run(main())
 
 
 def _options(engines: Engines, context: Path, **extra: Any) -> BuildOptions:
@@ -125,7 +113,7 @@ def test_the_image_equals_the_one_post_build_makes(
     tags: list[str],
 ) -> None:
     settings = client_settings(engines, "dockerd", docker_engine)
-    result = _build(flavor, settings, _options(engines, context, tag=tags))
+    result = build_result(flavor, settings, _options(engines, context, tag=tags))
     legacy_tag = tags[0].replace("buildsdk-control:", "buildsdk-control-legacy:")
     legacy = BuildOptions(
         path=str(context),
@@ -134,7 +122,7 @@ def test_the_image_equals_the_one_post_build_makes(
         tag=legacy_tag,
         build_endpoint="build",
     )
-    _build(flavor, settings, legacy)
+    build_result(flavor, settings, legacy)
 
     grpc_image = _inspect(dockerd_http, tags[0])
     build_image = _inspect(dockerd_http, legacy_tag)
@@ -164,12 +152,12 @@ def test_local_and_tar_outputs_are_written_by_the_client(
 ) -> None:
     settings = client_settings(engines, "dockerd", docker_engine)
     out = tmp_path / "out"
-    _build(flavor, settings, _options(engines, context, outputs=[LocalOutput(dest=out)]))
+    build_result(flavor, settings, _options(engines, context, outputs=[LocalOutput(dest=out)]))
     assert (out / "greeting.txt").read_text() == "hello\n"
     assert (out / "built").read_text() == "built\n"
 
     archive = tmp_path / "out.tar"
-    _build(flavor, settings, _options(engines, context, outputs=[TarOutput(dest=archive)]))
+    build_result(flavor, settings, _options(engines, context, outputs=[TarOutput(dest=archive)]))
     with tarfile.open(archive) as tar:
         member = tar.extractfile("greeting.txt")
         assert member is not None
@@ -191,7 +179,7 @@ def test_tar_to_dash_is_standard_output_and_a_directory_dest_is_refused(
 
     settings = client_settings(engines, "dockerd", docker_engine)
     monkeypatch.setattr("sys.stdout", Stdout())
-    _build(flavor, settings, _options(engines, context, outputs=["type=tar,dest=-"]))
+    build_result(flavor, settings, _options(engines, context, outputs=["type=tar,dest=-"]))
     with tarfile.open(fileobj=io.BytesIO(Stdout.buffer.getvalue())) as tar:
         member = tar.extractfile("greeting.txt")
         assert member is not None
@@ -200,7 +188,7 @@ def test_tar_to_dash_is_standard_output_and_a_directory_dest_is_refused(
     taken = tmp_path / "taken"
     taken.mkdir()
     with pytest.raises(ExportError, match="is a directory, not a file"):
-        _build(flavor, settings, _options(engines, context, outputs=[TarOutput(dest=taken)]))
+        build_result(flavor, settings, _options(engines, context, outputs=[TarOutput(dest=taken)]))
     assert list(taken.iterdir()) == []
 
 
@@ -222,10 +210,10 @@ def test_oci_and_docker_archives_on_the_containerd_store_else_buildx_s_refusal(
     options = _options(engines, context, outputs=[OCIOutput(dest=oci, name=("oci:1",))])
     if not docker_engine.containerd_store:
         with pytest.raises(UnsupportedOption, match="OCI exporter is not supported"):
-            _build(flavor, settings, options)
+            build_result(flavor, settings, options)
         assert not oci.exists()
         return
-    result = _build(flavor, settings, options)
+    result = build_result(flavor, settings, options)
     with tarfile.open(oci) as tar:
         assert "oci-layout" in tar.getnames()
         index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
@@ -235,7 +223,7 @@ def test_oci_and_docker_archives_on_the_containerd_store_else_buildx_s_refusal(
     # Two exports in one Solve: an OCI archive to a file, a Docker archive to a stream.
     stream = io.BytesIO()
     both = tmp_path / "both.oci.tar"
-    _build(
+    build_result(
         flavor,
         settings,
         _options(engines, context, outputs=[OCIOutput(dest=both), DockerOutput(dest=stream)]),
@@ -259,7 +247,7 @@ def test_push_puts_the_digest_of_the_result_in_the_registry(
     if not docker_engine.containerd_store:
         options = _options(engines, context, outputs=[ImageOutput(name=("r/a:1",), push=True)])
         with pytest.raises(UnsupportedOption, match="containerd image store"):
-            _build(flavor, client_settings(engines, "dockerd", docker_engine), options)
+            build_result(flavor, client_settings(engines, "dockerd", docker_engine), options)
         return
     registry, user, password = engines.registry, engines.registry_user, engines.registry_password
     repository = f"private/control-{uuid.uuid4().hex[:8]}"
@@ -268,7 +256,7 @@ def test_push_puts_the_digest_of_the_result_in_the_registry(
     settings["credentials"] = {registry: RegistryAuth(username=user, password=SecretStr(password))}
     options = _options(engines, context, outputs=[ImageOutput(name=(name,), push=True)])
     try:
-        result = _build(flavor, settings, options)
+        result = build_result(flavor, settings, options)
     finally:
         _forget(dockerd_http, name)
     accept = ", ".join(
@@ -307,7 +295,7 @@ def test_a_failing_run_gives_exit_code_step_and_buildx_s_excerpt(
     (root / "Dockerfile").write_text(f"FROM {engines.base_image}\nRUN echo about to fail; exit 3\n")
     settings = client_settings(engines, "dockerd", docker_engine)
     with pytest.raises(BuildError) as info:
-        _build(flavor, settings, _options(engines, root))
+        build_result(flavor, settings, _options(engines, root))
     error = info.value
     recorded = _recorded_failure()
     assert error.code == 3
@@ -429,7 +417,7 @@ def test_a_failing_run_ends_the_log_as_docker_buildx_build_prints_it(
 
     settings = client_settings(engines, "dockerd", docker_engine)
     with pytest.raises(BuildError) as info:
-        _build(flavor, settings, _options(engines, root))
+        build_result(flavor, settings, _options(engines, root))
     assert info.value.code == 7
     assert _failure_tail(info.value.log) == _failure_tail(printed.stderr)
 
@@ -511,7 +499,7 @@ def test_the_session_serves_secrets_and_registry_logins(
         secrets=["id=token,env=BUILD_TOKEN"],
         outputs=[LocalOutput(dest=out)],
     )
-    result = _build(flavor, settings, options)
+    result = build_result(flavor, settings, options)
     assert (out / "token-copy").read_text() == "s3cr3t-value"
     assert "s3cr3t-value" not in result.log
     assert engines.registry_password not in result.log

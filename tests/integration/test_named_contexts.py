@@ -11,7 +11,6 @@ named contexts: its Dockerfile frontend refuses them, and the user gets that err
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import http.server
 import io
@@ -31,11 +30,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from buildsdk import AsyncClient, BuildError, BuildOptions, Client, ContextError
-from buildsdk.results import BuildResult
+from buildsdk import BuildError, BuildOptions, ContextError
 from tests.integration.conftest import (
     DockerEngine,
     Engines,
+    build_result,
     client_settings,
     engines_on_matrix,
 )
@@ -58,18 +57,6 @@ def tag(dockerd_http: httpx.Client) -> Iterator[str]:
     name = f"buildsdk-named:{uuid.uuid4().hex[:10]}"
     yield name
     dockerd_http.delete(f"/images/{quote(name, safe='')}", params={"force": "1"})
-
-
-def _build(flavor: str, settings: dict[str, Any], options: BuildOptions) -> BuildResult:
-    if flavor == "sync":
-        with Client(**settings) as client:
-            return client.build(options).result()
-
-    async def main() -> BuildResult:
-        async with AsyncClient(**settings) as client:
-            return await client.build(options).result()
-
-    return asyncio.run(main())
 
 
 def _options(engines: Engines, context: Path, **extra: Any) -> BuildOptions:
@@ -109,7 +96,7 @@ def _context(root: Path, dockerfile: str) -> Path:
 
 def _expect_refused_on_20(flavor: str, settings: dict[str, Any], options: BuildOptions) -> None:
     with pytest.raises(BuildError) as caught:
-        _build(flavor, settings, options)
+        build_result(flavor, settings, options)
     assert UNSUPPORTED_ON_20 in str(caught.value)
 
 
@@ -138,7 +125,7 @@ def test_copy_from_a_named_local_directory(
     if docker_engine.is_20:
         _expect_refused_on_20(flavor, settings, options)
         return
-    result = _build(flavor, settings, options)
+    result = build_result(flavor, settings, options)
     files = _image_files(dockerd_http, tag)
     assert files["x.txt"] == b"x from other\n"
     assert files["all/x.txt"] == b"x from other\n"
@@ -165,7 +152,7 @@ def test_from_a_docker_image_context_uses_the_engine_s_own_image(
         tmp_path / "base", f"FROM {engines.base_image}\nRUN echo from base > /base.txt\n"
     )
     try:
-        _build(flavor, settings, _options(engines, base, tag=base_tag))
+        build_result(flavor, settings, _options(engines, base, tag=base_tag))
         context = _context(tmp_path / "ctx", "FROM base\nRUN cp /base.txt /copied.txt\n")
         # image-resolve-mode stays `local` (no pull): the engine has no internet, and the
         # image exists only in its store.
@@ -175,7 +162,7 @@ def test_from_a_docker_image_context_uses_the_engine_s_own_image(
         if docker_engine.is_20:
             _expect_refused_on_20(flavor, settings, options)
             return
-        _build(flavor, settings, options)
+        build_result(flavor, settings, options)
         files = _image_files(dockerd_http, tag)
         assert files["copied.txt"] == b"from base\n"
     finally:
@@ -254,7 +241,7 @@ def test_git_and_http_contexts_are_fetched_by_the_engine(
     if docker_engine.is_20:
         _expect_refused_on_20(flavor, settings, options)
         return
-    _build(flavor, settings, options)
+    build_result(flavor, settings, options)
     files = _image_files(dockerd_http, tag)
     assert files["g.txt"] == b"from git\n"
     assert files["plain.txt"] == b"plain file\n"
@@ -307,4 +294,4 @@ def test_a_named_directory_that_is_not_there_is_a_context_error(
     settings = client_settings(engines, "dockerd", docker_engine)
     options = _options(engines, context, build_contexts={"other": str(tmp_path / "missing")})
     with pytest.raises(ContextError, match=r"failed to get build context other: .*missing"):
-        _build(flavor, settings, options)
+        build_result(flavor, settings, options)

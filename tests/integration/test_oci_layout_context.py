@@ -9,39 +9,24 @@ The layout directory is compared before and after: the engine only read it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from buildsdk import AsyncClient, BuildOptions, Client, ContextError, UnsupportedOption
+from buildsdk import BuildOptions, ContextError, UnsupportedOption
 from buildsdk._named_contexts import oci_store_id
 from buildsdk.outputs import LocalOutput, OCIOutput
-from buildsdk.results import BuildResult
-from tests.integration.conftest import Engines, client_settings, docker_engine_of
+from tests.integration.conftest import Engines, build_result, client_settings, docker_engine_of
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
 
 FLAVORS = ("sync", "async")
 REF = "org.opencontainers.image.ref.name"
-
-
-def _build(flavor: str, settings: dict[str, Any], options: BuildOptions) -> BuildResult:
-    if flavor == "sync":
-        with Client(**settings) as client:
-            return client.build(options).result()
-
-    async def main() -> BuildResult:
-        async with AsyncClient(**settings) as client:
-            return await client.build(options).result()
-
-    return asyncio.run(main())
 
 
 def _context(root: Path, dockerfile: str, **files: str) -> Path:
@@ -80,7 +65,7 @@ def _make_layout(
         network_mode=engines.dockerd_network,
         outputs=[OCIOutput(dest=str(layout), tar=False, name=names)],
     )
-    _build("sync", client_settings(engines, "dockerd", engine), options)
+    build_result("sync", client_settings(engines, "dockerd", engine), options)
     assert (layout / "index.json").is_file()
     return layout
 
@@ -109,7 +94,7 @@ def test_from_an_oci_layout_context_on_the_containerd_store(
     out = tmp_path / "out"
     options = _from_base(all_engines, tmp_path, f"oci-layout://{layout}{suffix}", out)
     engine = docker_engine_of(all_engines, "dockerd26-containerd")
-    _build(flavor, client_settings(all_engines, "dockerd", engine), options)
+    build_result(flavor, client_settings(all_engines, "dockerd", engine), options)
     assert (out / "base.txt").read_text() == flavor
     assert (out / "extra.txt").read_text() == "extra"
     # The engine only read the layout: not a byte of it changed, nothing was added.
@@ -135,7 +120,7 @@ def test_the_tag_chooses_among_the_images_of_a_layout(
     out = tmp_path / "out"
     options = _from_base(all_engines, tmp_path, value, out)
     engine = docker_engine_of(all_engines, "dockerd26-containerd")
-    _build(flavor, client_settings(all_engines, "dockerd", engine), options)
+    build_result(flavor, client_settings(all_engines, "dockerd", engine), options)
     assert (out / "base.txt").read_text() == "first"
 
 
@@ -150,7 +135,7 @@ def test_an_unknown_tag_is_refused_before_the_build(
     engine = docker_engine_of(all_engines, "dockerd26-containerd")
     names = "docker.io/library/v0:latest, docker.io/library/v1:latest"
     with pytest.raises(ContextError) as caught:
-        _build(flavor, client_settings(all_engines, "dockerd", engine), options)
+        build_result(flavor, client_settings(all_engines, "dockerd", engine), options)
     assert f"could not be resolved: no manifest named 'v2' in {layout}/index.json" in str(
         caught.value
     )
@@ -169,7 +154,7 @@ def test_the_classic_store_is_refused_before_the_build(
     options = _from_base(all_engines, tmp_path, f"oci-layout://{layout}", tmp_path / "out")
     engine = docker_engine_of(all_engines, "dockerd26")
     with pytest.raises(UnsupportedOption) as caught:
-        _build(flavor, client_settings(all_engines, "dockerd", engine), options)
+        build_result(flavor, client_settings(all_engines, "dockerd", engine), options)
     assert "an oci-layout:// context needs the containerd image store" in str(caught.value)
     assert not (tmp_path / "out").exists()
 

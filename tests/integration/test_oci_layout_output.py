@@ -6,7 +6,6 @@ the descriptor's), the index names the built image, and nothing half-written is 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -14,26 +13,13 @@ from typing import Any
 
 import pytest
 
-from buildsdk import AsyncClient, BuildOptions, Client
+from buildsdk import BuildOptions
 from buildsdk.outputs import OCIOutput
-from buildsdk.results import BuildResult
-from tests.integration.conftest import Engines, client_settings, docker_engine_of
+from tests.integration.conftest import Engines, build_result, client_settings, docker_engine_of
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd, pytest.mark.docker26_containerd]
 
 _INDEXES = ("application/vnd.oci.image.index.v1+json",)
-
-
-def _build(flavor: str, settings: dict[str, Any], options: BuildOptions) -> BuildResult:
-    if flavor == "sync":
-        with Client(**settings) as client:
-            return client.build(options).result()
-
-    async def main() -> BuildResult:
-        async with AsyncClient(**settings) as client:
-            return await client.build(options).result()
-
-    return asyncio.run(main())
 
 
 def _blob(layout: Path, descriptor: dict[str, Any]) -> bytes:
@@ -73,7 +59,7 @@ def test_an_oci_layout_directory_holds_the_whole_image(
         network_mode=all_engines.dockerd_network,
         outputs=[OCIOutput(dest=str(layout), tar=False, name=("layout:1",))],
     )
-    result = _build(flavor, client_settings(all_engines, "dockerd", engine), options)
+    result = build_result(flavor, client_settings(all_engines, "dockerd", engine), options)
     assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
     index = json.loads((layout / "index.json").read_text())
     (entry,) = index["manifests"]

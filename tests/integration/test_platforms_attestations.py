@@ -12,7 +12,6 @@ failures must say so.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import uuid
 from pathlib import Path
@@ -23,13 +22,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from buildsdk import AsyncClient, BuildError, BuildOptions, Client, RegistryAuth
+from buildsdk import BuildError, BuildOptions, RegistryAuth
 from buildsdk.errors import UnsupportedOption
 from buildsdk.outputs import ImageOutput
-from buildsdk.results import BuildResult
 from tests.integration.conftest import (
     DockerEngine,
     Engines,
+    build_result,
     client_settings,
     engines_on_matrix,
     engines_unavailable,
@@ -65,18 +64,6 @@ def context(tmp_path: Path) -> Path:
     (root / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a.txt\n")
     (root / "a.txt").write_text("a\n")
     return root
-
-
-def _build(flavor: str, settings: dict[str, Any], options: BuildOptions) -> BuildResult:
-    if flavor == "sync":
-        with Client(**settings) as client:
-            return client.build(options).result()
-
-    async def main() -> BuildResult:
-        async with AsyncClient(**settings) as client:
-            return await client.build(options).result()
-
-    return asyncio.run(main())
 
 
 def _options(engines: Engines, context: Path, **extra: Any) -> BuildOptions:
@@ -166,14 +153,14 @@ def test_two_platforms_pushed_give_an_index_with_both_and_their_provenance(
     )
     if not docker_engine.containerd_store:
         with pytest.raises(UnsupportedOption) as info:
-            _build(flavor, registry.settings, options)
+            build_result(flavor, registry.settings, options)
         assert str(info.value).startswith(
             "Multi-platform build is not supported for the docker driver.\n"
         )
         assert info.value.option == "platform"
         return
     try:
-        result = _build(flavor, registry.settings, options)
+        result = build_result(flavor, registry.settings, options)
     finally:
         _forget(dockerd_http, name)
     index, digest = registry.manifest("1")
@@ -216,7 +203,7 @@ def test_provenance_attached_to_the_pushed_image_or_turned_off(
     if not docker_engine.containerd_store:
         if provenance:
             with pytest.raises(UnsupportedOption) as info:
-                _build(flavor, registry.settings, options)
+                build_result(flavor, registry.settings, options)
             assert str(info.value).split("\n") == [
                 "Attestation is not supported for the docker driver.",
                 "Switch to a different driver, or turn on the containerd image store, and "
@@ -227,10 +214,10 @@ def test_provenance_attached_to_the_pushed_image_or_turned_off(
             # Nothing to turn off there: the build goes on to the classic store's own
             # refusal of a push through the Control API.
             with pytest.raises(UnsupportedOption, match="containerd image store"):
-                _build(flavor, registry.settings, options)
+                build_result(flavor, registry.settings, options)
         return
     try:
-        result = _build(flavor, registry.settings, options)
+        result = build_result(flavor, registry.settings, options)
     finally:
         _forget(dockerd_http, name)
     pushed, digest = registry.manifest("p")
@@ -257,11 +244,11 @@ def test_sbom_says_the_scanner_image_cannot_be_pulled(
     options = _options(engines, context, sbom=True, provenance="max")
     if not docker_engine.containerd_store:
         with pytest.raises(UnsupportedOption, match="Attestation is not supported") as refused:
-            _build(flavor, settings, options)
+            build_result(flavor, settings, options)
         assert refused.value.option == "provenance"
         return
     with pytest.raises(BuildError) as info:
-        _build(flavor, settings, options)
+        build_result(flavor, settings, options)
     first, hint = str(info.value).split("\n")
     assert first.startswith(
         "failed to resolve source metadata for docker.io/docker/buildkit-syft-scanner:stable-1"
@@ -294,7 +281,7 @@ def test_a_run_of_another_architecture_says_an_emulator_is_missing(
         build_endpoint="grpc",
     )
     with pytest.raises(BuildError) as info:
-        _build(flavor, settings, options)
+        build_result(flavor, settings, options)
     lines = str(info.value).split("\n")
     # BuildKit 0.8 (Docker 20.10) words it "executor failed running [/hello]: exit code: 1".
     assert lines[0].endswith("exit code: 1")

@@ -37,24 +37,11 @@ from buildsdk.errors import (
 )
 from buildsdk.results import BuildResult
 from buildsdk.session import SSHForward, filesync
-from tests.integration.conftest import DockerEngine, Engines, client_settings
+from tests.integration.conftest import DockerEngine, Engines, build_result, client_settings
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
 
 FLAVORS = ("sync", "async")
-
-
-def _build(flavor: str, settings: dict[str, Any], options: BuildOptions) -> BuildResult:
-    """Run one build to its result with the chosen client flavour."""
-    if flavor == "sync":
-        with Client(**settings) as client:
-            return client.build(options).result()
-
-    async def main() -> BuildResult:
-        async with AsyncClient(**settings) as client:
-            return await client.build(options).result()
-
-    return asyncio.run(main())
 
 
 def _session_threads() -> list[threading.Thread]:
@@ -109,7 +96,7 @@ def test_secrets_from_file_env_and_code_reach_run_steps(
             {"id": "in_code", "data": values["code"].encode()},
         ],
     )
-    result = _build(flavor, settings, options)
+    result = build_result(flavor, settings, options)
     for value in values.values():
         assert value in result.log
     assert not _session_threads()
@@ -139,7 +126,7 @@ def test_missing_required_secret_fails_with_the_engines_message(
         secrets=[{"id": "given", "data": b"x"}],
     )
     with pytest.raises(BuildError) as caught:
-        _build(flavor, dockerd, options)
+        build_result(flavor, dockerd, options)
     # BuildKit 0.13 (Docker 26.1) puts a colon after the id; 0.8 (Docker 20.10) does not.
     words = "secret absent not found" if docker_engine.is_20 else "secret absent: not found"
     assert words in str(caught.value)
@@ -166,7 +153,7 @@ def test_secrets_over_tls_and_ssh_transports(engine: str, engines: Engines, tmp_
     )
     settings = client_settings(engines, engine)
     for flavor in FLAVORS:
-        assert value in _build(flavor, settings, options).log
+        assert value in build_result(flavor, settings, options).log
     assert not _session_threads()
 
 
@@ -248,7 +235,7 @@ def test_ssh_agent_is_reachable_from_run_mount(
         network_mode=engines.dockerd_network,
         ssh=[f"default={sock}"],
     )
-    result = _build(flavor, dockerd, options)
+    result = build_result(flavor, dockerd, options)
     assert comment in result.log
     assert "ED25519" in result.log
 
@@ -262,7 +249,7 @@ def test_ssh_default_uses_ssh_auth_sock(
     options = BuildOptions(
         path=context, version="2", nocache=True, network_mode=engines.dockerd_network, ssh="default"
     )
-    assert comment in _build("sync", settings, options).log
+    assert comment in build_result("sync", settings, options).log
 
 
 # -- registry auth ----------------------------------------------------------------------------
@@ -293,7 +280,7 @@ def test_private_base_image_pulls_with_config_json_credentials(
     options = BuildOptions(
         path=context, version="2", pull=True, nocache=True, network_mode=engines.dockerd_network
     )
-    result = _build(flavor, {**dockerd, "config": config}, options)
+    result = build_result(flavor, {**dockerd, "config": config}, options)
     assert f"pulled-{marker}" in result.log
 
 
@@ -315,11 +302,11 @@ def test_private_base_image_fails_without_credentials(
         }
     )
     with pytest.raises(BuildError) as caught:
-        _build("sync", dockerd, with_session)
+        build_result("sync", dockerd, with_session)
     assert "401 Unauthorized" in str(caught.value)
     # Without credentials anywhere no session is opened: the pull fails too.
     with pytest.raises(BuildError):
-        _build("sync", dockerd, base)
+        build_result("sync", dockerd, base)
 
 
 @pytest.mark.registry
@@ -341,7 +328,7 @@ def test_credentials_given_in_code_win(
             username=engines.registry_user, password=SecretStr(engines.registry_password)
         )
     }
-    assert _build("async", {**dockerd, "credentials": credentials}, options).image_id
+    assert build_result("async", {**dockerd, "credentials": credentials}, options).image_id
 
 
 # -- incremental context ----------------------------------------------------------------------
@@ -393,14 +380,14 @@ def test_rebuild_transfers_only_the_changed_file(
         path=context, version="2", network_mode=engines.dockerd_network, context_transfer="session"
     )
 
-    first = _build(flavor, dockerd, options)
+    first = build_result(flavor, dockerd, options)
     assert "before" in first.log
     sent_first = sum(t.data_bytes for t in transfers[-1].transfers)
     assert sent_first > 48 * 1024 * 1024
     assert not any(p.startswith("ignored") for t in transfers[-1].transfers for p in t.paths)
 
     (context / "src/changing.txt").write_text("after, and longer\n")
-    second = _build(flavor, dockerd, options)
+    second = build_result(flavor, dockerd, options)
     assert "after, and longer" in second.log
     report = transfers[-1].transfers
     # BuildKit 0.13's Dockerfile frontend (Docker 26.1) fetches the Dockerfile and the
@@ -440,7 +427,7 @@ def test_session_context_follows_dockerfile_specific_ignore_and_exceptions(
         network_mode=engines.dockerd_network,
         context_transfer="session",
     )
-    log = _build(flavor, dockerd, options).log
+    log = build_result(flavor, dockerd, options).log
     entries = sorted(re.findall(r"^#\d+ [\d.]+ entry: (.*)$", log, flags=re.MULTILINE))
     # The wildcard exception re-includes a file two excluded directories deep, and the
     # directories are sent for it.
@@ -565,7 +552,7 @@ def test_engine_without_sessions_is_a_clear_error(
     context = _write(tmp_path, {"Dockerfile": f"FROM {engines.base_image}\n"})
     options = BuildOptions(path=context, version="2", secrets=[{"id": "s", "data": b"x"}])
     with pytest.raises(NotFound, match="does not support BuildKit sessions"):
-        _build(flavor, client_settings(engines, "podman"), options)
+        build_result(flavor, client_settings(engines, "podman"), options)
     assert not _session_threads()
 
 
@@ -586,7 +573,7 @@ def test_session_context_with_a_dockerfile_from_memory(
         network_mode=engines.dockerd_network,
         context_transfer="session",
     )
-    assert marker in _build(flavor, dockerd, options).log
+    assert marker in build_result(flavor, dockerd, options).log
 
 
 @pytest.mark.parametrize("engine", ["dockerd_tls", "ssh"])
@@ -612,7 +599,7 @@ def test_session_context_over_tls_and_ssh_transports(
     )
     settings = client_settings(engines, engine)
     for flavor in FLAVORS:
-        assert hashlib.sha256(blob).hexdigest() in _build(flavor, settings, options).log
+        assert hashlib.sha256(blob).hexdigest() in build_result(flavor, settings, options).log
     assert not _session_threads()
 
 
@@ -676,7 +663,7 @@ def test_a_login_only_session_is_skipped_on_engines_without_sessions(
     # Credentials make buildsdk offer a session for BuildKit's registry logins; Podman has
     # no /session endpoint, and the build goes on without one.
     settings["credentials"] = {"registry.example": RegistryAuth(username="u")}
-    assert _build(flavor, settings, options).image_id
+    assert build_result(flavor, settings, options).image_id
     assert not _session_threads()
 
 
@@ -726,7 +713,7 @@ def test_ssh_key_file_signs_inside_the_build(
         network_mode=engines.dockerd_network,
         ssh=[f"default={key}"],
     )
-    log = _build(flavor, dockerd, options).log
+    log = build_result(flavor, dockerd, options).log
     # ssh-add -l: "256 SHA256:... <path as given> (ED25519)"
     assert f"{fingerprint} {key} (ED25519)" in log
     assert "signature-verified" in log
@@ -750,7 +737,7 @@ def test_ssh_encrypted_keys_with_the_passphrase_in_code(
         network_mode=engines.dockerd_network,
         ssh=[SSHForward(id="default", keys=[rsa, ecdsa], passphrase=_KEY_PASSPHRASE)],
     )
-    log = _build(flavor, dockerd, options).log
+    log = build_result(flavor, dockerd, options).log
     assert f"{rsa_print} {rsa} (RSA)" in log
     assert f"{ecdsa_print} {ecdsa} (ECDSA)" in log
     assert "signature-verified" in log
@@ -769,7 +756,7 @@ def test_ssh_wrong_passphrase_fails_before_the_build_starts(
         ssh=[SSHForward(keys=[key], passphrase="wrong-one")],
     )
     with pytest.raises(SSHKeyError) as caught:
-        _build(flavor, dockerd, options)
+        build_result(flavor, dockerd, options)
     assert str(caught.value) == f"ssh 'default': wrong passphrase for ssh key '{key}'"
     assert _session_threads() == []
 
@@ -782,7 +769,7 @@ def test_what_the_session_cannot_serve_has_a_named_error(
     settings = {**dockerd, "env": {}}  # no secret variable, no SSH_AUTH_SOCK
 
     def build(**session: Any) -> None:
-        _build(flavor, settings, BuildOptions(path=context, version="2", **session))
+        build_result(flavor, settings, BuildOptions(path=context, version="2", **session))
 
     with pytest.raises(SecretUnavailable) as secret:
         build(secrets=["id=tok,env=BUILDSDK_TEST_UNSET_VARIABLE"])
@@ -821,7 +808,7 @@ def test_buildkit_builds_of_a_directory_use_a_session_by_default(
     )
     options = BuildOptions(path=context, version="2", nocache=True, network_mode="none")
     assert options.context_transfer == "auto"
-    log = _build(flavor, dockerd, options).log
+    log = build_result(flavor, dockerd, options).log
     files = sorted(re.findall(r"^#\d+ [\d.]+ file: (.*)$", log, flags=re.MULTILINE))
     assert files == ["./.dockerignore", "./Dockerfile", "./payload.bin"]
     # The engine pulled the files through the session (the payload among them).
@@ -838,11 +825,11 @@ def test_buildkit_builds_of_a_directory_use_a_session_by_default(
         # uploaded as a tar without a session (Docker 26.1 still fails so): the default
         # session is what makes BuildKit builds work there.
         with pytest.raises(BuildError) as caught:
-            _build(flavor, dockerd, as_tar)
+            build_result(flavor, dockerd, as_tar)
         assert "failed to read downloaded context" in caught.value.message
         assert not _session_threads()
         return
-    log = _build(flavor, dockerd, as_tar).log
+    log = build_result(flavor, dockerd, as_tar).log
     assert sorted(re.findall(r"^#\d+ [\d.]+ file: (.*)$", log, flags=re.MULTILINE)) == files
     assert len(transfers) == 1
     assert not _session_threads()
@@ -866,7 +853,7 @@ def test_the_default_uploads_a_tar_to_engines_without_sessions(
         nocache=True,
         network_mode=engines.podman_network,
     )
-    result = _build(flavor, client_settings(engines, "podman"), options)
+    result = build_result(flavor, client_settings(engines, "podman"), options)
     assert marker in result.log
     assert result.image_id
     # A session was planned, refused by Podman, and never served a file.

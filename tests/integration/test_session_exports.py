@@ -18,35 +18,20 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from buildsdk.aio import AsyncClient
 from buildsdk.build import BuildOptions
-from buildsdk.client import Client
 from buildsdk.errors import BuildError, NotFound
 from buildsdk.outputs import LocalOutput, TarOutput
-from buildsdk.results import BuildResult
-from tests.integration.conftest import DockerEngine, Engines, client_settings
+from tests.integration.conftest import DockerEngine, Engines, build_result, client_settings
 from tests.integration.test_cli_vs_docker import run_buildsdk
 
 pytestmark = [pytest.mark.engine, pytest.mark.dockerd]
 
 FLAVORS = ("sync", "async")
 DOCKER_CLI_20 = "/usr/bin/docker"
-
-
-def _build(flavor: str, settings: dict[str, Any], options: BuildOptions) -> BuildResult:
-    if flavor == "sync":
-        with Client(**settings) as client:
-            return client.build(options).result()
-
-    async def main() -> BuildResult:
-        async with AsyncClient(**settings) as client:
-            return await client.build(options).result()
-
-    return asyncio.run(main())
 
 
 @pytest.fixture
@@ -142,7 +127,7 @@ def test_local_output_writes_what_docker_build_o_writes(
     _docker_cli(engines, docker_engine, tmp_path, context, f"type=local,dest={expected}")
     dest = tmp_path / "by-buildsdk"
     options = _options(engines, context, "local", str(dest))
-    _build(flavor, client_settings(engines, "dockerd", docker_engine), options)
+    build_result(flavor, client_settings(engines, "dockerd", docker_engine), options)
     got = _snapshot(dest)
     assert got == _snapshot(expected)
     assert got["bin/tool"][:3] == ("file", 0o4755, b"built\n")
@@ -166,7 +151,7 @@ def test_local_output_merges_into_an_existing_directory_like_the_cli(
         os.symlink(outside, directory / "app")  # replaced by the exported directory
     _docker_cli(engines, docker_engine, tmp_path, context, f"type=local,dest={expected}")
     options = _options(engines, context, "local", str(dest))
-    _build(flavor, client_settings(engines, "dockerd", docker_engine), options)
+    build_result(flavor, client_settings(engines, "dockerd", docker_engine), options)
     assert _snapshot(dest) == _snapshot(expected)
     assert (dest / "kept.txt").read_text() == "not exported, kept"
     assert (dest / "bin/tool").read_text() == "built\n"
@@ -181,7 +166,7 @@ def test_tar_output_to_a_file_is_the_cli_s_archive(
     _docker_cli(engines, docker_engine, tmp_path, context, f"type=tar,dest={expected}")
     dest = tmp_path / "by-buildsdk.tar"
     options = _options(engines, context, "tar", str(dest))
-    _build(flavor, client_settings(engines, "dockerd", docker_engine), options)
+    build_result(flavor, client_settings(engines, "dockerd", docker_engine), options)
     assert dest.read_bytes() == expected.read_bytes()
     assert stat.S_IMODE(dest.stat().st_mode) == stat.S_IMODE(expected.stat().st_mode)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")) == []
@@ -198,7 +183,7 @@ def test_tar_output_to_standard_output_is_the_cli_s_stream(
 ) -> None:
     expected = _docker_cli(engines, docker_engine, tmp_path, context, "-")
     options = _options(engines, context, "tar", "-")
-    _build(flavor, client_settings(engines, "dockerd", docker_engine), options)
+    build_result(flavor, client_settings(engines, "dockerd", docker_engine), options)
     assert capsysbinary.readouterr().out == expected
     assert len(expected) > 70_000
 
@@ -211,7 +196,7 @@ def test_a_destination_that_cannot_be_written_fails_the_build_with_the_reason(
     blocker.write_text("in the way")
     options = _options(engines, context, "local", str(blocker / "out"))
     with pytest.raises(BuildError, match="cannot create the output directory"):
-        _build(flavor, client_settings(engines, "dockerd", docker_engine), options)
+        build_result(flavor, client_settings(engines, "dockerd", docker_engine), options)
     assert blocker.read_text() == "in the way"
     shutil.rmtree(tmp_path / "context")
 
@@ -259,7 +244,7 @@ def test_an_engine_without_sessions_refuses_an_export_by_name(
 ) -> None:
     options = _options(engines, context, "local", str(tmp_path / "out"))
     with pytest.raises(NotFound, match="local or tar outputs with a dest need dockerd"):
-        _build(flavor, client_settings(engines, "podman"), options)
+        build_result(flavor, client_settings(engines, "podman"), options)
     assert not (tmp_path / "out").exists()
 
 
@@ -285,18 +270,18 @@ def test_typed_outputs_write_what_the_generic_ones_write(
 ) -> None:
     settings = client_settings(engines, "dockerd", docker_engine)
     generic_dir, typed_dir = tmp_path / "generic", tmp_path / "typed"
-    _build(flavor, settings, _options(engines, context, "local", str(generic_dir)))
+    build_result(flavor, settings, _options(engines, context, "local", str(generic_dir)))
     typed_local = BuildOptions(
         path=str(context),
         version="2",
         network_mode=engines.dockerd_network,
         outputs=[LocalOutput(dest=typed_dir)],
     )
-    _build(flavor, settings, typed_local)
+    build_result(flavor, settings, typed_local)
     assert _snapshot(typed_dir) == _snapshot(generic_dir)
 
     generic_tar = tmp_path / "generic.tar"
-    _build(flavor, settings, _options(engines, context, "tar", str(generic_tar)))
+    build_result(flavor, settings, _options(engines, context, "tar", str(generic_tar)))
     stream = io.BytesIO()
     typed_tar = BuildOptions(
         path=str(context),
@@ -304,5 +289,5 @@ def test_typed_outputs_write_what_the_generic_ones_write(
         network_mode=engines.dockerd_network,
         outputs=[TarOutput(dest=stream)],
     )
-    _build(flavor, settings, typed_tar)
+    build_result(flavor, settings, typed_tar)
     assert stream.getvalue() == generic_tar.read_bytes()

@@ -28,6 +28,9 @@ from buildsdk._protobuf import (
     field_string,
     field_varint,
     iter_fields,
+    read_bytes,
+    read_text,
+    read_varint,
     skip_field,
 )
 
@@ -346,3 +349,25 @@ def test_skip_field_accepts_and_refuses_what_iter_fields_does(data: bytes) -> No
 )
 def test_skip_field_matches_iter_fields_on_edge_cases(data: bytes) -> None:
     assert _walk(data) == _iterated(data)
+
+
+@given(st.text(), st.integers(min_value=0, max_value=(1 << 64) - 1))
+def test_field_readers_take_what_iter_fields_gives_and_name_a_wrong_wire_type(
+    text: str, number: int
+) -> None:
+    data = field_string(1, text) + field_varint(2, number)
+    (_, _, as_len), (_, _, as_num) = list(iter_fields(data))
+    assert read_text(as_len, "name") == text
+    assert read_bytes(as_len, "name") == text.encode("utf-8")
+    assert read_varint(as_num, "size") == number
+    with pytest.raises(ProtobufError, match=r"^size must be a varint$"):
+        read_varint(as_len, "size")
+    with pytest.raises(ProtobufError, match=r"^name must be length-delimited$"):
+        read_text(as_num, "name")
+    with pytest.raises(ProtobufError, match=r"^name must be length-delimited$"):
+        read_bytes(as_num, "name")
+
+
+def test_read_text_refuses_bytes_that_are_not_utf8() -> None:
+    with pytest.raises(ProtobufError, match=r"^name is not UTF-8$"):
+        read_text(b"\xff", "name")
