@@ -241,8 +241,10 @@ def describe_control_build(
     engine: ImageStore,
     ref: str | None = None,
     session_id: str | None = None,
+    image_exporter: str = "moby",
 ) -> ControlPlan:
-    """Describe the Control API build of `options` on an engine with image store `engine`.
+    """Describe the Control API build of `options` on an engine with image store `engine`
+    (`image_exporter`: see `solve_request`).
 
     `ref` and `session_id` default to fresh random ids in BuildKit's shape. Raises
     `UnsupportedOption` for what this path cannot carry (`control_api_problems`, and more
@@ -256,7 +258,9 @@ def describe_control_build(
 
     ref = ref or new_session_id()
     session_id = session_id or new_session_id()
-    solve = solve_request(options, ref=ref, session_id=session_id, engine=engine)
+    solve = solve_request(
+        options, ref=ref, session_id=session_id, engine=engine, image_exporter=image_exporter
+    )
     # Only a session can bring the context to the Control API (no tar upload there).
     served = options
     if options.context_transfer == "auto":

@@ -80,6 +80,8 @@ class Tunnel:
     """Registry logins the session hands to the daemon, by registry host."""
     docker_config: Callable[[], DockerConfig] | None = None
     """The Docker CLI configuration whose credentials the session also offers."""
+    image_exporter: str = "moby"
+    """The exporter an `ImageOutput` is sent as: `image` on a standalone buildkitd."""
 
 
 class ControlBuild:
@@ -150,7 +152,11 @@ class ControlBuild:
             assert session_id is not None
             options = self._options.model_copy(update={"session_id": session_id})
             self.plan = describe_control_build(
-                options, engine=self.engine, session_id=session_id, ref=new_session_id()
+                options,
+                engine=self.engine,
+                session_id=session_id,
+                ref=new_session_id(),
+                image_exporter=self._tunnel.image_exporter if self._tunnel else "moby",
             )
             status = asyncio.ensure_future(self._status(channel, self.plan))
             solve = asyncio.ensure_future(self._solve(channel, self.plan))

@@ -766,7 +766,7 @@ def _outputs(options: BuildOptions) -> list[Output | BuildOutput]:
     return typed_outputs(options.outputs or (ImageOutput(),), names=options.tag)
 
 
-def _exporters(options: BuildOptions) -> tuple[Exporter, ...]:
+def _exporters(options: BuildOptions, image_exporter: str = "moby") -> tuple[Exporter, ...]:
     exporters: list[Exporter] = []
     # buildx writes the annotations into the attributes of every output it was given
     # (BuildOptions refuses annotations without explicit outputs).
@@ -780,7 +780,9 @@ def _exporters(options: BuildOptions) -> tuple[Exporter, ...]:
             exporters.append(Exporter(output.type, dict(sorted(attrs.items()))))
         else:
             attrs = {**output.exporter_attrs(), **annotations}
-            exporters.append(Exporter(output.exporter_type, dict(sorted(attrs.items()))))
+            # A standalone buildkitd names its image exporter `image`; dockerd's is `moby`.
+            kind = image_exporter if isinstance(output, ImageOutput) else output.exporter_type
+            exporters.append(Exporter(kind, dict(sorted(attrs.items()))))
     return tuple(exporters)
 
 
@@ -871,7 +873,12 @@ def _frontend_attrs(options: BuildOptions, engine: ImageStore) -> dict[str, str]
 
 
 def solve_request(
-    options: BuildOptions, *, ref: str, session_id: str, engine: ImageStore
+    options: BuildOptions,
+    *,
+    ref: str,
+    session_id: str,
+    engine: ImageStore,
+    image_exporter: str = "moby",
 ) -> SolveRequest:
     """The `SolveRequest` of a Dockerfile build on the direct path (one Solve, no LLBBridge).
 
@@ -915,11 +922,14 @@ def solve_request(
     On the containerd store the request also carries buildx's default
     `attest:provenance` = `mode=min,inline-only=true`, unless `provenance` or an `attest`
     entry of type provenance says otherwise (`provenance=False` sends none).
+
+    `image_exporter` is the exporter type an `ImageOutput` is sent as: `moby` (dockerd's
+    BuildKit) or `image` (a standalone buildkitd).
     """
     problems = control_api_problems(options, engine=engine, session_id=session_id)
     if problems:
         raise problems[0]
-    exporters = _exporters(options)
+    exporters = _exporters(options, image_exporter)
     return SolveRequest(
         ref=ref,
         # Engines before BuildKit 0.13 read only the single deprecated exporter fields.
