@@ -696,6 +696,7 @@ class _AsyncSSHStream(httpcore.AsyncNetworkStream):
         self._stderr = stderr
         self._received = False
         self._closed = False
+        self._reaped = False
 
     @classmethod
     async def spawn(cls, argv: list[str]) -> _AsyncSSHStream:
@@ -765,21 +766,29 @@ class _AsyncSSHStream(httpcore.AsyncNetworkStream):
             raise (failure or httpcore.WriteError(str(exc) or type(exc).__name__)) from exc
 
     async def aclose(self) -> None:
-        if self._closed:
+        if self._reaped:
             return
+        first = not self._closed
         self._closed = True
-        # Shielded: a cancelled task must still end and reap its ssh process.
+        # Shielded: an anyio cancellation must not leave the ssh process unreaped. A native
+        # asyncio `Task.cancel()` still gets through a shield, so a close cut short that way
+        # is finished by the next call instead of being taken as done: the owner of the
+        # stream closes it again, and the process exits and is reaped before the event loop
+        # that watches it ends (else asyncio never learns its exit status).
         with anyio.CancelScope(shield=True):
-            if self._process.stdin is not None:
-                with contextlib.suppress(Exception):
-                    await self._process.stdin.aclose()
+            if first:
+                if self._process.stdin is not None:
+                    with contextlib.suppress(Exception):
+                        await self._process.stdin.aclose()
+                if self._process.returncode is None:
+                    _signal_group(self._process.pid, signal.SIGTERM)
             if self._process.returncode is None:
-                _signal_group(self._process.pid, signal.SIGTERM)
                 with anyio.move_on_after(_KILL_WAIT):
                     await self._process.wait()
                 if self._process.returncode is None:
                     _signal_group(self._process.pid, signal.SIGKILL)
             await self._process.aclose()
+            self._reaped = True
             await self._join_stderr()
 
     async def start_tls(

@@ -10,6 +10,7 @@ tests/integration/test_transports_ssh.py covers a real one.
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.server
 import json
 import os
@@ -497,6 +498,9 @@ if mode == "deny":
     sys.exit(255)
 if mode == "sleep":
     time.sleep(60)
+if mode == "stubborn":
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 conn = socket.socket(socket.AF_UNIX)
 conn.connect(os.environ["FAKE_SSH_SOCKET"])
 
@@ -519,6 +523,8 @@ while True:
 if mode == "die":
     sys.stderr.write("client_loop: send disconnect: Broken pipe\\n")
     sys.exit(255)
+if mode == "stubborn":
+    time.sleep(60)
 """
 
 
@@ -732,6 +738,39 @@ def test_async_missing_unix_socket_is_engine_unreachable(short_dir: Path) -> Non
 
     with pytest.raises(EngineUnreachable, match="Is the docker daemon running"):
         asyncio.run(main())
+
+
+@needs_proc
+def test_async_ssh_close_cut_short_by_a_task_cancel_is_finished_by_the_next(
+    fake_ssh: FakeSSH,
+) -> None:
+    # The session server closes its stream from a writer task that the reader may cancel;
+    # asyncio's Task.cancel() gets through anyio's shield. An ssh that ignores SIGTERM keeps
+    # the first close waiting for the SIGKILL when the cancel lands.
+    fake_ssh.mode("stubborn")
+    endpoint = resolve_endpoint("ssh://engine.example", env={})
+
+    async def main() -> tuple[bool, bool]:
+        transport, base_url = create_async_transport(endpoint)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            response = await client.get("/_ping")
+            stream = response.extensions["network_stream"]
+            closing = asyncio.ensure_future(stream.aclose())
+            await asyncio.sleep(0.3)
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            pid = fake_ssh.calls()[0]["pid"]
+            alive_after_cancel = not _process_gone(pid)
+            await stream.aclose()
+            return alive_after_cancel, _process_gone(pid)
+
+    alive_after_cancel, gone = asyncio.run(main())
+    # Still running after the cut-short close, reaped by the second one: no process is left
+    # for the closed event loop (a ResourceWarning at collection, an error here).
+    assert alive_after_cancel
+    assert gone
+    gc.collect()
 
 
 @needs_proc
