@@ -19,9 +19,9 @@ field, except where the direct path differs on purpose:
 
 Every other field (`ExporterDeprecated`, `ExporterAttrsDeprecated`, `FrontendAttrs`, `Cache`,
 `Entitlements`, `Exporters`) must be equal as recorded. The cases without a Solve are either
-refusals `solve_request` must make with buildx's words, message cases covered by
-test_solve_messages.py, or listed in NOT_YET with the reason; a test checks that the lists
-cover all 32 cases.
+refusals `solve_request` must make with buildx's words, refusals of the session layer that
+must name what buildx names, message cases covered by test_solve_messages.py, or listed in
+NOT_YET with the reason; a test checks that the lists cover all 32 cases.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import pytest
 
 from buildsdk.build import BuildOptions
 from buildsdk.buildkit.solve import ImageStore, SolveRequest, solve_request
-from buildsdk.errors import UnsupportedOption
+from buildsdk.errors import SSHAgentUnavailable, UnsupportedOption
 from buildsdk.outputs import parse_outputs
 from tests import VECTORS_DIR
 
@@ -122,8 +122,13 @@ MESSAGE_CASES = {"inspect", "du", "prune", "prune_one"}
 NOT_YET: dict[str, str] = {
     "print_outline": "--print asks a frontend subrequest through LLBBridge, which the direct "
     "path does not make",
-    "ssh_no_agent": "no Solve: the missing SSH_AUTH_SOCK is refused by the session layer "
-    "(SSHForward.resolve) before any request",
+}
+
+# Refusals of the session layer: no Solve, and buildx's error names what is missing (after
+# "ERROR: "); buildsdk names it too, in its own words. tests/integration/test_session_build.py
+# (test_what_the_session_cannot_serve_has_a_named_error) checks the same on every engine.
+SESSION_REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "ssh_no_agent": ({"ssh": "default"}, "SSH_AUTH_SOCK"),
 }
 
 
@@ -153,7 +158,7 @@ def _request(name: str, fields: dict[str, Any]) -> SolveRequest:
 
 
 def test_every_case_is_covered_refused_checked_elsewhere_or_listed() -> None:
-    groups = [set(COVERED), set(REFUSED), MESSAGE_CASES, set(NOT_YET)]
+    groups = [set(COVERED), set(REFUSED), MESSAGE_CASES, set(SESSION_REFUSED), set(NOT_YET)]
     assert sum(len(group) for group in groups) == len(set().union(*groups))
     assert set().union(*groups) == set(CASES)
     assert len(CASES) == 32
@@ -183,3 +188,16 @@ def test_refusals_use_buildx_s_words(name: str) -> None:
     printed[0] = printed[0].removeprefix("ERROR: ")
     assert str(info.value).split("\n") == printed
     assert info.value.option == REFUSED_OPTION.get(name, "outputs")
+
+
+@pytest.mark.parametrize("name", sorted(SESSION_REFUSED))
+def test_session_refusals_name_what_buildx_names(name: str) -> None:
+    case = CASES[name]
+    fields, missing = SESSION_REFUSED[name]
+    assert case["exit_code"] == 1
+    assert not [c for c in case["calls"] if c["path"].endswith("Control/Solve")]
+    assert missing in case["stderr_tail"][-1]
+    [forward] = BuildOptions(path=HERE, version="2", **fields).ssh
+    with pytest.raises(SSHAgentUnavailable) as info:
+        forward.resolve(env={})
+    assert missing in str(info.value)
