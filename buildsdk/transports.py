@@ -156,8 +156,11 @@ def create_async_transport(
     The async twin of `create_transport()`, with the same arguments and rules.
     """
     if endpoint.scheme == "unix":
-        transport = httpx.AsyncHTTPTransport(uds=endpoint.socket_path, limits=_LIMITS)
-        return transport, UNIX_BASE_URL
+        # httpx's own transport makes a TLS context (loading the CA bundle, about 40 ms of
+        # CPU) even for a unix socket, where TLS is never spoken; a Control API build opens
+        # several async transports, so the pool is used directly, as the sync path does.
+        pool = httpcore.AsyncConnectionPool(uds=endpoint.socket_path, **_POOL_LIMITS)
+        return _AsyncPoolTransport(pool), UNIX_BASE_URL
     if endpoint.scheme == "tcp":
         verify, base_url, proxy = _tcp_settings(endpoint, trust_env=trust_env, env=env)
         return httpx.AsyncHTTPTransport(verify=verify, proxy=proxy, limits=_LIMITS), base_url

@@ -18,6 +18,7 @@ from buildsdk._protobuf import (
     WIRE_LEN,
     WIRE_VARINT,
     as_int64,
+    encode_varint,
     field_bytes,
     field_string,
     field_varint,
@@ -227,28 +228,34 @@ class Stat:
 
     def encode(self) -> bytes:
         """The message's protobuf bytes (proto3: zero values are not written)."""
-        out = bytearray()
+        # A context sync encodes one Stat per entry, tens of thousands per build: the keys
+        # are spelled out (fields 1-9 have one-byte keys) and the parts joined once.
+        parts: list[bytes] = []
         # File names are bytes on Linux; Python keeps undecodable ones as surrogate
         # escapes, which go back out as the original bytes (as Go sends them).
         if self.path:
-            out += field_bytes(1, self.path.encode("utf-8", "surrogateescape"))
-        for number, value in (
-            (2, self.mode),
-            (3, self.uid),
-            (4, self.gid),
-            (5, self.size),
-            (6, self.mod_time),
-        ):
-            if value:
-                out += field_varint(number, value)
+            path = self.path.encode("utf-8", "surrogateescape")
+            parts += (b"\x0a", encode_varint(len(path)), path)
+        if self.mode:
+            parts += (b"\x10", encode_varint(self.mode))
+        if self.uid:
+            parts += (b"\x18", encode_varint(self.uid))
+        if self.gid:
+            parts += (b"\x20", encode_varint(self.gid))
+        if self.size:
+            parts += (b"\x28", encode_varint(self.size))
+        if self.mod_time:
+            parts += (b"\x30", encode_varint(self.mod_time))
         if self.linkname:
-            out += field_bytes(7, self.linkname.encode("utf-8", "surrogateescape"))
+            linkname = self.linkname.encode("utf-8", "surrogateescape")
+            parts += (b"\x3a", encode_varint(len(linkname)), linkname)
         if self.devmajor:
-            out += field_varint(8, self.devmajor)
+            parts += (b"\x40", encode_varint(self.devmajor))
         if self.devminor:
-            out += field_varint(9, self.devminor)
-        out += _encode_map(10, self.xattrs)
-        return bytes(out)
+            parts += (b"\x48", encode_varint(self.devminor))
+        if self.xattrs:
+            parts.append(_encode_map(10, self.xattrs))
+        return b"".join(parts)
 
     @classmethod
     def decode(cls, data: bytes) -> Stat:
@@ -284,6 +291,10 @@ class Packet:
 
     def encode(self) -> bytes:
         """The message's protobuf bytes."""
+        if self.type == PACKET_STAT and self.stat is not None and not self.id and not self.data:
+            # The common case of a context sync: a STAT packet is its stat, length-prefixed.
+            entry = self.stat.encode()
+            return b"\x12" + encode_varint(len(entry)) + entry
         out = bytearray()
         if self.type:
             out += field_varint(1, self.type)

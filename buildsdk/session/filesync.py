@@ -195,14 +195,6 @@ def _prefix_only(pattern: str) -> bool:
     return not any(c in _WILDCARDS for c in pattern)
 
 
-@dataclass
-class _Entry:
-    rel: str
-    full: str
-    st: os.stat_result
-    mode: int
-
-
 def _sorted_names(directory: str) -> list[str]:
     names = os.listdir(directory)
     # Byte order, as Go sorts directory entries; surrogate escapes keep undecodable names.
@@ -232,26 +224,25 @@ def walk_stats(
     inodes: dict[tuple[int, int], str] = {}
     pending: list[Stat] = []
 
-    def make(entry: _Entry) -> Stat:
-        st = entry.st
+    def make(rel: str, full: str, st: os.stat_result, mode: int) -> Stat:
         linkname = ""
         # fsutil sends every non-directory's lstat size (a symlink's is its target's length).
         size = 0 if stat.S_ISDIR(st.st_mode) else st.st_size
         if stat.S_ISLNK(st.st_mode):
-            linkname = os.readlink(entry.full)
+            linkname = os.readlink(full)
         elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             first = inodes.get(key)
             if first is None:
-                inodes[key] = entry.rel
+                inodes[key] = rel
             else:
                 linkname, size = first, 0
         devmajor = devminor = 0
         if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
             devmajor, devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         return Stat(
-            path=entry.rel,
-            mode=entry.mode,
+            path=rel,
+            mode=mode,
             size=size,
             mod_time=st.st_mtime_ns,
             linkname=linkname,
@@ -259,9 +250,11 @@ def walk_stats(
             devminor=devminor,
         )
 
-    def walk(
-        directory: str, prefix: str, parent: MatchInfo | None, included: bool
-    ) -> Iterator[Stat]:
+    # Entries are appended to one list rather than yielded through a generator per
+    # directory level: a generator chain costs every entry a resumption per level of depth.
+    found: list[Stat] = []
+
+    def walk(directory: str, prefix: str, parent: MatchInfo | None, included: bool) -> None:
         try:
             names = _sorted_names(directory)
         except OSError as exc:
@@ -298,7 +291,7 @@ def walk_stats(
             excluded = False
             if matcher is not None:
                 excluded, info = matcher.matches_using_parent_results(rel, parent)
-            entry_stat = make(_Entry(rel, full, st, mode))
+            entry_stat = make(rel, full, st, mode)
             if excluded:
                 if not is_dir:
                     continue
@@ -309,7 +302,7 @@ def walk_stats(
                     if not any((p + "/").startswith(dir_slash) for p in exceptions):
                         continue
                 pending.append(entry_stat)
-                yield from walk(full, rel + "/", info, child_included)
+                walk(full, rel + "/", info, child_included)
                 if pending and pending[-1] is entry_stat:
                     pending.pop()
                 continue
@@ -317,17 +310,18 @@ def walk_stats(
                 # A directory on the way to an include pattern: sent only if something
                 # below it is.
                 pending.append(entry_stat)
-                yield from walk(full, rel + "/", info, child_included)
+                walk(full, rel + "/", info, child_included)
                 if pending and pending[-1] is entry_stat:
                     pending.pop()
                 continue
-            yield from pending
+            found.extend(pending)
             pending.clear()
-            yield entry_stat
+            found.append(entry_stat)
             if is_dir:
-                yield from walk(full, rel + "/", info, child_included)
+                walk(full, rel + "/", info, child_included)
 
-    yield from walk(root, "", None, False)
+    walk(root, "", None, False)
+    yield from found
 
 
 @dataclass
