@@ -1,0 +1,167 @@
+"""The h2 connection both gRPC sides use: same events as h2's own, no hex text of DATA frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import hyperframe.frame
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from buildsdk._grpc.client import GrpcClientConnection, ResponseMessage
+from buildsdk._grpc.framing import frame_message
+from buildsdk._grpc.h2conn import new_connection
+from buildsdk._grpc.server import GrpcServerConnection, MessageReceived
+
+METHOD = "/moby.filesync.v1.FileSend/DiffCopy"
+REQUEST = [(":method", "POST"), (":scheme", "http"), (":path", METHOD), (":authority", "x")]
+PAYLOAD = bytes(range(256)) * 256  # 64 KiB: four 16 KiB DATA frames and a bit
+
+
+@pytest.fixture
+def no_hex(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything builds hyperframe's hex text of a bulk frame body."""
+    original = hyperframe.frame._raw_data_repr
+
+    def refuse(data: Any) -> str:
+        # HEADERS and SETTINGS frames keep h2's own text; they are small and few.
+        if data and len(data) >= 4096:
+            raise AssertionError(f"the hex text of a {len(data)}-byte frame body was built")
+        return original(data)
+
+    monkeypatch.setattr(hyperframe.frame, "_raw_data_repr", refuse)
+
+
+def _send_in_frames(connection: h2.connection.H2Connection, sid: int, body: bytes) -> None:
+    """Queue `body` in DATA frames of 16 KiB, the size BuildKit sends."""
+    for start in range(0, len(body), 16384):
+        connection.send_data(sid, body[start : start + 16384])
+
+
+def test_a_large_message_to_the_session_server_is_not_hex_encoded(no_hex: None) -> None:
+    engine = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    engine.initiate_connection()
+    server = GrpcServerConnection()
+    engine.receive_data(server.data_to_send())
+    sid = engine.get_next_available_stream_id()
+    engine.send_headers(
+        sid,
+        [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", METHOD),
+            (":authority", "localhost"),
+            ("content-type", "application/grpc"),
+        ],
+    )
+    _send_in_frames(engine, sid, frame_message(PAYLOAD))
+    events = server.receive_data(engine.data_to_send())
+    assert [e.message for e in events if isinstance(e, MessageReceived)] == [PAYLOAD]
+
+
+def test_a_large_reply_to_the_control_client_is_not_hex_encoded(no_hex: None) -> None:
+    engine = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    engine.initiate_connection()
+    client = GrpcClientConnection(user_agent="buildsdk-test")
+    sid = client.start_call(METHOD)
+    engine.receive_data(client.data_to_send())
+    client.receive_data(engine.data_to_send())
+    engine.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
+    _send_in_frames(engine, sid, frame_message(PAYLOAD))
+    events = client.receive_data(engine.data_to_send())
+    assert [e.message for e in events if isinstance(e, ResponseMessage)] == [PAYLOAD]
+
+
+def test_received_data_frames_describe_their_size() -> None:
+    connection = new_connection(h2.config.H2Configuration(client_side=True))
+    frames = list(_frames_from_engine(connection, [(b"x" * 1000, 0)]))
+    [data] = [f for f in frames if isinstance(f, hyperframe.frame.DataFrame)]
+    assert repr(data) == "DataFrame(stream_id=1, 1000 bytes)"
+
+
+def _frames_from_engine(
+    connection: h2.connection.H2Connection, bodies: list[tuple[bytes, int]]
+) -> list[Any]:
+    """Feed the server's preface, a reply's headers and DATA frames; return the frames parsed."""
+    connection.initiate_connection()
+    sid = connection.get_next_available_stream_id()
+    connection.send_headers(sid, REQUEST)
+    engine = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    engine.initiate_connection()
+    engine.receive_data(connection.data_to_send())
+    wire = engine.data_to_send()
+    headers = hyperframe.frame.HeadersFrame(sid, flags=["END_HEADERS"])
+    headers.data = engine.encoder.encode([(":status", "200")])
+    wire += headers.serialize()
+    for body, pad in bodies:
+        frame = hyperframe.frame.DataFrame(sid, data=body)
+        if pad:
+            frame.flags.add("PADDED")
+            frame.pad_length = pad - 1
+        wire += frame.serialize()
+    connection.incoming_buffer.add_data(wire)
+    connection.incoming_buffer.max_frame_size = connection.max_inbound_frame_size
+    return list(connection.incoming_buffer)
+
+
+def _received(connection: h2.connection.H2Connection, wire: bytes, cuts: list[int]) -> list[Any]:
+    """What h2 reports for `wire` delivered in pieces cut at `cuts`."""
+    events: list[Any] = []
+    start = 0
+    for end in [*sorted(cuts), len(wire)]:
+        for event in connection.receive_data(wire[start:end]):
+            if isinstance(event, h2.events.DataReceived):
+                events.append(("data", event.data, event.flow_controlled_length))
+                assert event.stream_id is not None
+                connection.acknowledge_received_data(
+                    event.flow_controlled_length or 0, event.stream_id
+                )
+            else:
+                events.append((type(event).__name__, getattr(event, "stream_id", None)))
+        start = max(start, end)
+    return events
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    bodies=st.lists(
+        st.tuples(st.binary(min_size=0, max_size=20000), st.integers(0, 40)),
+        min_size=1,
+        max_size=5,
+    ),
+    cut_seed=st.lists(st.integers(0, 200000), max_size=6),
+)
+def test_events_are_those_of_h2_s_own_connection(
+    bodies: list[tuple[bytes, int]], cut_seed: list[int]
+) -> None:
+    # The engine's side of the conversation, as raw frames: padded and unpadded DATA frames.
+    engine = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    engine.initiate_connection()
+    wire = bytearray(engine.data_to_send())
+    headers = hyperframe.frame.HeadersFrame(1, flags=["END_HEADERS"])
+    headers.data = engine.encoder.encode([(":status", "200")])
+    wire += headers.serialize()
+    for body, pad in bodies:
+        for start in range(0, max(len(body), 1), 16000):
+            frame = hyperframe.frame.DataFrame(1, data=body[start : start + 16000])
+            if pad:
+                frame.flags.add("PADDED")
+                frame.pad_length = pad - 1
+            wire += frame.serialize()
+    cuts = [c % (len(wire) + 1) for c in cut_seed]
+
+    results = []
+    for make in (
+        lambda c: h2.connection.H2Connection(config=c),
+        new_connection,
+    ):
+        connection = make(h2.config.H2Configuration(client_side=True))
+        connection.initiate_connection()
+        connection.send_headers(1, REQUEST)
+        results.append(_received(connection, bytes(wire), cuts))
+    assert results[0] == results[1]
+    assert any(event[0] == "data" for event in results[1])
