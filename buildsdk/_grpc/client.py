@@ -38,7 +38,7 @@ from buildsdk._grpc.framing import (
     encode_timeout,
     frame_message,
 )
-from buildsdk._grpc.h2conn import new_connection
+from buildsdk._grpc.h2conn import InboundFrames, new_connection, window_update
 from buildsdk._grpc.status import RpcStatus, Status, decode_status_details, status_from_http
 
 __all__ = [
@@ -182,6 +182,8 @@ class GrpcClientConnection:
         self._user_agent = user_agent
         self._authority = authority
         self._calls: dict[int, _Call] = {}
+        self._inbound = InboundFrames(server=False)
+        self._window_updates = bytearray()
         self.closed = False
         """True once GOAWAY was sent or received: `start_call()` then refuses."""
 
@@ -282,27 +284,50 @@ class GrpcClientConnection:
         A protocol error ends the connection (GOAWAY is queued): every open call finishes
         with INTERNAL and `ConnectionClosed` follows.
         """
-        try:
-            h2_events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            self._h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            self.closed = True
-            reason = f"the engine broke the HTTP/2 protocol: {exc}"
-            events: list[GrpcClientEvent] = [
-                CallFinished(sid, Status.INTERNAL, reason) for sid in self._calls
-            ]
-            self._calls.clear()
-            events.append(ConnectionClosed(int(h2.errors.ErrorCodes.PROTOCOL_ERROR), 0, reason))
-            return events
-        events = []
+        events: list[GrpcClientEvent] = []
         opened = False
-        for event in h2_events:
-            if isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
-                opened = True
-            events.extend(self._translate(event))
+        received: dict[int, int] = {}
+        limit = self._h2.max_inbound_frame_size
+        for segment in self._inbound.split(data, self._takes_data, limit):
+            if isinstance(segment, tuple):
+                stream_id, payload = segment
+                received[stream_id] = received.get(stream_id, 0) + len(payload)
+                events.extend(self._messages(stream_id, payload))
+                continue
+            try:
+                h2_events = self._h2.receive_data(segment)
+            except h2.exceptions.ProtocolError as exc:
+                self._h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                self.closed = True
+                reason = f"the engine broke the HTTP/2 protocol: {exc}"
+                events += [CallFinished(sid, Status.INTERNAL, reason) for sid in self._calls]
+                self._calls.clear()
+                code = int(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                events.append(ConnectionClosed(code, 0, reason))
+                return events
+            for event in h2_events:
+                if isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                    opened = True
+                events.extend(self._translate(event))
+        self._give_back(received)
         if opened:
             events.append(SendWindowOpened())
         return events
+
+    def _takes_data(self, stream_id: int) -> bool:
+        """Whether a DATA frame on `stream_id` may bypass h2: a call whose answer started."""
+        call = self._calls.get(stream_id)
+        return call is not None and call.headers_received and not self.closed
+
+    def _give_back(self, received: dict[int, int]) -> None:
+        """Queue the window updates for DATA frames that bypassed h2 (see `h2conn`)."""
+        total = 0
+        for stream_id, size in received.items():
+            total += size
+            if size and stream_id in self._calls:
+                self._window_updates += window_update(stream_id, size)
+        if total:
+            self._window_updates += window_update(0, total)
 
     def _translate(self, event: h2.events.Event) -> list[GrpcClientEvent]:
         stream_id = getattr(event, "stream_id", None)
@@ -361,11 +386,14 @@ class GrpcClientConnection:
         if event.flow_controlled_length:
             with contextlib.suppress(*_STREAM_ERRORS):
                 self._h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
+        return self._messages(stream_id, event.data or b"")
+
+    def _messages(self, stream_id: int, data: bytes) -> list[GrpcClientEvent]:
         call = self._calls.get(stream_id)
         if call is None:
             return []
         try:
-            messages = call.deframer.feed(event.data or b"")
+            messages = call.deframer.feed(data)
         except FramingError as exc:
             return self._finish(stream_id, Status.RESOURCE_EXHAUSTED, str(exc), reset=True)
         return [ResponseMessage(stream_id, message) for message in messages]
@@ -447,7 +475,11 @@ class GrpcClientConnection:
         Queued requests and half-closes go out here, as far as flow control allows.
         """
         self._flush_pending()
-        return self._h2.data_to_send()
+        data = self._h2.data_to_send()
+        if self._window_updates:
+            data += self._window_updates
+            self._window_updates.clear()
+        return data
 
     def _flush_pending(self) -> None:
         for stream_id, call in list(self._calls.items()):

@@ -33,7 +33,7 @@ from buildsdk._grpc.framing import (
     frame_message,
     parse_timeout,
 )
-from buildsdk._grpc.h2conn import new_connection
+from buildsdk._grpc.h2conn import InboundFrames, new_connection, window_update
 from buildsdk._grpc.status import Status
 
 __all__ = [
@@ -108,6 +108,7 @@ class _Call:
     headers_sent: bool = False
     trailers: list[tuple[str, str]] | None = None
     done: bool = False
+    receiving: bool = True
 
 
 class GrpcServerConnection:
@@ -126,6 +127,8 @@ class GrpcServerConnection:
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(_RECEIVE_WINDOW)
         self._calls: dict[int, _Call] = {}
+        self._inbound = InboundFrames(server=True)
+        self._window_updates = bytearray()
         self.closed = False
 
     # -- input --------------------------------------------------------------------------
@@ -136,21 +139,45 @@ class GrpcServerConnection:
         A protocol error ends the connection (GOAWAY is queued) and is reported as
         `ConnectionEnded`.
         """
-        try:
-            h2_events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError:
-            self._h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            self.closed = True
-            return [ConnectionEnded(int(h2.errors.ErrorCodes.PROTOCOL_ERROR))]
         events: list[GrpcEvent] = []
         opened = False
-        for event in h2_events:
-            if isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
-                opened = True
-            events.extend(self._translate(event))
+        received: dict[int, int] = {}
+        limit = self._h2.max_inbound_frame_size
+        for segment in self._inbound.split(data, self._takes_data, limit):
+            if isinstance(segment, tuple):
+                stream_id, payload = segment
+                received[stream_id] = received.get(stream_id, 0) + len(payload)
+                events.extend(self._messages(stream_id, payload))
+                continue
+            try:
+                h2_events = self._h2.receive_data(segment)
+            except h2.exceptions.ProtocolError:
+                self._h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                self.closed = True
+                return [*events, ConnectionEnded(int(h2.errors.ErrorCodes.PROTOCOL_ERROR))]
+            for event in h2_events:
+                if isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                    opened = True
+                events.extend(self._translate(event))
+        self._give_back(received)
         if opened:
             events.append(WindowOpened())
         return events
+
+    def _takes_data(self, stream_id: int) -> bool:
+        """Whether a DATA frame on `stream_id` may bypass h2: the call is open both ways."""
+        call = self._calls.get(stream_id)
+        return call is not None and call.receiving and not self.closed
+
+    def _give_back(self, received: dict[int, int]) -> None:
+        """Queue the window updates for DATA frames that bypassed h2 (see `h2conn`)."""
+        total = 0
+        for stream_id, size in received.items():
+            total += size
+            if size and stream_id in self._calls:
+                self._window_updates += window_update(stream_id, size)
+        if total:
+            self._window_updates += window_update(0, total)
 
     def _translate(self, event: h2.events.Event) -> list[GrpcEvent]:
         if isinstance(event, h2.events.RequestReceived):
@@ -158,7 +185,9 @@ class GrpcServerConnection:
         if isinstance(event, h2.events.DataReceived):
             return self._data(event)
         if isinstance(event, h2.events.StreamEnded) and event.stream_id is not None:
-            if event.stream_id in self._calls:
+            ended = self._calls.get(event.stream_id)
+            if ended is not None:
+                ended.receiving = False
                 return [CallEnded(event.stream_id)]
             return []
         if isinstance(event, h2.events.StreamReset) and event.stream_id is not None:
@@ -193,11 +222,14 @@ class GrpcServerConnection:
         assert stream_id is not None
         if event.flow_controlled_length:
             self._h2.acknowledge_received_data(event.flow_controlled_length, stream_id)
+        return self._messages(stream_id, event.data or b"")
+
+    def _messages(self, stream_id: int, data: bytes) -> list[GrpcEvent]:
         call = self._calls.get(stream_id)
         if call is None:
             return []
         try:
-            messages = call.inbound.feed(event.data or b"")
+            messages = call.inbound.feed(data)
         except FramingError as exc:
             self.finish(stream_id, Status.RESOURCE_EXHAUSTED, str(exc))
             return [CallReset(stream_id)]
@@ -255,7 +287,11 @@ class GrpcServerConnection:
         Queued replies go out here, as far as flow control allows.
         """
         self._flush_pending()
-        return self._h2.data_to_send()
+        data = self._h2.data_to_send()
+        if self._window_updates:
+            data += self._window_updates
+            self._window_updates.clear()
+        return data
 
     # -- internals ----------------------------------------------------------------------
 
