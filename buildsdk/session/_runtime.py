@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from buildsdk.endpoint import Endpoint
     from buildsdk.session._server import Handler, SessionServer
     from buildsdk.session.filesend import ExportReceiver
+    from buildsdk.session.filesync import FileSyncService
     from buildsdk.versions import ApiVersion
 
 __all__ = [
@@ -251,6 +252,13 @@ class _Plan:
     sessions gets the build without one."""
     fallback: BuildOptions | None = None
     """The build to send when an optional session is refused (None: `options` as given)."""
+    files: FileSyncService | None = None
+    """The context transfer, whose listing ahead `close()` stops when the session ends."""
+
+    def close(self) -> None:
+        """Stop what the plan started ahead of the engine's requests (the context listing)."""
+        if self.files is not None:
+            self.files.close()
 
 
 def _plan(
@@ -301,6 +309,7 @@ def _plan(
         update["outputs"] = outputs
     updated = options.model_copy(update=update)
     fallback: BuildOptions | None = None
+    files: FileSyncService | None = None
     if session_transfer(options) and local and directory is not None:
         from buildsdk.session.filesync import FileSyncService
 
@@ -317,6 +326,8 @@ def _plan(
             named=local_dirs(options.build_contexts),
         )
         handlers.update(service.handlers())
+        service.list_context_ahead()
+        files = service
         updated = options.model_copy(
             update={
                 **update,
@@ -332,7 +343,8 @@ def _plan(
     handlers = {
         method: handlers[method] for method in session_methods(options, control_api=control_api)
     }
-    return _Plan(session_id, name, key, handlers, updated, session_is_optional(options), fallback)
+    optional = session_is_optional(options)
+    return _Plan(session_id, name, key, handlers, updated, optional, fallback, files)
 
 
 def _headers(plan: _Plan, base: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -403,6 +415,7 @@ async def _serve(
     try:
         response = await _upgrade(http, endpoint, path, _headers(plan, headers))
     except BaseException as exc:
+        plan.close()
         if not ready.done():
             ready.set_exception(exc)
         raise
@@ -417,6 +430,7 @@ async def _serve(
             reason = f": {server.error}" if server.error is not None else " (the engine hung up)"
             logger.warning("the BuildKit session ended before its build%s", reason)
     finally:
+        plan.close()
         with contextlib.suppress(Exception):
             await response.aclose()
 
@@ -681,8 +695,11 @@ def control_session_metadata(
     return metadata
 
 
-async def _serve_tunnel(server: SessionServer) -> None:
-    await server.serve()
+async def _serve_tunnel(server: SessionServer, plan: _Plan) -> None:
+    try:
+        await server.serve()
+    finally:
+        plan.close()
     if not server.stopping:
         reason = f": {server.error}" if server.error is not None else " (the daemon hung up)"
         logger.warning("the BuildKit session ended before its build%s", reason)
@@ -721,11 +738,15 @@ async def open_control_session(
         _plan, served, env=env, credentials=credentials or {}, lookup=lookup, receivers=receivers
     )
     metadata = control_session_metadata(plan.session_id, plan.name, plan.key, list(plan.handlers))
-    call = await channel.stream(CONTROL_SESSION, metadata=metadata)
+    try:
+        call = await channel.stream(CONTROL_SESSION, metadata=metadata)
+    except BaseException:
+        plan.close()
+        raise
     server = SessionServer(ControlSessionStream(call), plan.handlers)
     ready: asyncio.Future[SessionServer] = asyncio.get_running_loop().create_future()
     ready.set_result(server)
-    task = asyncio.ensure_future(_serve_tunnel(server))
+    task = asyncio.ensure_future(_serve_tunnel(server, plan))
     solve_options = options.model_copy(
         update={"session_id": plan.session_id, "outputs": plan.options.outputs}
     )

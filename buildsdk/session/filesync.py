@@ -30,9 +30,11 @@ followed (only listed), sockets are left out.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import stat
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +42,7 @@ from typing import TYPE_CHECKING, Final
 
 from buildsdk._grpc.status import GrpcError, Status
 from buildsdk.context import check_memory_dockerfile, resolve_context_root, resolve_dockerfile
-from buildsdk.dockerignore import MatchInfo, PatternMatcher
+from buildsdk.dockerignore import MatchInfo, PatternMatcher, read_dockerignore
 from buildsdk.errors import ContextError
 from buildsdk.session._messages import (
     PACKET_DATA,
@@ -59,6 +61,7 @@ __all__ = [
     "FileSyncService",
     "SyncedDir",
     "TransferStats",
+    "WalkStopped",
     "go_file_mode",
     "walk_stats",
 ]
@@ -208,10 +211,12 @@ def walk_stats(
     excludes: Sequence[str] = (),
     includes: Sequence[str] = (),
     followpaths: Sequence[str] = (),
+    stop: threading.Event | None = None,
 ) -> Iterator[Stat]:
     """The STATs fsutil would send for `root` with these filters, in the order it sends them.
 
-    Raises `ContextError` for a bad pattern or an unreadable directory that is not excluded.
+    Raises `ContextError` for a bad pattern or an unreadable directory that is not excluded,
+    `WalkStopped` when `stop` is set before the walk is done.
     """
     matcher = PatternMatcher(list(excludes)) if excludes else None
     exceptions = [p[1:] for p in matcher.patterns if p.startswith("!")] if matcher else []
@@ -255,6 +260,8 @@ def walk_stats(
     found: list[Stat] = []
 
     def walk(directory: str, prefix: str, parent: MatchInfo | None, included: bool) -> None:
+        if stop is not None and stop.is_set():
+            raise WalkStopped(root)
         try:
             names = _sorted_names(directory)
         except OSError as exc:
@@ -324,6 +331,10 @@ def walk_stats(
     yield from found
 
 
+class WalkStopped(Exception):
+    """A listing of a directory was stopped before it was done (nobody wanted it any more)."""
+
+
 @dataclass
 class TransferStats:
     """What a session sent for one synced directory: entries listed, files and bytes sent."""
@@ -344,12 +355,18 @@ class SyncedDir:
     files: Mapping[str, bytes] | None = None
 
     def stats(
-        self, excludes: Sequence[str], includes: Sequence[str], follow: Sequence[str]
+        self,
+        excludes: Sequence[str],
+        includes: Sequence[str],
+        follow: Sequence[str],
+        stop: threading.Event | None = None,
     ) -> list[Stat]:
-        """The entries to send, filtered as the engine asked."""
+        """The entries to send, filtered as the engine asked (`stop` ends a walk early)."""
         if self.files is None:
             return list(
-                walk_stats(self.path, excludes=excludes, includes=includes, followpaths=follow)
+                walk_stats(
+                    self.path, excludes=excludes, includes=includes, followpaths=follow, stop=stop
+                )
             )
         # Files in memory are new on every build: a fresh mtime makes the engine take them.
         now = time.time_ns()
@@ -374,6 +391,32 @@ def _named_root(name: str, path: str) -> str:
     return root
 
 
+class _Listing:
+    """A listing of one synced directory made ahead of the engine's request, in a thread."""
+
+    def __init__(self, synced: SyncedDir, excludes: tuple[str, ...]) -> None:
+        self.excludes = excludes
+        self.result: concurrent.futures.Future[list[Stat]] = concurrent.futures.Future()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(synced,), name="buildsdk-context-listing", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, synced: SyncedDir) -> None:
+        try:
+            stats = synced.stats(self.excludes, (), (), stop=self._stop)
+        except BaseException as exc:
+            self.result.set_exception(exc)
+        else:
+            self.result.set_result(stats)
+
+    def stop(self) -> None:
+        """Stop the walk (it notices before its next directory) and wait for the thread."""
+        self._stop.set()
+        self._thread.join()
+
+
 class FileSyncService:
     """Answers `FileSync/DiffCopy` for the build's context and Dockerfile directories."""
 
@@ -381,6 +424,76 @@ class FileSyncService:
         self._dirs = {d.name: d for d in dirs}
         self.dockerfile_name = dockerfile_name
         self.transfers: list[TransferStats] = []
+        self._listings: dict[str, _Listing] = {}
+
+    def list_ahead(self, name: str, excludes: Sequence[str]) -> None:
+        """Start listing directory `name` whole, `excludes` applied, before the engine asks.
+
+        The listing is the slow part of a large context's transfer, and the engine asks for
+        the context only once the build is under way; a request for the whole directory with
+        the same exclude patterns then takes this listing (made at the build's start, as a
+        tar upload reads the context then too). Any other request lists afresh.
+        """
+        synced = self._dirs.get(name)
+        if synced is None or synced.files is not None or name in self._listings:
+            return
+        self._listings[name] = _Listing(synced, tuple(excludes))
+
+    def list_context_ahead(self) -> None:
+        """`list_ahead()` the context with the exclude patterns the Dockerfile frontend
+        will send: a `<Dockerfile>.dockerignore` beside the Dockerfile, else `.dockerignore`
+        (nothing is listed when a file cannot be read as the engine would read it)."""
+        context = self._dirs.get("context")
+        if context is None or context.files is not None:
+            return
+        candidates = []
+        dockerfile_dir = self._dirs.get("dockerfile")
+        if dockerfile_dir is not None and dockerfile_dir.files is None:
+            specific = self.dockerfile_name + ".dockerignore"
+            candidates.append(os.path.join(dockerfile_dir.path, specific))
+        candidates.append(os.path.join(context.path, ".dockerignore"))
+        excludes: list[str] = []
+        for candidate in candidates:
+            try:
+                st = os.lstat(candidate)
+                if not stat.S_ISREG(st.st_mode):
+                    # The engine's transfer sends a symlink as one: it reads no patterns.
+                    return
+                with open(candidate, "rb") as handle:
+                    data = handle.read()
+                if data:
+                    excludes = read_dockerignore(data)
+                    break
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError):
+                return
+        self.list_ahead("context", excludes)
+
+    def close(self) -> None:
+        """Stop the listings no request took and wait for their threads."""
+        listings = list(self._listings.values())
+        self._listings.clear()
+        for listing in listings:
+            listing.stop()
+
+    async def _stats(
+        self,
+        synced: SyncedDir,
+        excludes: Sequence[str],
+        includes: Sequence[str],
+        followpaths: Sequence[str],
+    ) -> list[Stat]:
+        listing = self._listings.get(synced.name)
+        if (
+            listing is not None
+            and not includes
+            and not followpaths
+            and tuple(excludes) == listing.excludes
+        ):
+            del self._listings[synced.name]
+            return await asyncio.wrap_future(listing.result)
+        return await asyncio.to_thread(synced.stats, excludes, includes, followpaths)
 
     @classmethod
     def for_build(
@@ -420,7 +533,7 @@ class FileSyncService:
         includes = call.metadata.get("include-patterns", ())
         followpaths = call.metadata.get("followpaths", ())
         try:
-            stats = await asyncio.to_thread(synced.stats, excludes, includes, followpaths)
+            stats = await self._stats(synced, excludes, includes, followpaths)
         except (ContextError, OSError) as exc:
             await call.send(Packet(PACKET_ERR, data=str(exc).encode()).encode())
             raise GrpcError(Status.INVALID_ARGUMENT, str(exc)) from None

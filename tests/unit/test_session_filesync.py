@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -42,8 +44,15 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def _paths(root: Path, **filters: list[str]) -> list[str]:
-    return [stat.path for stat in walk_stats(str(root), **filters)]
+def _paths(
+    root: Path,
+    *,
+    excludes: Sequence[str] = (),
+    includes: Sequence[str] = (),
+    followpaths: Sequence[str] = (),
+) -> list[str]:
+    stats = walk_stats(str(root), excludes=excludes, includes=includes, followpaths=followpaths)
+    return [stat.path for stat in stats]
 
 
 def test_depth_first_with_names_in_byte_order(tmp_path: Path) -> None:
@@ -296,3 +305,118 @@ def test_a_named_context_that_is_no_directory_is_a_context_error(tmp_path: Path)
         FileSyncService.for_build(str(tmp_path), None, named={"other": str(tmp_path / "missing")})
     with pytest.raises(ContextError, match="not a directory"):
         FileSyncService.for_build(str(tmp_path), None, named={"o": str(tmp_path / "file.txt")})
+
+
+# -- the context listed ahead of the engine's request ------------------------------------------
+
+
+def _listed_paths(service: FileSyncService, *metadata: tuple[str, str]) -> list[str]:
+    """The STAT paths the service sends for one DiffCopy with `metadata`, asking no file."""
+    engine, (stream,) = asyncio.run(
+        _serve_and_call(
+            service.handlers(),  # type: ignore[arg-type]
+            [
+                (
+                    "/moby.filesync.v1.FileSync/DiffCopy",
+                    [Packet(PACKET_FIN).encode()],
+                    (("dir-name", "context"), *metadata),
+                )
+            ],
+        )
+    )
+    packets = [Packet.decode(m) for m in engine.messages(stream)]
+    return [p.stat.path for p in packets if p.type == PACKET_STAT and p.stat is not None]
+
+
+def _listing_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "buildsdk-context-listing"]
+
+
+def test_a_request_like_the_frontend_s_takes_the_listing_made_ahead(tmp_path: Path) -> None:
+    _tree(tmp_path, {"Dockerfile": "", ".dockerignore": "# c\n/logs\n!logs/keep\n", "a": ""})
+    _tree(tmp_path, {"logs/x": "", "logs/keep": ""})
+    service = FileSyncService.for_build(str(tmp_path), None)
+    service.list_context_ahead()
+    listing = service._listings["context"]
+    listing.result.result(timeout=10)
+    # Made after the listing: absent from an answer that used it, present in a fresh one.
+    (tmp_path / "late").write_text("")
+    patterns = (("exclude-patterns", "logs"), ("exclude-patterns", "!logs/keep"))
+    taken = _listed_paths(service, *patterns)
+    assert taken == [".dockerignore", "Dockerfile", "a", "logs", "logs/keep"]
+    fresh = [".dockerignore", "Dockerfile", "a", "late", "logs", "logs/keep"]
+    assert _listed_paths(service, *patterns) == fresh
+    service.close()
+    assert _listing_threads() == []
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        (("exclude-patterns", "other"),),  # other patterns
+        (),  # none where .dockerignore has some
+        (("exclude-patterns", "logs"), ("exclude-patterns", "!logs/keep"), ("followpaths", "a2")),
+        (
+            ("exclude-patterns", "logs"),
+            ("exclude-patterns", "!logs/keep"),
+            ("include-patterns", "a2"),
+        ),
+    ],
+)
+def test_any_other_request_lists_afresh(
+    tmp_path: Path, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    _tree(tmp_path, {"Dockerfile": "", ".dockerignore": "logs\n!logs/keep\n", "a": ""})
+    service = FileSyncService.for_build(str(tmp_path), None)
+    service.list_context_ahead()
+    service._listings["context"].result.result(timeout=10)
+    (tmp_path / "a2").write_text("")
+    assert "a2" in _listed_paths(service, *metadata)
+    # The listing made ahead is still there for a request that matches; close() ends it.
+    assert "context" in service._listings
+    service.close()
+    assert service._listings == {}
+    assert _listing_threads() == []
+
+
+def test_a_dockerfile_s_own_ignore_file_comes_before_dockerignore(tmp_path: Path) -> None:
+    _tree(
+        tmp_path,
+        {
+            "build/app.Dockerfile": "",
+            "build/app.Dockerfile.dockerignore": "secret\n",
+            ".dockerignore": "other\n",
+            "secret": "",
+            "other": "",
+        },
+    )
+    service = FileSyncService.for_build(str(tmp_path), "build/app.Dockerfile")
+    service.list_context_ahead()
+    assert service._listings["context"].excludes == ("secret",)
+    assert "secret" not in service._listings["context"].result.result(timeout=10)[0].path
+    service.close()
+
+
+def test_close_stops_a_listing_under_way(tmp_path: Path) -> None:
+    _tree(tmp_path, {"Dockerfile": ""})
+    for i in range(200):
+        _tree(tmp_path, {f"d{i:03}/f": ""})
+    service = FileSyncService.for_build(str(tmp_path), None)
+    gate = threading.Event()
+    real = filesync._sorted_names
+
+    def slow(directory: str) -> list[str]:
+        gate.wait(10)
+        return real(directory)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(filesync, "_sorted_names", slow)
+        service.list_context_ahead()
+        listing = service._listings["context"]
+        # The walk waits in its first directory; close() stops it at the next one.
+        threading.Timer(0.2, gate.set).start()
+        service.close()
+    assert listing.result.done()
+    with pytest.raises(filesync.WalkStopped):
+        listing.result.result()
+    assert _listing_threads() == []
