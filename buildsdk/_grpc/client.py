@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import h2.config
+import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
@@ -38,7 +39,7 @@ from buildsdk._grpc.framing import (
     encode_timeout,
     frame_message,
 )
-from buildsdk._grpc.h2conn import InboundFrames, new_connection, window_update
+from buildsdk._grpc.h2conn import InboundFrames, window_update
 from buildsdk._grpc.status import RpcStatus, Status, decode_status_details, status_from_http
 
 __all__ = [
@@ -169,7 +170,7 @@ class GrpcClientConnection:
 
     def __init__(self, *, user_agent: str, authority: str = "localhost") -> None:
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self._h2 = new_connection(config)
+        self._h2 = h2.connection.H2Connection(config=config)
         self._h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import h2.config
+import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
@@ -33,7 +34,7 @@ from buildsdk._grpc.framing import (
     frame_message,
     parse_timeout,
 )
-from buildsdk._grpc.h2conn import InboundFrames, new_connection, window_update
+from buildsdk._grpc.h2conn import InboundFrames, window_update
 from buildsdk._grpc.status import Status
 
 __all__ = [
@@ -116,7 +117,7 @@ class GrpcServerConnection:
 
     def __init__(self) -> None:
         config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
-        self._h2 = new_connection(config)
+        self._h2 = h2.connection.H2Connection(config=config)
         self._h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
