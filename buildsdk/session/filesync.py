@@ -343,6 +343,8 @@ class TransferStats:
     files: int = 0
     data_bytes: int = 0
     paths: list[str] = field(default_factory=list)
+    listed_ahead: bool = False
+    """Whether the listing started with the build answered (see `list_ahead()`)."""
 
 
 @dataclass(frozen=True)
@@ -483,7 +485,8 @@ class FileSyncService:
         excludes: Sequence[str],
         includes: Sequence[str],
         followpaths: Sequence[str],
-    ) -> list[Stat]:
+    ) -> tuple[list[Stat], bool]:
+        """The entries for a request, and whether the listing made ahead provided them."""
         listing = self._listings.get(synced.name)
         if (
             listing is not None
@@ -492,8 +495,8 @@ class FileSyncService:
             and tuple(excludes) == listing.excludes
         ):
             del self._listings[synced.name]
-            return await asyncio.wrap_future(listing.result)
-        return await asyncio.to_thread(synced.stats, excludes, includes, followpaths)
+            return await asyncio.wrap_future(listing.result), True
+        return await asyncio.to_thread(synced.stats, excludes, includes, followpaths), False
 
     @classmethod
     def for_build(
@@ -533,11 +536,11 @@ class FileSyncService:
         includes = call.metadata.get("include-patterns", ())
         followpaths = call.metadata.get("followpaths", ())
         try:
-            stats = await self._stats(synced, excludes, includes, followpaths)
+            stats, ahead = await self._stats(synced, excludes, includes, followpaths)
         except (ContextError, OSError) as exc:
             await call.send(Packet(PACKET_ERR, data=str(exc).encode()).encode())
             raise GrpcError(Status.INVALID_ARGUMENT, str(exc)) from None
-        report = TransferStats(entries=len(stats))
+        report = TransferStats(entries=len(stats), listed_ahead=ahead)
         self.transfers.append(report)
         requests: asyncio.Queue[int | None] = asyncio.Queue()
         sender = asyncio.ensure_future(self._serve_requests(call, synced, stats, requests, report))

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -860,3 +860,74 @@ def test_the_default_uploads_a_tar_to_engines_without_sessions(
     assert len(transfers) == 1
     assert transfers[0].transfers == []
     assert not _session_threads()
+
+
+# -- the context listed ahead -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ["build", "grpc"])
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_the_context_listed_at_the_start_answers_the_engine_s_request(
+    flavor: str,
+    endpoint: Literal["build", "grpc"],
+    dockerd: dict[str, Any],
+    engines: Engines,
+    tmp_path: Path,
+    transfers: list[filesync.FileSyncService],
+) -> None:
+    context = _write(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": f"FROM {engines.base_image}\nCOPY . /app\n"
+            "RUN cd /app && find . -type f | sort | sed 's/^/file: /'\n",
+            ".dockerignore": "# not these\n*.log\nsub/skip\n",
+            "keep.txt": "k",
+            "x.log": "l",
+            "sub/keep": "s",
+            "sub/skip": "s",
+        },
+    )
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        context_transfer="session",
+        build_endpoint=endpoint,
+    )
+    log = build_result(flavor, dockerd, options).log
+    files = sorted(re.findall(r"^#\d+ [\d.]+ file: (.*)$", log, flags=re.MULTILINE))
+    assert files == ["./.dockerignore", "./Dockerfile", "./keep.txt", "./sub/keep"]
+    # The frontend asked for the whole context with the .dockerignore patterns: the listing
+    # started with the build answered, and only that request.
+    [whole] = [t for t in transfers[-1].transfers if t.entries > 2]
+    assert whole.listed_ahead
+    assert [t.listed_ahead for t in transfers[-1].transfers].count(True) == 1
+    assert not [t for t in threading.enumerate() if t.name == "buildsdk-context-listing"]
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_a_listing_no_request_takes_ends_with_the_session(
+    flavor: str,
+    dockerd: dict[str, Any],
+    engines: Engines,
+    tmp_path: Path,
+    transfers: list[filesync.FileSyncService],
+) -> None:
+    files: dict[str, str | bytes] = {f"many/{i:04d}": "x" for i in range(3000)}
+    files["Dockerfile"] = f"FROM {engines.base_image}\nCOPY sub /sub\nRUN cat /sub/keep\n"
+    files["sub/keep"] = "kept-by-copy"
+    context = _write(tmp_path / "ctx", files)
+    options = BuildOptions(
+        path=context,
+        version="2",
+        nocache=True,
+        network_mode=engines.dockerd_network,
+        context_transfer="session",
+    )
+    assert "kept-by-copy" in build_result(flavor, dockerd, options).log
+    # `COPY sub` makes the frontend ask for that path only: the listing made ahead answers
+    # nothing, and the session's end stopped it.
+    assert not any(t.listed_ahead for t in transfers[-1].transfers)
+    assert transfers[-1]._listings == {}
+    assert not [t for t in threading.enumerate() if t.name == "buildsdk-context-listing"]

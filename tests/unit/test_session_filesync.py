@@ -346,6 +346,9 @@ def test_a_request_like_the_frontend_s_takes_the_listing_made_ahead(tmp_path: Pa
     assert taken == [".dockerignore", "Dockerfile", "a", "logs", "logs/keep"]
     fresh = [".dockerignore", "Dockerfile", "a", "late", "logs", "logs/keep"]
     assert _listed_paths(service, *patterns) == fresh
+    first, second = service.transfers
+    assert first.listed_ahead
+    assert not second.listed_ahead
     service.close()
     assert _listing_threads() == []
 
