@@ -87,6 +87,12 @@ def go_file_mode(st: os.stat_result) -> int | None:
     """
     mode = st.st_mode
     value = mode & 0o777
+    # Most entries are plain files and directories without setuid, setgid or sticky bits.
+    kind = mode & 0o177000
+    if kind == 0o100000:
+        return value
+    if kind == 0o040000:
+        return value | _MODE_DIR
     if mode & stat.S_ISUID:
         value |= _MODE_SETUID
     if mode & stat.S_ISGID:
@@ -200,8 +206,12 @@ def _prefix_only(pattern: str) -> bool:
 
 def _sorted_names(directory: str) -> list[str]:
     names = os.listdir(directory)
-    # Byte order, as Go sorts directory entries; surrogate escapes keep undecodable names.
-    names.sort(key=lambda name: os.fsencode(name))
+    # Byte order, as Go sorts directory entries. Code point order is the same for names that
+    # are ASCII (or valid UTF-8), not for the surrogate escapes of undecodable bytes.
+    if all(name.isascii() for name in names):
+        names.sort()
+    else:
+        names.sort(key=os.fsencode)
     return names
 
 
@@ -268,9 +278,10 @@ def walk_stats(
             raise ContextError(
                 f"cannot list {prefix or '.'}: {exc.strerror}", path=directory
             ) from None
+        base = directory if directory.endswith("/") else directory + "/"
         for name in names:
             rel = f"{prefix}{name}"
-            full = os.path.join(directory, name)
+            full = base + name
             try:
                 st = os.lstat(full)
             except FileNotFoundError:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import stat
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buildsdk.errors import ContextError
 from buildsdk.session import filesync
@@ -94,6 +97,48 @@ def test_go_file_mode_of_a_socket_is_none(tmp_path: Path) -> None:
         assert go_file_mode(os.lstat(tmp_path / "s")) is None
     finally:
         sock.close()
+
+
+# Go's os.FileMode type bits for each Unix file type (syscall's fillFileStatFromSys).
+_GO_TYPE = {
+    stat.S_IFREG: 0,
+    stat.S_IFDIR: 1 << 31,
+    stat.S_IFLNK: 1 << 27,
+    stat.S_IFIFO: 1 << 25,
+    stat.S_IFCHR: (1 << 26) | (1 << 21),
+    stat.S_IFBLK: 1 << 26,
+}
+
+
+@given(
+    kind=st.sampled_from([*_GO_TYPE, stat.S_IFSOCK]),
+    bits=st.integers(0, 0o7777),
+)
+def test_go_file_mode_of_every_type_and_permission(kind: int, bits: int) -> None:
+    result = go_file_mode(os.stat_result((kind | bits, 0, 0, 0, 0, 0, 0, 0, 0, 0)))
+    if kind == stat.S_IFSOCK:
+        assert result is None
+        return
+    expected = bits & 0o777 | _GO_TYPE[kind]
+    # setuid, setgid and sticky: Go's ModeSetuid, ModeSetgid, ModeSticky.
+    for unix, go in ((0o4000, 1 << 23), (0o2000, 1 << 22), (0o1000, 1 << 20)):
+        if bits & unix:
+            expected |= go
+    assert result == expected
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["b", "B", "a", "_", "Z"],
+        ["é", "z", "e\udcff", "\udc80x", "日本", "a"],
+    ],
+)
+def test_names_are_sent_in_byte_order(tmp_path: Path, names: list[str]) -> None:
+    for name in names:
+        (tmp_path / name).write_text("")
+    listed = [s.path for s in walk_stats(str(tmp_path))]
+    assert listed == sorted(names, key=os.fsencode)
 
 
 def test_hard_links_point_at_the_first_path(tmp_path: Path) -> None:
