@@ -39,7 +39,7 @@ from buildsdk._grpc.framing import (
     encode_timeout,
     frame_message,
 )
-from buildsdk._grpc.h2conn import InboundFrames, window_update
+from buildsdk._grpc.h2conn import InboundFrames, give_back
 from buildsdk._grpc.status import RpcStatus, Status, decode_status_details, status_from_http
 
 __all__ = [
@@ -310,7 +310,7 @@ class GrpcClientConnection:
                 if isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
                     opened = True
                 events.extend(self._translate(event))
-        self._give_back(received)
+        self._window_updates += give_back(received, self._calls)
         if opened:
             events.append(SendWindowOpened())
         return events
@@ -319,16 +319,6 @@ class GrpcClientConnection:
         """Whether a DATA frame on `stream_id` may bypass h2: a call whose answer started."""
         call = self._calls.get(stream_id)
         return call is not None and call.headers_received and not self.closed
-
-    def _give_back(self, received: dict[int, int]) -> None:
-        """Queue the window updates for DATA frames that bypassed h2 (see `h2conn`)."""
-        total = 0
-        for stream_id, size in received.items():
-            total += size
-            if size and stream_id in self._calls:
-                self._window_updates += window_update(stream_id, size)
-        if total:
-            self._window_updates += window_update(0, total)
 
     def _translate(self, event: h2.events.Event) -> list[GrpcClientEvent]:
         stream_id = getattr(event, "stream_id", None)

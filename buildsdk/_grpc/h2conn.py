@@ -10,7 +10,7 @@ that was about half of the client's CPU time.
 call the connection knows is open (unpadded, not ending the stream) is handed over as its
 payload, and every other frame goes to h2 in the order received. h2 never sees those DATA
 frames, so its flow-control window does not shrink for them and the connection gives the
-engine its window back itself (`window_update()`): the connection acknowledges what it
+engine its window back itself (`give_back()`): the connection acknowledges what it
 receives at once anyway. What is given up is h2's check that the engine stays inside the
 window, a check against a peer that breaks HTTP/2, not against a slow reader: received
 data is consumed as it arrives.
@@ -18,10 +18,10 @@ data is consumed as it arrives.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import Final
 
-__all__ = ["InboundFrames", "window_update"]
+__all__ = ["InboundFrames", "give_back", "window_update"]
 
 _PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _DATA: Final = 0x0
@@ -32,6 +32,20 @@ _WINDOW_UPDATE_HEADER: Final = b"\x00\x00\x04\x08\x00"
 def window_update(stream_id: int, increment: int) -> bytes:
     """One WINDOW_UPDATE frame giving `increment` bytes back (stream 0: the connection)."""
     return _WINDOW_UPDATE_HEADER + stream_id.to_bytes(4, "big") + increment.to_bytes(4, "big")
+
+
+def give_back(received: dict[int, int], open_streams: Container[int]) -> bytes:
+    """The WINDOW_UPDATE frames returning `received` (bytes per stream) to the engine: one
+    per stream still in `open_streams`, and one for the connection."""
+    updates = b""
+    total = 0
+    for stream_id, size in received.items():
+        total += size
+        if size and stream_id in open_streams:
+            updates += window_update(stream_id, size)
+    if total:
+        updates += window_update(0, total)
+    return updates
 
 
 class InboundFrames:

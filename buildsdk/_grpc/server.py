@@ -34,7 +34,7 @@ from buildsdk._grpc.framing import (
     frame_message,
     parse_timeout,
 )
-from buildsdk._grpc.h2conn import InboundFrames, window_update
+from buildsdk._grpc.h2conn import InboundFrames, give_back
 from buildsdk._grpc.status import Status
 
 __all__ = [
@@ -160,7 +160,7 @@ class GrpcServerConnection:
                 if isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
                     opened = True
                 events.extend(self._translate(event))
-        self._give_back(received)
+        self._window_updates += give_back(received, self._calls)
         if opened:
             events.append(WindowOpened())
         return events
@@ -169,16 +169,6 @@ class GrpcServerConnection:
         """Whether a DATA frame on `stream_id` may bypass h2: the call is open both ways."""
         call = self._calls.get(stream_id)
         return call is not None and call.receiving and not self.closed
-
-    def _give_back(self, received: dict[int, int]) -> None:
-        """Queue the window updates for DATA frames that bypassed h2 (see `h2conn`)."""
-        total = 0
-        for stream_id, size in received.items():
-            total += size
-            if size and stream_id in self._calls:
-                self._window_updates += window_update(stream_id, size)
-        if total:
-            self._window_updates += window_update(0, total)
 
     def _translate(self, event: h2.events.Event) -> list[GrpcEvent]:
         if isinstance(event, h2.events.RequestReceived):

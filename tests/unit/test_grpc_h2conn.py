@@ -84,6 +84,20 @@ def _cut(wire: bytes, cuts: list[int]) -> list[bytes]:
     return [wire[a:b] for a, b in itertools.pairwise(points)]
 
 
+def _send_what_the_window_allows(
+    engine: h2.connection.H2Connection, sid: int, body: bytes, sent: int
+) -> int:
+    """Queue DATA frames of `body` from offset `sent` as far as the windows allow; return
+    the new offset."""
+    window = min(engine.local_flow_control_window(sid), len(body) - sent)
+    while window > 0:
+        size = min(window, engine.max_outbound_frame_size)
+        engine.send_data(sid, body[sent : sent + size])
+        sent += size
+        window -= size
+    return sent
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     sizes=st.lists(st.integers(0, 700_000), min_size=1, max_size=12),
@@ -104,12 +118,7 @@ def test_the_session_server_gets_every_message_and_gives_the_whole_window_back(
     sent = 0
     while True:
         # The engine sends what its window allows, then an empty frame ending the stream.
-        window = min(engine.local_flow_control_window(sid), len(body) - sent)
-        while window > 0:
-            size = min(window, engine.max_outbound_frame_size)
-            engine.send_data(sid, body[sent : sent + size])
-            sent += size
-            window -= size
+        sent = _send_what_the_window_allows(engine, sid, body, sent)
         if sent == len(body) and not ended:
             engine.end_stream(sid)
         wire = engine.data_to_send()
@@ -148,13 +157,9 @@ def test_the_control_client_gets_every_reply_and_gives_the_whole_window_back(
     received: list[bytes] = []
     sent = 0
     while sent < len(body):
-        window = min(engine.local_flow_control_window(sid), len(body) - sent)
-        assert window > 0, "the client did not give the window back"
-        while window > 0:
-            size = min(window, engine.max_outbound_frame_size)
-            engine.send_data(sid, body[sent : sent + size])
-            sent += size
-            window -= size
+        before = sent
+        sent = _send_what_the_window_allows(engine, sid, body, sent)
+        assert sent > before, "the client did not give the window back"
         for piece in _cut(engine.data_to_send(), cuts):
             for event in client.receive_data(piece):
                 if isinstance(event, ResponseMessage):
