@@ -479,7 +479,8 @@ class FileSyncService:
                     break
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError):
+            except (OSError, ContextError):
+                # The engine reads it and says what is wrong; nothing is listed ahead.
                 return
         self.list_ahead("context", excludes)
 

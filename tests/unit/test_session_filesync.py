@@ -445,6 +445,24 @@ def test_a_dockerfile_s_own_ignore_file_comes_before_dockerignore(tmp_path: Path
     service.close()
 
 
+@pytest.mark.parametrize("ignore", ["long", "fifo", "symlink"])
+def test_an_ignore_file_the_engine_must_judge_lists_nothing_ahead(
+    tmp_path: Path, ignore: str
+) -> None:
+    _tree(tmp_path, {"Dockerfile": "", "real": "x\n"})
+    path = tmp_path / ".dockerignore"
+    if ignore == "long":
+        # Longer than Go's bufio.Scanner takes: the engine's frontend reports that itself.
+        path.write_text("x" * 70_000 + "\n")
+    elif ignore == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(tmp_path / "real")
+    service = FileSyncService.for_build(str(tmp_path), None)
+    service.list_context_ahead()
+    assert service._listings == {}
+
+
 def test_close_stops_a_listing_under_way(tmp_path: Path) -> None:
     _tree(tmp_path, {"Dockerfile": ""})
     for i in range(200):
