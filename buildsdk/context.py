@@ -60,6 +60,7 @@ __all__ = [
     "check_memory_dockerfile",
     "list_context",
     "prepare_context",
+    "read_regular_file",
     "resolve_context_root",
     "resolve_dockerfile",
 ]
@@ -778,14 +779,16 @@ def _now_item(name: str, data: bytes) -> _Item:
     return _Item(name, "file", len(data), _NAME_FILE_MODE, mtime, "", None, data=data)
 
 
-def _read_regular_file(path: str) -> bytes:
-    """Read a whole file that must be a regular one (symlinks followed, as the CLI's Open).
+def read_regular_file(path: str, *, follow_symlinks: bool = True) -> bytes:
+    """Read a whole file that must be a regular one (symlinks followed, as the CLI's Open,
+    unless `follow_symlinks` is false: then a symlink is an `OSError`).
 
     A FIFO would block the open until a writer comes and a device such as /dev/zero would
     never end; the CLI hangs on both. Opened non-blocking and checked before reading, they
     are an `OSError` instead, which callers report as a `ContextError`.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(path, flags if follow_symlinks else flags | os.O_NOFOLLOW)
     with open(fd, "rb") as f:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -915,7 +918,7 @@ def _prepare_directory(
         rel_dockerfile = os.path.relpath(resolved, root)
         if rel_dockerfile.startswith("../"):
             try:
-                extra = _read_regular_file(resolved)
+                extra = read_regular_file(resolved)
             except OSError as exc:
                 raise ContextError(
                     f"unable to open Dockerfile: {resolved!r}: {exc.strerror}", resolved
@@ -924,7 +927,7 @@ def _prepare_directory(
     ignore_path = os.path.join(root, ".dockerignore")
     ignore_bytes: bytes | None
     try:
-        ignore_bytes = _read_regular_file(ignore_path)
+        ignore_bytes = read_regular_file(ignore_path)
     except FileNotFoundError:
         ignore_bytes = None
     except OSError as exc:

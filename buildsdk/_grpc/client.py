@@ -39,7 +39,7 @@ from buildsdk._grpc.framing import (
     encode_timeout,
     frame_message,
 )
-from buildsdk._grpc.h2conn import InboundFrames, give_back
+from buildsdk._grpc.h2conn import InboundFrames
 from buildsdk._grpc.status import RpcStatus, Status, decode_status_details, status_from_http
 
 __all__ = [
@@ -184,7 +184,6 @@ class GrpcClientConnection:
         self._authority = authority
         self._calls: dict[int, _Call] = {}
         self._inbound = InboundFrames(server=False)
-        self._window_updates = bytearray()
         self.closed = False
         """True once GOAWAY was sent or received: `start_call()` then refuses."""
 
@@ -287,13 +286,10 @@ class GrpcClientConnection:
         """
         events: list[GrpcClientEvent] = []
         opened = False
-        received: dict[int, int] = {}
         limit = self._h2.max_inbound_frame_size
         for segment in self._inbound.split(data, self._takes_data, limit):
             if isinstance(segment, tuple):
-                stream_id, payload = segment
-                received[stream_id] = received.get(stream_id, 0) + len(payload)
-                events.extend(self._messages(stream_id, payload))
+                events.extend(self._messages(*segment))
                 continue
             try:
                 h2_events = self._h2.receive_data(segment)
@@ -310,7 +306,6 @@ class GrpcClientConnection:
                 if isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
                     opened = True
                 events.extend(self._translate(event))
-        self._window_updates += give_back(received, self._calls)
         if opened:
             events.append(SendWindowOpened())
         return events
@@ -466,11 +461,7 @@ class GrpcClientConnection:
         Queued requests and half-closes go out here, as far as flow control allows.
         """
         self._flush_pending()
-        data = self._h2.data_to_send()
-        if self._window_updates:
-            data += self._window_updates
-            self._window_updates.clear()
-        return data
+        return self._h2.data_to_send() + self._inbound.window_updates(self._calls)
 
     def _flush_pending(self) -> None:
         for stream_id, call in list(self._calls.items()):

@@ -10,7 +10,7 @@ that was about half of the client's CPU time.
 call the connection knows is open (unpadded, not ending the stream) is handed over as its
 payload, and every other frame goes to h2 in the order received. h2 never sees those DATA
 frames, so its flow-control window does not shrink for them and the connection gives the
-engine its window back itself (`give_back()`): the connection acknowledges what it
+engine its window back itself (`window_updates()`): the connection acknowledges what it
 receives at once anyway. What is given up is h2's check that the engine stays inside the
 window, a check against a peer that breaks HTTP/2, not against a slow reader: received
 data is consumed as it arrives.
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterator
 from typing import Final
 
-__all__ = ["InboundFrames", "give_back", "window_update"]
+__all__ = ["InboundFrames", "window_update"]
 
 _PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _DATA: Final = 0x0
@@ -34,30 +34,19 @@ def window_update(stream_id: int, increment: int) -> bytes:
     return _WINDOW_UPDATE_HEADER + stream_id.to_bytes(4, "big") + increment.to_bytes(4, "big")
 
 
-def give_back(received: dict[int, int], open_streams: Container[int]) -> bytes:
-    """The WINDOW_UPDATE frames returning `received` (bytes per stream) to the engine: one
-    per stream still in `open_streams`, and one for the connection."""
-    updates = b""
-    total = 0
-    for stream_id, size in received.items():
-        total += size
-        if size and stream_id in open_streams:
-            updates += window_update(stream_id, size)
-    if total:
-        updates += window_update(0, total)
-    return updates
-
-
 class InboundFrames:
     """Cuts received bytes into whole HTTP/2 frames, setting aside DATA frames of open calls.
 
     `split()` yields, in the order received, either `bytes` (whole frames, or the client's
     connection preface, to feed to h2) or `(stream_id, payload)` for a DATA frame that
     `accepts(stream_id)` claimed. Bytes of an incomplete frame wait for the next call.
+    `window_updates()` gives the window those claimed frames used back.
     """
 
     def __init__(self, *, server: bool) -> None:
         self._buffer = bytearray()
+        # Bytes of claimed DATA frames per stream, not given back yet.
+        self._received: dict[int, int] = {}
         # Bytes at the front of the buffer that were yielded; dropped on the next call, so
         # a caller that stops iterating early (an exception) loses nothing and repeats nothing.
         self._yielded = 0
@@ -95,13 +84,29 @@ class InboundFrames:
                     yield _copy(buffer, start, position)
                     start = position
                 stream_id = int.from_bytes(buffer[position + 5 : position + 9], "big")
-                if accepts(stream_id & 0x7FFFFFFF):
+                stream_id &= 0x7FFFFFFF
+                if accepts(stream_id):
+                    self._received[stream_id] = self._received.get(stream_id, 0) + length
                     self._yielded = start = after
-                    yield stream_id & 0x7FFFFFFF, _copy(buffer, position + 9, after)
+                    yield stream_id, _copy(buffer, position + 9, after)
             position = after
         if position > start:
             self._yielded = position
             yield _copy(buffer, start, position)
+
+    def window_updates(self, open_streams: Container[int]) -> bytes:
+        """The WINDOW_UPDATE frames giving back what claimed DATA frames used: one per
+        stream still in `open_streams`, and one for the connection."""
+        updates = b""
+        total = 0
+        for stream_id, size in self._received.items():
+            total += size
+            if size and stream_id in open_streams:
+                updates += window_update(stream_id, size)
+        if total:
+            updates += window_update(0, total)
+        self._received.clear()
+        return updates
 
 
 def _copy(buffer: bytearray, start: int, end: int) -> bytes:

@@ -34,7 +34,7 @@ from buildsdk._grpc.framing import (
     frame_message,
     parse_timeout,
 )
-from buildsdk._grpc.h2conn import InboundFrames, give_back
+from buildsdk._grpc.h2conn import InboundFrames
 from buildsdk._grpc.status import Status
 
 __all__ = [
@@ -129,7 +129,6 @@ class GrpcServerConnection:
         self._h2.increment_flow_control_window(_RECEIVE_WINDOW)
         self._calls: dict[int, _Call] = {}
         self._inbound = InboundFrames(server=True)
-        self._window_updates = bytearray()
         self.closed = False
 
     # -- input --------------------------------------------------------------------------
@@ -142,13 +141,10 @@ class GrpcServerConnection:
         """
         events: list[GrpcEvent] = []
         opened = False
-        received: dict[int, int] = {}
         limit = self._h2.max_inbound_frame_size
         for segment in self._inbound.split(data, self._takes_data, limit):
             if isinstance(segment, tuple):
-                stream_id, payload = segment
-                received[stream_id] = received.get(stream_id, 0) + len(payload)
-                events.extend(self._messages(stream_id, payload))
+                events.extend(self._messages(*segment))
                 continue
             try:
                 h2_events = self._h2.receive_data(segment)
@@ -160,7 +156,6 @@ class GrpcServerConnection:
                 if isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
                     opened = True
                 events.extend(self._translate(event))
-        self._window_updates += give_back(received, self._calls)
         if opened:
             events.append(WindowOpened())
         return events
@@ -278,11 +273,7 @@ class GrpcServerConnection:
         Queued replies go out here, as far as flow control allows.
         """
         self._flush_pending()
-        data = self._h2.data_to_send()
-        if self._window_updates:
-            data += self._window_updates
-            self._window_updates.clear()
-        return data
+        return self._h2.data_to_send() + self._inbound.window_updates(self._calls)
 
     # -- internals ----------------------------------------------------------------------
 

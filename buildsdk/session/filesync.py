@@ -41,7 +41,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from buildsdk._grpc.status import GrpcError, Status
-from buildsdk.context import check_memory_dockerfile, resolve_context_root, resolve_dockerfile
+from buildsdk.context import (
+    check_memory_dockerfile,
+    read_regular_file,
+    resolve_context_root,
+    resolve_dockerfile,
+)
 from buildsdk.dockerignore import MatchInfo, PatternMatcher, read_dockerignore
 from buildsdk.errors import ContextError
 from buildsdk.session._messages import (
@@ -355,7 +360,7 @@ class TransferStats:
     data_bytes: int = 0
     paths: list[str] = field(default_factory=list)
     listed_ahead: bool = False
-    """Whether the listing started with the build answered (see `list_ahead()`)."""
+    """Whether the listing started with the build answered (see `list_context_ahead()`)."""
 
 
 @dataclass(frozen=True)
@@ -439,25 +444,19 @@ class FileSyncService:
         self.transfers: list[TransferStats] = []
         self._listings: dict[str, _Listing] = {}
 
-    def list_ahead(self, name: str, excludes: Sequence[str]) -> None:
-        """Start listing directory `name` whole, `excludes` applied, before the engine asks.
+    def list_context_ahead(self) -> None:
+        """Start listing the context whole, in a thread, before the engine asks for it.
 
         The listing is the slow part of a large context's transfer, and the engine asks for
-        the context only once the build is under way; a request for the whole directory with
-        the same exclude patterns then takes this listing (made at the build's start, as a
-        tar upload reads the context then too). Any other request lists afresh.
+        the context only once the build is under way. The listing applies the exclude
+        patterns the Dockerfile frontend will send (a `<Dockerfile>.dockerignore` beside
+        the Dockerfile, else `.dockerignore`); a request for the whole context with exactly
+        those patterns takes it (the tree at the build's start, as a tar upload reads it),
+        any other request lists afresh. Nothing is listed when an ignore file cannot be read
+        as the engine reads it.
         """
-        synced = self._dirs.get(name)
-        if synced is None or synced.files is not None or name in self._listings:
-            return
-        self._listings[name] = _Listing(synced, tuple(excludes))
-
-    def list_context_ahead(self) -> None:
-        """`list_ahead()` the context with the exclude patterns the Dockerfile frontend
-        will send: a `<Dockerfile>.dockerignore` beside the Dockerfile, else `.dockerignore`
-        (nothing is listed when a file cannot be read as the engine would read it)."""
         context = self._dirs.get("context")
-        if context is None or context.files is not None:
+        if context is None or context.files is not None or "context" in self._listings:
             return
         candidates = []
         dockerfile_dir = self._dirs.get("dockerfile")
@@ -468,12 +467,8 @@ class FileSyncService:
         excludes: list[str] = []
         for candidate in candidates:
             try:
-                st = os.lstat(candidate)
-                if not stat.S_ISREG(st.st_mode):
-                    # The engine's transfer sends a symlink as one: it reads no patterns.
-                    return
-                with open(candidate, "rb") as handle:
-                    data = handle.read()
+                # Not through a symlink: the engine's transfer sends it as one, unread.
+                data = read_regular_file(candidate, follow_symlinks=False)
                 if data:
                     excludes = read_dockerignore(data)
                     break
@@ -482,7 +477,7 @@ class FileSyncService:
             except (OSError, ContextError):
                 # The engine reads it and says what is wrong; nothing is listed ahead.
                 return
-        self.list_ahead("context", excludes)
+        self._listings["context"] = _Listing(context, tuple(excludes))
 
     def close(self) -> None:
         """Stop the listings no request took and wait for their threads."""
